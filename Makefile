@@ -1,0 +1,42 @@
+# The verbs a newcomer needs. Everything installs from the lock (uv.lock) into .venv.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export DO_NOT_TRACK := 1
+export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+
+.PHONY: install demo test lint format bench docs clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.installed: $(UV) pyproject.toml uv.lock
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --python $(PYTHON) --quiet
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/trialscreen demo --patients $${PATIENTS:-1000} --out demo
+
+test: install
+	$(BIN)/pytest -q $${PYTEST_ARGS:-}
+
+lint: install
+	$(BIN)/ruff check include dags tests
+	$(BIN)/ruff format --check include dags tests
+
+format: install
+	$(BIN)/ruff format include dags tests
+	$(BIN)/ruff check --fix include dags tests
+
+bench: install
+	$(BIN)/trialscreen bench
+
+clean:
+	rm -rf .venv .tools demo out .pytest_cache

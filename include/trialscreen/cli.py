@@ -1,0 +1,162 @@
+"""``trialscreen`` command line (SPEC §10). Thin: it parses arguments and calls the package.
+
+Exit status 0 when the command did what it says; otherwise 1 with a one-line reason on
+stderr (no traceback unless ``-vv``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+from trialscreen import logs
+
+log = logging.getLogger("trialscreen.cli")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got '{text}'") from None
+
+
+@contextmanager
+def _progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on a terminal, silent otherwise (CI logs stay readable)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=not sys.stderr.isatty(),
+        transient=False,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from trialscreen.synth import generate
+
+    with _progress("generating patients", args.patients) as tick:
+        summary = generate(
+            patients=args.patients,
+            seed=args.seed,
+            out=args.out,
+            screening_date=args.screening_date,
+            progress=tick,
+        )
+    print(f"wrote a population of {args.patients} patients to {args.out} ({summary})")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from trialscreen.ingest import ingest
+    from trialscreen.run_ids import new_run_id
+    from trialscreen.warehouse import Warehouse
+
+    run_id = new_run_id()
+    with Warehouse.connect(args.warehouse) as wh, _progress("ingesting files", None) as tick:
+        counts = ingest(wh, args.input, run_id, progress=lambda _feed, n: tick(n))
+    for feed, c in counts.items():
+        print(
+            f"{feed:5} files new {c.files_new} skipped {c.files_skipped} | records_in "
+            f"{c.records_in} = loaded {c.loaded} + duplicates {c.duplicates_skipped} "
+            f"+ quarantined {c.quarantined} (ignored {c.ignored})"
+        )
+    return 0 if all(c.balanced for c in counts.values()) else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from trialscreen.pipeline import run_pipeline
+
+    result = run_pipeline(
+        input_dir=args.input,
+        screening_date=args.screening_date,
+        warehouse=args.warehouse,
+        trials=args.trial or ["axiom"],
+    )
+    print(result.summary())
+    return 0 if result.published else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from trialscreen.demo import run_demo
+
+    return run_demo(patients=args.patients, seed=args.seed, out=args.out)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from trialscreen.bench import run_bench
+
+    return run_bench(sizes=args.sizes, out=args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trialscreen", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="the nightly job: ingest, build, validate, publish")
+    run.add_argument("--input", type=Path, required=True, help="drop dir with fhir/ hl7/ csv/")
+    run.add_argument("--screening-date", type=_date, default=date.today())
+    run.add_argument("--warehouse", default="trialscreen.duckdb")
+    run.add_argument("--trial", action="append", help="trial id or YAML path (repeatable)")
+    run.set_defaults(func=cmd_run)
+
+    ing = sub.add_parser("ingest", help="land a feed drop in raw/quarantine only")
+    ing.add_argument("--input", type=Path, required=True)
+    ing.add_argument("--warehouse", default="trialscreen.duckdb")
+    ing.set_defaults(func=cmd_ingest)
+
+    syn = sub.add_parser("synth", help="generate a synthetic population with expected outcomes")
+    syn.add_argument("--patients", type=int, default=1000)
+    syn.add_argument("--seed", type=int, default=1)
+    syn.add_argument("--out", type=Path, required=True)
+    syn.add_argument("--screening-date", type=_date, default=date.today())
+    syn.set_defaults(func=cmd_synth)
+
+    demo = sub.add_parser("demo", help="synth + run + reports on the embedded warehouse")
+    demo.add_argument("--patients", type=int, default=1000)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--out", type=Path, default=Path("demo"))
+    demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="benchmark on generated populations")
+    bench.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    bench.add_argument("--out", type=Path, default=Path("out/bench"))
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.verbose)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the operator; the trace only at -vv
+        if args.verbose >= 2:
+            raise
+        print(f"trialscreen {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Feed parsers. Each turns one file into a ``ParsedFile``; none touches the warehouse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from trialscreen import schema
+
+
+@dataclass
+class ParsedFile:
+    """What one feed file yielded.
+
+    ``tables`` maps an entity (``schema.ENTITIES``) to a frame conforming to
+    ``schema.RAW_COLUMNS[entity]``; ``quarantined`` conforms to ``schema.QUARANTINE_COLUMNS``.
+    ``records_in`` counts every record the parser read (a resource of a used type, an HL7
+    OBX or PID, a CSV row): ``records_in == rows in tables + rows in quarantined``.
+    ``ignored`` counts records of types the pipeline does not use (e.g. Encounter), by type.
+    A file that cannot be read at all yields one quarantine row with ``scope == "file"``.
+    """
+
+    feed: str
+    source_file: str
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    quarantined: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=schema.QUARANTINE_COLUMNS)
+    )
+    records_in: int = 0
+    ignored: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_out(self) -> int:
+        return sum(f.height for f in self.tables.values())

@@ -1,0 +1,133 @@
+"""The warehouse contract for landed feeds: every raw, quarantine and audit table.
+
+Parsers (``trialscreen.feeds.*``) return polars frames whose columns are exactly
+``RAW_COLUMNS[entity]`` (the loader adds ``run_id`` and ``loaded_at``). One raw table per
+feed and entity: ``raw.<feed>_<entity>``, e.g. ``raw.fhir_observations``.
+
+All timestamps are naive UTC (``Datetime("us")``); dates are ``Date``. Values are kept as
+the feed sent them (raw unit spelling, raw status code mapped to the FHIR vocabulary);
+normalization of codes and units happens in dbt staging.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+FEEDS = ("fhir", "hl7", "csv")
+ENTITIES = ("patients", "observations", "conditions", "medications")
+
+TS = pl.Datetime("us")
+
+# Lineage columns every parser fills, first in every raw table.
+LINEAGE: dict[str, pl.DataType] = {
+    "source_file": pl.String(),  # path relative to the drop directory
+    "source_position": pl.Int64(),  # 1-based line (NDJSON/CSV row) / entry / message index
+    "record_id": pl.String(),  # natural id: FHIR resource id, HL7 MSH-10|OBX-1|OBX-3, CSV key
+    "record_hash": pl.String(),  # sha256 hex of the record content; (record_id, hash) dedups
+}
+
+RAW_COLUMNS: dict[str, dict[str, pl.DataType]] = {
+    "patients": {
+        **LINEAGE,
+        "patient_ref": pl.String(),  # FHIR Patient.id (also reachable via fullUrl); HL7/CSV: the MRN
+        "mrn": pl.String(),
+        "family_name": pl.String(),
+        "given_name": pl.String(),
+        "birth_date": pl.Date(),
+        "sex": pl.String(),  # as sent: male/female/other/unknown, M/F/O/U
+        "deceased_at": TS,
+    },
+    "observations": {
+        **LINEAGE,
+        "patient_ref": pl.String(),  # FHIR: Patient.id the subject resolves to; HL7/CSV: MRN
+        "mrn": pl.String(),  # HL7/CSV: the MRN; FHIR: null (resolved in staging via patients)
+        "category": pl.String(),  # laboratory, vital-signs, survey, exam, imaging, ...
+        "loinc": pl.String(),  # LOINC code when the source gave one (either HL7 triplet)
+        "local_code": pl.String(),  # non-LOINC code (HL7 local, CSV local), mapped by a seed
+        "local_system": pl.String(),
+        "code_display": pl.String(),
+        "value_type": pl.String(),  # quantity, coded, string, integer, none
+        "value_numeric": pl.Float64(),
+        "value_comparator": pl.String(),  # <, <=, >, >= or null
+        "value_unit": pl.String(),  # human unit (FHIR unit / HL7 OBX-6 / CSV unit)
+        "value_unit_code": pl.String(),  # UCUM code when given separately (FHIR code)
+        "value_code": pl.String(),  # coded value (SNOMED/LOINC answer)
+        "value_code_system": pl.String(),
+        "value_text": pl.String(),  # string value, or the original value text
+        "ref_low": pl.Float64(),
+        "ref_high": pl.Float64(),
+        "ref_text": pl.String(),  # the reference range as sent
+        "abnormal_flag": pl.String(),
+        "status": pl.String(),  # FHIR vocabulary: final, amended, corrected, preliminary,
+        # registered, cancelled, entered-in-error (HL7 F/C/P/X/D/W mapped), else raw lowercased
+        "effective_at": TS,  # effectiveDateTime / effectivePeriod.start / OBX-14 / OBR-7
+        "issued_at": TS,  # FHIR issued / HL7 MSH-7
+        "order_id": pl.String(),  # HL7 OBR-3 filler order number / FHIR basedOn / CSV order_id
+        "method_code": pl.String(),  # tumor measurements: DICOM modality (CT, MR, CR, DX)
+        "method_system": pl.String(),
+        "method_text": pl.String(),
+        "body_site_code": pl.String(),
+        "body_site_system": pl.String(),
+        "body_site_text": pl.String(),
+    },
+    "conditions": {
+        **LINEAGE,
+        "patient_ref": pl.String(),
+        "mrn": pl.String(),
+        "code_system": pl.String(),  # full URI (icd-10-cm, icd-o-3, snomed) or short name
+        "code": pl.String(),
+        "code_display": pl.String(),
+        "code_text": pl.String(),
+        "clinical_status": pl.String(),
+        "verification_status": pl.String(),
+        "onset_at": TS,
+        "recorded_at": TS,
+        "abatement_at": TS,
+    },
+    "medications": {
+        **LINEAGE,
+        "patient_ref": pl.String(),
+        "mrn": pl.String(),
+        "resource_type": pl.String(),  # MedicationRequest/Statement/Administration, or csv
+        "code_system": pl.String(),  # rxnorm / atc URI, or null for text only
+        "code": pl.String(),
+        "code_display": pl.String(),
+        "code_text": pl.String(),
+        "status": pl.String(),
+        "start_at": TS,
+        "end_at": TS,
+    },
+}
+
+# Added by the loader to every raw table.
+LOAD_COLUMNS: dict[str, pl.DataType] = {"run_id": pl.String(), "loaded_at": TS}
+
+QUARANTINE_COLUMNS: dict[str, pl.DataType] = {
+    "feed": pl.String(),
+    "scope": pl.String(),  # "record" or "file"
+    "source_file": pl.String(),
+    "source_position": pl.Int64(),  # null for a whole file
+    "error": pl.String(),  # specific, human-readable reason; never contains PHI values
+    "raw_payload": pl.String(),  # the record (or first 64 KiB of the file) as read
+}
+
+
+def raw_table(feed: str, entity: str) -> str:
+    return f"{feed}_{entity}"
+
+
+def empty_frame(entity: str) -> pl.DataFrame:
+    return pl.DataFrame(schema=RAW_COLUMNS[entity])
+
+
+def conform(entity: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """Select and cast a parser's frame to the raw contract (missing columns become null)."""
+    schema = RAW_COLUMNS[entity]
+    missing = [pl.lit(None, dtype=dt).alias(c) for c, dt in schema.items() if c not in frame.columns]
+    if missing:
+        frame = frame.with_columns(missing)
+    return frame.select([pl.col(c).cast(dt, strict=False) for c, dt in schema.items()])
+
+
+def quarantine_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=QUARANTINE_COLUMNS)

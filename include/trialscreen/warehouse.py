@@ -1,0 +1,300 @@
+"""One way into the warehouse, two engines: DuckDB (embedded default) and PostgreSQL.
+
+Everything above this module speaks plain SQL through ``Warehouse.execute``/``query`` and
+bulk-loads polars frames through ``Warehouse.load_frame``; only connection handling and the
+bulk path differ per engine. DuckDB goes through its native client (Arrow in, no row loop);
+PostgreSQL through SQLAlchemy 2 with ``COPY ... FROM STDIN`` for bulk rows. SQLAlchemy
+reflection is never used (it does not work on duckdb-engine, SPEC §1).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import polars as pl
+
+DEFAULT_DUCKDB = "trialscreen.duckdb"
+
+
+@dataclass(frozen=True)
+class WarehouseUrl:
+    """A parsed ``--warehouse`` value: a DuckDB path/``duckdb:///path`` or ``postgresql://``."""
+
+    engine: str  # "duckdb" | "postgres"
+    path: Path | None = None
+    url: str | None = None
+
+    @classmethod
+    def parse(cls, value: str | Path | None) -> WarehouseUrl:
+        text = str(value) if value else DEFAULT_DUCKDB
+        if text.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
+            return cls("postgres", url=text.replace("postgres://", "postgresql://", 1))
+        if text.startswith("duckdb:///"):
+            return cls("duckdb", path=Path(text[len("duckdb:///") :]))
+        if "://" in text:
+            scheme = text.split("://", 1)[0]
+            raise ValueError(
+                f"--warehouse: unsupported scheme '{scheme}' (use a DuckDB path, duckdb:///path "
+                "or postgresql://user@host:port/db)"
+            )
+        return cls("duckdb", path=Path(text))
+
+    def redacted(self) -> str:
+        """For logs: the URL without its password."""
+        if self.engine == "duckdb":
+            return f"duckdb:///{self.path}"
+        parts = urlsplit(self.url or "")
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        user = f"{parts.username}@" if parts.username else ""
+        return f"postgresql://{user}{host}{port}{parts.path}"
+
+
+def _pg_type(dtype: pl.DataType) -> str:
+    if dtype == pl.String:
+        return "text"
+    if dtype == pl.Int64:
+        return "bigint"
+    if dtype == pl.Int32:
+        return "integer"
+    if dtype == pl.Float64:
+        return "double precision"
+    if dtype == pl.Boolean:
+        return "boolean"
+    if dtype == pl.Date:
+        return "date"
+    if isinstance(dtype, pl.Datetime):
+        return "timestamp"
+    raise TypeError(f"no SQL type for {dtype}")
+
+
+def _duck_type(dtype: pl.DataType) -> str:
+    mapped = _pg_type(dtype)
+    return {"text": "varchar", "double precision": "double"}.get(mapped, mapped)
+
+
+class Warehouse:
+    """A connection to the warehouse. Use ``Warehouse.connect(url)`` as a context manager."""
+
+    engine: str
+
+    def __init__(self, url: WarehouseUrl) -> None:
+        self.url = url
+
+    @staticmethod
+    def connect(value: str | Path | None) -> Warehouse:
+        url = WarehouseUrl.parse(value)
+        if url.engine == "duckdb":
+            return DuckDBWarehouse(url)
+        return PostgresWarehouse(url)
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- to implement per engine -------------------------------------------------------
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def query_frame(self, sql: str) -> pl.DataFrame:
+        raise NotImplementedError
+
+    def _bulk_insert(self, table: str, frame: pl.DataFrame) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        raise NotImplementedError
+        yield
+
+    def column_type(self, dtype: pl.DataType) -> str:
+        raise NotImplementedError
+
+    # --- shared --------------------------------------------------------------------------
+    def ensure_table(self, table: str, columns: dict[str, pl.DataType]) -> None:
+        """Create ``schema.table`` with these columns if it does not exist (never altered)."""
+        schema = table.split(".", 1)[0]
+        self.execute(f"create schema if not exists {schema}")
+        cols = ", ".join(f"{name} {self.column_type(dt)}" for name, dt in columns.items())
+        self.execute(f"create table if not exists {table} ({cols})")
+
+    def load_frame(self, table: str, frame: pl.DataFrame) -> int:
+        """Append ``frame`` to ``table`` (columns matched by name); returns rows written."""
+        if frame.height == 0:
+            return 0
+        self._bulk_insert(table, frame)
+        return frame.height
+
+    def replace_table(self, table: str, frame: pl.DataFrame) -> None:
+        """Replace ``table``'s content with ``frame`` (created from the frame's schema)."""
+        with self.transaction():
+            self.execute(f"drop table if exists {table}")
+            self.ensure_table(table, dict(frame.schema))
+            self.load_frame(table, frame)
+
+    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        rows = self.query(sql, params)
+        return rows[0][0] if rows else None
+
+    def table_exists(self, table: str) -> bool:
+        schema, name = table.split(".", 1)
+        return bool(
+            self.scalar(
+                "select count(*) from information_schema.tables "
+                "where table_schema = ? and table_name = ?"
+                if self.engine == "duckdb"
+                else "select count(*) from information_schema.tables "
+                "where table_schema = %s and table_name = %s",
+                [schema, name],
+            )
+        )
+
+    @property
+    def param(self) -> str:
+        """The driver's positional placeholder."""
+        return "?" if self.engine == "duckdb" else "%s"
+
+
+class DuckDBWarehouse(Warehouse):
+    engine = "duckdb"
+
+    def __init__(self, url: WarehouseUrl) -> None:
+        import duckdb
+
+        super().__init__(url)
+        assert url.path is not None
+        url.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(url.path))
+        self._depth = 0
+
+    def close(self) -> None:
+        self.con.close()
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        self.con.execute(sql, params or [])
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, params or []).fetchall()
+
+    def query_frame(self, sql: str) -> pl.DataFrame:
+        return self.con.execute(sql).pl()
+
+    def column_type(self, dtype: pl.DataType) -> str:
+        return _duck_type(dtype)
+
+    def _bulk_insert(self, table: str, frame: pl.DataFrame) -> None:
+        arrow = frame.to_arrow()
+        self.con.register("_ts_bulk", arrow)
+        try:
+            cols = ", ".join(frame.columns)
+            self.con.execute(f"insert into {table} ({cols}) select {cols} from _ts_bulk")
+        finally:
+            self.con.unregister("_ts_bulk")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1
+        self.con.execute("begin transaction")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("rollback")
+            raise
+        else:
+            self.con.execute("commit")
+        finally:
+            self._depth = 0
+
+
+class PostgresWarehouse(Warehouse):
+    engine = "postgres"
+
+    def __init__(self, url: WarehouseUrl) -> None:
+        import sqlalchemy as sa
+
+        super().__init__(url)
+        assert url.url is not None
+        sa_url = url.url.replace("postgresql://", "postgresql+psycopg2://", 1)
+        self.sa_engine = sa.create_engine(sa_url, pool_pre_ping=True)
+        self.raw = self.sa_engine.raw_connection()
+        self.raw.autocommit = True  # type: ignore[attr-defined]
+        self._depth = 0
+
+    def close(self) -> None:
+        self.raw.close()
+        self.sa_engine.dispose()
+
+    def _cursor(self) -> Any:
+        return self.raw.cursor()
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        with self._cursor() as cur:
+            cur.execute(sql, params or None)
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._cursor() as cur:
+            cur.execute(sql, params or None)
+            return list(cur.fetchall())
+
+    def query_frame(self, sql: str) -> pl.DataFrame:
+        with self._cursor() as cur:
+            cur.execute(sql)
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+
+    def column_type(self, dtype: pl.DataType) -> str:
+        return _pg_type(dtype)
+
+    def _bulk_insert(self, table: str, frame: pl.DataFrame) -> None:
+        buf = io.BytesIO()
+        frame.write_csv(buf, include_header=False, null_value="\\N", datetime_format="%Y-%m-%d %H:%M:%S%.6f")
+        buf.seek(0)
+        cols = ", ".join(frame.columns)
+        with self._cursor() as cur:
+            cur.copy_expert(
+                f"copy {table} ({cols}) from stdin with (format csv, null '\\N')", buf
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1
+        self.raw.autocommit = False  # type: ignore[attr-defined]
+        try:
+            yield
+        except BaseException:
+            self.raw.rollback()
+            raise
+        else:
+            self.raw.commit()
+        finally:
+            self.raw.autocommit = True  # type: ignore[attr-defined]
+            self._depth = 0
