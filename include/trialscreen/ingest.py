@@ -10,6 +10,7 @@ is counted as ``duplicates_skipped``. For every feed and run:
 
 and ``audit.feed_counts`` keeps those numbers. Records of types the pipeline does not use
 (an Encounter, an ADT message) are not records of the feed; they are counted in ``ignored``.
+A file that cannot be read at all counts as one record, quarantined whole.
 One feed is loaded in one transaction: raw rows, quarantine rows and the file registry land
 together or not at all.
 """
@@ -129,7 +130,9 @@ def ensure_tables(wh: Warehouse) -> None:
     """Create the raw, quarantine and audit tables this module writes (idempotent)."""
     for feed in schema.FEEDS:
         for entity, columns in schema.RAW_COLUMNS.items():
-            wh.ensure_table(f"raw.{schema.raw_table(feed, entity)}", {**columns, **schema.LOAD_COLUMNS})
+            wh.ensure_table(
+                f"raw.{schema.raw_table(feed, entity)}", {**columns, **schema.LOAD_COLUMNS}
+            )
     wh.ensure_table(QUARANTINE_TABLE, QUARANTINE_TABLE_COLUMNS)
     wh.ensure_table(REGISTRY_TABLE, REGISTRY_COLUMNS)
     wh.ensure_table(FEED_COUNTS_TABLE, FEED_COUNT_COLUMNS)
@@ -142,7 +145,7 @@ def _known_hashes(wh: Warehouse, feed: str) -> set[str]:
 
 def _unsupported_file(feed: str, rel: str, path: Path) -> ParsedFile:
     """A file in a feed folder that no parser claims: quarantined as a file, never ignored."""
-    parsed = ParsedFile(feed=feed, source_file=rel, records_in=0)
+    parsed = ParsedFile(feed=feed, source_file=rel, records_in=1)
     with path.open("rb") as handle:
         head = handle.read(4096).decode("utf-8", errors="replace")
     parsed.quarantined = schema.quarantine_frame(
@@ -235,7 +238,8 @@ def ingest_feed(
         rel = path.relative_to(drop).as_posix()
         if digest in known:
             counts.files_skipped += 1
-            log.info("file already ingested", extra={"feed": feed, "source_file": rel})
+            # file names can carry PHI (Synthea names bundles after the patient): log the hash
+            log.info("file already ingested", extra={"feed": feed, "file_sha256": digest[:16]})
             if progress:
                 progress(1)
             continue
@@ -268,14 +272,17 @@ def ingest_feed(
 
         quarantine = [p.quarantined for p, _, _ in parsed_files if p.quarantined.height]
         if quarantine:
+            # NUL cannot be stored in PostgreSQL text: keep payloads identical on both engines
             q = pl.concat(quarantine, how="vertical").with_columns(
-                pl.lit(run_id).alias("run_id"), pl.lit(now).alias("quarantined_at")
+                pl.col("raw_payload").str.replace_all("\x00", "\ufffd", literal=True),
+                pl.lit(run_id).alias("run_id"),
+                pl.lit(now).alias("quarantined_at"),
             )
             wh.load_frame(QUARANTINE_TABLE, q.select(list(QUARANTINE_TABLE_COLUMNS)))
 
         registry_rows = []
         for parsed, digest, size in parsed_files:
-            n_quarantined = parsed.quarantined.filter(pl.col("scope") == "record").height
+            n_quarantined = parsed.quarantined.height
             file_quarantined = parsed.quarantined.filter(pl.col("scope") == "file").height > 0
             loaded_here = per_file_loaded.get(parsed.source_file, 0)
             counts.files_new += 1
@@ -324,6 +331,7 @@ def ingest(
     ensure_tables(wh)
     results: dict[str, FeedCounts] = {}
     for feed in feeds:
+
         def tick(n: int, _feed: str = feed) -> None:
             if progress:
                 progress(_feed, n)

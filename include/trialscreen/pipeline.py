@@ -1,11 +1,11 @@
 """The nightly job as plain functions: the CLI calls ``run_pipeline``; the DAG calls the steps.
 
-    load trial definitions (fail at start, naming the field)
-    → ingest the drop (raw + quarantine + audit counts)
-    → pseudonym keys for new MRNs (restricted.patient_keys)
-    → trial definitions into config.*
-    → dbt seed + build (staging → intermediate → marts) as of the screening date
-    → audit.pipeline_runs row with the outcome
+load trial definitions (fail at start, naming the field)
+→ ingest the drop (raw + quarantine + audit counts)
+→ pseudonym keys for new MRNs (restricted.patient_keys)
+→ trial definitions into config.*
+→ dbt seed + build (staging → intermediate → marts) as of the screening date
+→ audit.pipeline_runs row with the outcome
 """
 
 from __future__ import annotations
@@ -156,7 +156,9 @@ def run_pipeline(
         _record_run(wh, row)
         try:
             result.feed_counts = ingest(wh, Path(input_dir), run_id)
-            row["feed_counts"] = json.dumps({f: c.as_row() for f, c in result.feed_counts.items()}, default=str)
+            row["feed_counts"] = json.dumps(
+                {f: c.as_row() for f, c in result.feed_counts.items()}, default=str
+            )
             write_patient_keys(wh, key)
             for table, frame in trial_tables(definitions).items():
                 wh.replace_table(table if "." in table else f"config.{table}", frame)

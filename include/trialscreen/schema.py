@@ -29,7 +29,8 @@ LINEAGE: dict[str, pl.DataType] = {
 RAW_COLUMNS: dict[str, dict[str, pl.DataType]] = {
     "patients": {
         **LINEAGE,
-        "patient_ref": pl.String(),  # FHIR Patient.id (also reachable via fullUrl); HL7/CSV: the MRN
+        # FHIR Patient.id (also reachable via fullUrl); HL7/CSV: the MRN
+        "patient_ref": pl.String(),
         "mrn": pl.String(),
         "family_name": pl.String(),
         "given_name": pl.String(),
@@ -123,7 +124,9 @@ def empty_frame(entity: str) -> pl.DataFrame:
 def conform(entity: str, frame: pl.DataFrame) -> pl.DataFrame:
     """Select and cast a parser's frame to the raw contract (missing columns become null)."""
     schema = RAW_COLUMNS[entity]
-    missing = [pl.lit(None, dtype=dt).alias(c) for c, dt in schema.items() if c not in frame.columns]
+    missing = [
+        pl.lit(None, dtype=dt).alias(c) for c, dt in schema.items() if c not in frame.columns
+    ]
     if missing:
         frame = frame.with_columns(missing)
     return frame.select([pl.col(c).cast(dt, strict=False) for c, dt in schema.items()])

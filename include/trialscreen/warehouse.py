@@ -269,13 +269,13 @@ class PostgresWarehouse(Warehouse):
 
     def _bulk_insert(self, table: str, frame: pl.DataFrame) -> None:
         buf = io.BytesIO()
-        frame.write_csv(buf, include_header=False, null_value="\\N", datetime_format="%Y-%m-%d %H:%M:%S%.6f")
+        frame.write_csv(
+            buf, include_header=False, null_value="\\N", datetime_format="%Y-%m-%d %H:%M:%S%.6f"
+        )
         buf.seek(0)
         cols = ", ".join(frame.columns)
         with self._cursor() as cur:
-            cur.copy_expert(
-                f"copy {table} ({cols}) from stdin with (format csv, null '\\N')", buf
-            )
+            cur.copy_expert(f"copy {table} ({cols}) from stdin with (format csv, null '\\N')", buf)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
