@@ -60,16 +60,31 @@ class PgCluster:
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres")
         self._run(
-            _bin("initdb"), "-D", str(data), "-U", self.superuser, "--auth=trust",
-            "--encoding=UTF8", "--no-sync",
+            _bin("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            self.superuser,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
         )
         opts = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60"
         )
         self._run(
-            _bin("pg_ctl"), "-D", str(data), "-o", opts, "-l", str(self.root / "pg.log"),
-            "-w", "-t", "60", "start",
+            _bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            opts,
+            "-l",
+            str(self.root / "pg.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
         )
         return self
 

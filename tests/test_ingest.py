@@ -179,7 +179,8 @@ def test_logs_of_a_load_carry_no_mrn_or_name(duck_loaded) -> None:
     with Warehouse.connect(duck_loaded["path"]) as wh:
         phi = wh.query(
             "select mrn, family_name, given_name, cast(birth_date as varchar) "
-            "from raw.fhir_patients union all select mrn, family_name, given_name, cast(birth_date as varchar) "
+            "from raw.fhir_patients union all "
+            "select mrn, family_name, given_name, cast(birth_date as varchar) "
             "from raw.hl7_patients"
         )
     # identifiers of 4+ characters; names of 5+ so that HL7 fixture names like "test" do not
