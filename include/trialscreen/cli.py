@@ -60,7 +60,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
             screening_date=args.screening_date,
             progress=tick,
         )
-    print(f"wrote a population of {args.patients} patients to {args.out} ({summary})")
+    print(
+        f"wrote {summary.patients} patients (seed {summary.seed}, screening date "
+        f"{summary.screening_date}) to {args.out}: {len(summary.files)} files, "
+        f"{summary.bad_records} deliberately bad records; expected outcomes in "
+        f"{args.out / 'expected'} ({summary.seconds:.1f} s)"
+    )
     return 0
 
 

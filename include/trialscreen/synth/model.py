@@ -1,0 +1,126 @@
+"""Format-neutral patient records: what the generator decides, before any feed renders it.
+
+The writers (``synth.writers``) turn these into FHIR, HL7 v2 and CSV; the oracle
+(``synth.oracle``) reads the same objects to compute the expected outcome. Values are kept
+as the decimal text a feed will carry (``value``), so the oracle sees exactly what a parser
+will read and rounding can never make the two disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+# Code systems (real URIs; SPEC §2.1, §3.1).
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+ICDO3 = "http://terminology.hl7.org/CodeSystem/icd-o-3"
+SNOMED = "http://snomed.info/sct"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+ATC = "http://www.whocc.no/atc"
+DICOM = "http://dicom.nema.org/resources/ontology/DCM"
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+
+# Short names used in the neutral model and in the CSV contract -> FHIR system URI.
+SYSTEM_URI = {
+    "icd-10-cm": ICD10CM,
+    "icd-o-3": ICDO3,
+    "snomed": SNOMED,
+    "rxnorm": RXNORM,
+    "atc": ATC,
+}
+
+# HL7 local lab codes used in OBX-3 with coding system "L" (the lead seeds these).
+LOCAL_LAB_CODES: dict[str, str] = {
+    "HGB": "718-7",
+    "PLT": "777-3",
+    "ANC": "751-8",
+    "CREAT": "2160-0",
+    "TBIL": "1975-2",
+    "AST": "1920-8",
+    "ALT": "1742-6",
+    "ALB": "1751-7",
+    "NA": "2951-2",
+    "HIVVL": "20447-9",
+}
+
+# Institutional ULN seed (canonical units) used when a result has no plausible own range.
+INSTITUTIONAL_ULN: dict[str, float] = {
+    "bilirubin": 1.2,
+    "ast": 40.0,
+    "alt": 40.0,
+    "creatinine": 1.2,
+}
+
+
+@dataclass(slots=True)
+class Obs:
+    """One observation: lab, vital sign, performance score, tumor size or disease status."""
+
+    id: str
+    kind: str  # lab | vital | perf | tumor | status
+    loinc: str
+    display: str
+    effective: datetime  # aware UTC
+    issued: datetime
+    local_code: str | None = None  # rendered as a local code (HL7 "L" / CSV local_code)
+    value: str | None = None  # decimal text, as the feed carries it
+    comparator: str | None = None  # <, <=, >, >=
+    unit: str | None = None  # unit spelling as the feed carries it
+    value_code: str | None = None  # SNOMED answer (not detected, worsened)
+    value_code_display: str | None = None
+    ref_low: str | None = None
+    ref_high: str | None = None
+    status: str = "final"  # FHIR vocabulary
+    order_id: str | None = None
+    method_code: str | None = None  # DICOM modality
+    method_text: str | None = None
+    body_site_code: str | None = None  # SNOMED
+    body_site_text: str | None = None
+    bad: str | None = None  # why a feed must quarantine it (the oracle ignores it)
+
+
+@dataclass(slots=True)
+class Cond:
+    id: str
+    system: str  # icd-10-cm | icd-o-3 | snomed | text
+    code: str | None
+    display: str
+    onset: date
+    text: str | None = None  # Condition.code.text when it differs from the display
+    extra_codings: list[tuple[str, str, str]] = field(
+        default_factory=list
+    )  # (system, code, display)
+    clinical_status: str | None = "active"
+    verification_status: str | None = "confirmed"
+
+
+@dataclass(slots=True)
+class Med:
+    id: str
+    record_type: str  # request | statement | administration
+    system: str  # rxnorm | atc | text
+    code: str | None
+    name: str
+    status: str
+    start: datetime
+    end: datetime | None = None
+
+
+@dataclass(slots=True)
+class PatientRecord:
+    index: int
+    mrn: str
+    fhir_id: str
+    family: str
+    given: str
+    birth_date: date
+    sex: str  # male | female | other | unknown
+    route: str  # fhir | fhir_hl7 | csv
+    lab_feed: str  # fhir | hl7 | csv
+    bundle: bool
+    obs: list[Obs] = field(default_factory=list)
+    conditions: list[Cond] = field(default_factory=list)
+    meds: list[Med] = field(default_factory=list)
+    scenario: dict[str, str] = field(default_factory=dict)  # dimension -> variant label

@@ -1,0 +1,744 @@
+"""The expected outcome: SPEC §3-6 written out as plainly as possible, patient by patient.
+
+This is the known answer the dbt pipeline is compared against, so it deliberately shares no
+code with the pipeline (or with the generator's tables): units, codes and plausibility
+ranges are spelled out again here. Records flagged ``bad`` (quarantined by the feeds) are
+skipped, as if absent.
+
+Interpretation choices (each one also commented where it is applied):
+
+1. Windows are inclusive on UTC calendar dates: S-28 <= date(effective, UTC) <= S.
+   A result at 22:30 UTC on S counts; anything dated after S is ignored.
+2. Counting statuses: final, amended, corrected. preliminary/registered are ignored,
+   cancelled/entered-in-error excluded. A correction shares the order, the observation time
+   and is issued later, so "latest, ties by later issued" and "C supersedes F" agree.
+3. Latest per analyte = max by (effective time, issued time, worse value); "worse" is the
+   lower value for lower-limit criteria and the higher for ×ULN ones. An unusable result in
+   a tie counts as worst.
+4. The latest result decides even when it is unusable (unmappable unit, implausible value):
+   the criterion is then unknown, never an older value (SPEC §3).
+5. Comparator results decide only when every value they allow falls on one side.
+   values.csv reports the comparator's bound as the value (``<0.5`` -> 0.5).
+6. ULN = the result's own reference high (converted with the result's unit) when it lies in
+   the plausible-ULN range below, else the institutional ULN (bilirubin 1.2 mg/dL,
+   AST 40 U/L, ALT 40 U/L, creatinine 1.2 mg/dL). ×ULN = value / ULN.
+7. Renal: met when creatinine <= 1.5×ULN; otherwise Cockcroft-Gault normalized
+   (actual weight, Mosteller BSA) >= 30 -> met, < 30 -> not_met; unknown when weight, height
+   or a usable creatinine is missing. A creatinine with a comparator that does not decide by
+   itself is unknown (no CG from a bound). CrCl values are reported whenever computable,
+   except for sex other/unknown (two values; the criterion decides only when male and
+   female formulas agree) and for comparator creatinine.
+8. Weight: latest in 90 days. Height: adults (>= 18 at S) the latest measured at age >= 18
+   on any date <= S; minors the latest within 365 days.
+9. Performance: the latest assessment *date* in the 28-day window; on that date the latest
+   ECOG and the latest Karnofsky/Lansky are judged on their own scale (ECOG <= 2, KPS >= 70);
+   both present and disagreeing -> review. values.csv ``ecog`` / ``karnofsky`` = the latest of
+   each scale in the window (any date).
+10. Measurable disease: any counting lesion in 28 days measurable -> met; lesions present but
+    none measurable (including "no method") -> not_met; no lesion in the window -> unknown.
+    Nodal lesions (SNOMED 59441001) need >= 15 mm short axis with any stated method.
+11. Diagnosis: codes only for STS (ICD-10-CM C48*/C49*, ICD-O-3 sarcoma morphologies below);
+    ASPS = ICD-O-3 9581/3 or the text in code.text / any coding display. Advanced = a
+    counting C77-C79 condition (no stage codes are generated). A condition counts when its
+    clinical status is absent/active/recurrence/relapse, verification is not refuted /
+    entered-in-error and onset <= S.
+12. HIV: HIV = counting B20/Z21 or any detectable viral load on/before S (any date). Then the
+    latest viral load in 28 days decides: none or undeterminable (``<N``, N > 50) -> unknown;
+    detectable -> not_met; undetectable -> met with an active ART (ATC J05A*), else not_met.
+    Active ART: status active, or a statement whose period has no end / ends on or after S
+    (not cancelled/entered-in-error/draft), started on or before S.
+13. ICI: prior ICI = a medication record (any status but cancelled/draft/entered-in-error)
+    started on/before S, by RxNorm, ATC L01FF*/L01FX04/L01FY02/L01XC* or name/brand text.
+    Progression = counting 97509-4 = SNOMED 271299001 after the first ICI start and on/before
+    S (progression conditions are not generated, so not looked for).
+14. Age: whole years at S from the birth date (a birthday on S counts).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, timedelta
+
+from trialscreen.synth.model import Cond, Med, Obs, PatientRecord
+
+TRIAL_ID = "axiom"
+CRITERIA: dict[str, tuple[str, ...]] = {
+    "safety_run_in": (
+        "age",
+        "diagnosis_sts",
+        "measurable_disease",
+        "performance_status",
+        "anc",
+        "platelets",
+        "hemoglobin",
+        "bilirubin",
+        "ast",
+        "alt",
+        "renal",
+        "albumin",
+        "sodium",
+        "hiv",
+        "informed_consent",
+        "contraception",
+        "swallow_pills",
+    ),
+    "asps": (
+        "age",
+        "diagnosis_asps",
+        "ici_refractory_progression",
+        "measurable_disease",
+        "performance_status",
+        "anc",
+        "platelets",
+        "hemoglobin",
+        "bilirubin",
+        "ast",
+        "alt",
+        "renal",
+        "albumin",
+        "sodium",
+        "hiv",
+        "research_biopsy",
+        "informed_consent",
+        "contraception",
+        "swallow_pills",
+    ),
+}
+VALUE_COLUMNS = (
+    "age_years",
+    "ecog",
+    "karnofsky",
+    "anc",
+    "platelets",
+    "hemoglobin",
+    "bilirubin_x_uln",
+    "ast_x_uln",
+    "alt_x_uln",
+    "creatinine_x_uln",
+    "crcl_ml_min",
+    "crcl_ml_min_1_73m2",
+    "albumin",
+    "sodium",
+)
+
+ANALYTE_OF_LOINC = {
+    "751-8": "anc",
+    "26499-4": "anc",
+    "777-3": "platelets",
+    "26515-7": "platelets",
+    "718-7": "hemoglobin",
+    "1975-2": "bilirubin",
+    "42719-5": "bilirubin",
+    "1920-8": "ast",
+    "1742-6": "alt",
+    "2160-0": "creatinine",
+    "38483-4": "creatinine",
+    "14682-9": "creatinine",
+    "1751-7": "albumin",
+    "2951-2": "sodium",
+    "2947-0": "sodium",
+    "29463-7": "weight",
+    "8302-2": "height",
+    "89247-1": "ecog",
+    "89243-0": "karnofsky",
+    "20447-9": "viral_load",
+    "25836-8": "viral_load",
+    "29541-0": "viral_load_log10",
+    "21889-1": "tumor_size",
+    "97509-4": "disease_status",
+}
+LOCAL_CODE_TO_LOINC = {
+    "HGB": "718-7",
+    "PLT": "777-3",
+    "ANC": "751-8",
+    "CREAT": "2160-0",
+    "TBIL": "1975-2",
+    "AST": "1920-8",
+    "ALT": "1742-6",
+    "ALB": "1751-7",
+    "NA": "2951-2",
+    "HIVVL": "20447-9",
+}
+_CELLS = {
+    "10*3/uL": 1.0,
+    "10*9/L": 1.0,
+    "K/uL": 1.0,
+    "x10E3/uL": 1.0,
+    "10^9/L": 1.0,
+    "G/L": 1.0,
+    "/uL": 0.001,
+    "cells/uL": 0.001,
+    "{cells}/uL": 0.001,
+}
+# unit spelling -> factor to the canonical unit (SPEC §3, REFERENCE_FACTS §D)
+UNIT_TO_CANONICAL: dict[str, dict[str, float]] = {
+    "anc": _CELLS,
+    "platelets": _CELLS,
+    "hemoglobin": {"g/dL": 1.0, "g/dl": 1.0, "gm/dl": 1.0, "g/L": 0.1, "mmol/L": 1 / 0.6206},
+    "bilirubin": {"mg/dL": 1.0, "mg/dl": 1.0, "umol/L": 1 / 17.1, "µmol/L": 1 / 17.1},
+    "ast": {"U/L": 1.0, "IU/L": 1.0, "[IU]/L": 1.0, "u/l": 1.0},
+    "alt": {"U/L": 1.0, "IU/L": 1.0, "[IU]/L": 1.0, "u/l": 1.0},
+    "creatinine": {"mg/dL": 1.0, "mg/dl": 1.0, "umol/L": 1 / 88.4, "µmol/L": 1 / 88.4},
+    "albumin": {"g/dL": 1.0, "g/dl": 1.0, "g/L": 0.1},
+    "sodium": {"mmol/L": 1.0, "mEq/L": 1.0, "meq/L": 1.0},
+    "weight": {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237},
+    "height": {"cm": 1.0, "m": 100.0, "[in_i]": 2.54, "in": 2.54},
+}
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "anc": (0.0, 100.0),
+    "platelets": (0.0, 2000.0),
+    "hemoglobin": (1.0, 25.0),
+    "bilirubin": (0.0, 50.0),
+    "ast": (0.0, 10000.0),
+    "alt": (0.0, 10000.0),
+    "creatinine": (0.1, 30.0),
+    "albumin": (0.5, 7.0),
+    "sodium": (90.0, 200.0),
+    "weight": (2.0, 400.0),
+    "height": (40.0, 250.0),
+}
+PLAUSIBLE_ULN = {
+    "bilirubin": (0.5, 2.0),
+    "ast": (20.0, 100.0),
+    "alt": (20.0, 100.0),
+    "creatinine": (0.5, 2.0),
+}
+INSTITUTIONAL_ULN = {"bilirubin": 1.2, "ast": 40.0, "alt": 40.0, "creatinine": 1.2}
+LOWER_LIMITS = {"anc": 1.0, "platelets": 100.0, "hemoglobin": 9.0, "albumin": 2.5, "sodium": 130.0}
+SARCOMA_MORPHOLOGY = {
+    "8800/3",
+    "8801/3",
+    "8802/3",
+    "8803/3",
+    "8804/3",
+    "8805/3",
+    "8810/3",
+    "8830/3",
+    "8850/3",
+    "8851/3",
+    "8852/3",
+    "8854/3",
+    "8858/3",
+    "8890/3",
+    "8891/3",
+    "8894/3",
+    "8900/3",
+    "8901/3",
+    "8910/3",
+    "8912/3",
+    "8920/3",
+    "9040/3",
+    "9041/3",
+    "9043/3",
+    "9120/3",
+    "9260/3",
+    "9364/3",
+    "9581/3",
+}
+ICI_RXNORM = {"1547545", "1597876", "1792776"}
+ICI_NAMES = (
+    "pembrolizumab",
+    "nivolumab",
+    "atezolizumab",
+    "durvalumab",
+    "avelumab",
+    "cemiplimab",
+    "dostarlimab",
+    "ipilimumab",
+    "relatlimab",
+    "tislelizumab",
+    "toripalimab",
+    "retifanlimab",
+    "opdivo",
+    "keytruda",
+    "imfinzi",
+    "bavencio",
+    "tecentriq",
+    "libtayo",
+    "jemperli",
+    "yervoy",
+    "opdualag",
+    "tevimbra",
+    "loqtorzi",
+    "zynyz",
+)
+COUNTING = {"final", "amended", "corrected"}
+NOT_PRIOR_THERAPY = {"cancelled", "draft", "entered-in-error"}
+
+
+@dataclass
+class Reading:
+    """The value chosen for one analyte, or why there is none."""
+
+    obs: Obs | None = None
+    value: float | None = None  # canonical units (the bound for a comparator result)
+    comparator: str | None = None
+    problem: str | None = None  # set when the value cannot be used
+
+    @property
+    def usable(self) -> bool:
+        return self.obs is not None and self.problem is None
+
+
+@dataclass
+class Outcome:
+    criteria: list[tuple[str, str, str, str]] = field(
+        default_factory=list
+    )  # cohort, id, status, reason
+    candidates: dict[str, str] = field(default_factory=dict)
+    values: dict[str, float | int | None] = field(default_factory=dict)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _utc_date(o: Obs) -> date:
+    return o.effective.astimezone(UTC).date()
+
+
+def _loinc(o: Obs) -> str:
+    return o.loinc or LOCAL_CODE_TO_LOINC.get(o.local_code or "", "")
+
+
+def _analyte(o: Obs) -> str | None:
+    return ANALYTE_OF_LOINC.get(_loinc(o))
+
+
+def _in_window(o: Obs, s: date, days: int) -> bool:
+    d = _utc_date(o)
+    return s - timedelta(days=days) <= d <= s
+
+
+def _age_on(birth: date, on: date) -> int:
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def _norm_icd(code: str | None) -> str:
+    return (code or "").replace(".", "").upper()
+
+
+def _convert(analyte: str, o: Obs) -> Reading:
+    factors = UNIT_TO_CANONICAL[analyte]
+    if o.value is None:
+        return Reading(o, problem="no numeric value")
+    if o.unit not in factors:
+        return Reading(o, problem=f"unit {o.unit!r} cannot be converted")
+    value = float(o.value) * factors[o.unit]
+    lo, hi = PLAUSIBLE[analyte]
+    if not lo <= value <= hi:
+        return Reading(o, value=value, comparator=o.comparator, problem="implausible value")
+    return Reading(o, value=value, comparator=o.comparator)
+
+
+def _latest(obs: Iterable[Obs], analyte: str, s: date, days: int) -> Reading:
+    """Most recent counting result in the window; ties: later issued, then worse value."""
+    candidates = [
+        o for o in obs if _analyte(o) == analyte and o.status in COUNTING and _in_window(o, s, days)
+    ]
+    if not candidates:
+        return Reading(problem=f"no result in the last {days} days")
+    low_is_bad = analyte in LOWER_LIMITS
+
+    def key(o: Obs) -> tuple[object, ...]:
+        r = _convert(analyte, o)
+        # an unusable result in a tie counts as worst (choice 3)
+        worse = math.inf
+        if r.usable and r.value is not None:
+            worse = -r.value if low_is_bad else r.value
+        return (o.effective, o.issued, worse)
+
+    return _convert(analyte, max(candidates, key=key))
+
+
+def _at_least(r: Reading, limit: float) -> str:
+    """met / not_met / unknown for value >= limit, honouring a comparator (choice 5)."""
+    assert r.value is not None
+    v, c = r.value, r.comparator
+    if c in (None, "="):
+        return "met" if v >= limit else "not_met"
+    if c in (">", ">="):
+        return "met" if v >= limit else "unknown"
+    if c == "<":
+        return "not_met" if v <= limit else "unknown"
+    if c == "<=":
+        return "not_met" if v < limit else "unknown"
+    return "unknown"
+
+
+def _at_most(value: float, comparator: str | None, limit: float) -> str:
+    """met / not_met / unknown for value <= limit, honouring a comparator."""
+    if comparator in (None, "="):
+        return "met" if value <= limit else "not_met"
+    if comparator in ("<", "<="):
+        return "met" if value <= limit else "unknown"
+    if comparator == ">":
+        return "not_met" if value >= limit else "unknown"
+    if comparator == ">=":
+        return "not_met" if value > limit else "unknown"
+    return "unknown"
+
+
+def _uln(analyte: str, r: Reading) -> tuple[float, str]:
+    o = r.obs
+    assert o is not None
+    if o.ref_high not in (None, "") and o.unit in UNIT_TO_CANONICAL[analyte]:
+        high = float(o.ref_high) * UNIT_TO_CANONICAL[analyte][o.unit]  # type: ignore[arg-type]
+        lo, hi = PLAUSIBLE_ULN[analyte]
+        if lo <= high <= hi:
+            return high, "result reference range"
+    return INSTITUTIONAL_ULN[analyte], "institutional"
+
+
+def _counting_conditions(conds: Iterable[Cond], s: date) -> list[Cond]:
+    return [
+        c
+        for c in conds
+        if c.clinical_status in (None, "active", "recurrence", "relapse")
+        and c.verification_status not in ("refuted", "entered-in-error")
+        and c.onset <= s
+    ]
+
+
+def _codes(c: Cond) -> list[tuple[str, str]]:
+    out = [(c.system, c.code or "")] + [(sy, co) for sy, co, _ in c.extra_codings]
+    return [(sy, _norm_icd(co) if sy == "icd-10-cm" else co) for sy, co in out]
+
+
+def _texts(c: Cond) -> list[str]:
+    return [t.lower() for t in [c.text, c.display, *(d for _, _, d in c.extra_codings)] if t]
+
+
+def _has_icd(conds: Iterable[Cond], *prefixes: str) -> bool:
+    return any(sy == "icd-10-cm" and co.startswith(prefixes) for c in conds for sy, co in _codes(c))
+
+
+def _is_ici(m: Med) -> bool:
+    code = m.code or ""
+    if m.system == "rxnorm" and code in ICI_RXNORM:
+        return True
+    if m.system == "atc" and (
+        code.startswith(("L01FF", "L01XC")) or code in ("L01FX04", "L01FY02")
+    ):
+        return True
+    return any(n in m.name.lower() for n in ICI_NAMES)
+
+
+# --- criteria -------------------------------------------------------------------------------
+
+
+class _Evaluator:
+    def __init__(self, p: PatientRecord, s: date) -> None:
+        self.p = p
+        self.s = s
+        self.obs = [o for o in p.obs if o.bad is None]  # quarantined records never arrive
+        self.conds = _counting_conditions(p.conditions, s)
+        self.age = _age_on(p.birth_date, s)
+        self.values: dict[str, float | int | None] = {c: None for c in VALUE_COLUMNS}
+        self.values["age_years"] = self.age
+
+    def lower_limit(self, analyte: str) -> tuple[str, str]:
+        r = _latest(self.obs, analyte, self.s, 28)
+        if not r.usable:
+            return "unknown", f"{analyte}: {r.problem}"
+        self.values[analyte] = r.value
+        status = _at_least(r, LOWER_LIMITS[analyte])
+        return status, f"{analyte} {r.comparator or ''}{r.value:g} vs >= {LOWER_LIMITS[analyte]:g}"
+
+    def x_uln(self, analyte: str, limit: float, why: str) -> tuple[str, str]:
+        r = _latest(self.obs, analyte, self.s, 28)
+        if not r.usable or r.value is None:
+            return "unknown", f"{analyte}: {r.problem}"
+        uln, source = _uln(analyte, r)
+        ratio = r.value / uln
+        col = "creatinine_x_uln" if analyte == "creatinine" else f"{analyte}_x_uln"
+        self.values[col] = ratio
+        status = _at_most(ratio, r.comparator, limit)
+        return status, f"{analyte} {ratio:.2f}xULN (ULN {uln:g}, {source}) vs <= {limit:g}xULN{why}"
+
+    def renal(self) -> tuple[str, str]:
+        cr = _latest(self.obs, "creatinine", self.s, 28)
+        if not cr.usable or cr.value is None:
+            return "unknown", f"creatinine: {cr.problem}"
+        by_creatinine, reason = self.x_uln("creatinine", 1.5, "")
+        crcl, norm, cg_reason = self.cockcroft_gault(cr)
+        if by_creatinine == "met":
+            return "met", reason
+        if cr.comparator is not None:
+            return "unknown", reason + "; comparator creatinine, no CG"
+        if norm is None:
+            return "unknown", reason + f"; CG not computable ({cg_reason})"
+        lo, hi = min(norm), max(norm)
+        if lo >= 30:
+            return "met", reason + f"; CG {lo:.1f} mL/min/1.73m2 >= 30{cg_reason}"
+        if hi < 30:
+            return "not_met", reason + f"; CG {hi:.1f} mL/min/1.73m2 < 30{cg_reason}"
+        return "unknown", reason + "; CG male/female disagree for sex " + self.p.sex
+
+    def cockcroft_gault(self, cr: Reading) -> tuple[list[float] | None, list[float] | None, str]:
+        """CrCl (mL/min) and normalized (mL/min/1.73 m²) per applicable sex factor."""
+        if cr.comparator is not None or cr.value is None:
+            return None, None, "comparator creatinine"
+        w = _latest(self.obs, "weight", self.s, 90)
+        if not w.usable or w.value is None:
+            return None, None, f"weight: {w.problem}"
+        factors = {"male": [1.0], "female": [0.85]}.get(self.p.sex, [1.0, 0.85])
+        crcl = [(140 - self.age) * w.value / (72 * cr.value) * f for f in factors]
+        note = "; under 18: CG is an extrapolation" if self.age < 18 else ""
+        if len(crcl) == 1:
+            self.values["crcl_ml_min"] = crcl[0]
+        h = self.height()
+        if not h.usable or h.value is None:
+            return crcl, None, f"height: {h.problem}"
+        bsa = math.sqrt(h.value * w.value / 3600)  # Mosteller
+        norm = [c * 1.73 / bsa for c in crcl]
+        if len(norm) == 1:
+            self.values["crcl_ml_min_1_73m2"] = norm[0]
+        return crcl, norm, note
+
+    def height(self) -> Reading:
+        if self.age >= 18:
+            eligible = [
+                o
+                for o in self.obs
+                if _analyte(o) == "height"
+                and o.status in COUNTING
+                and _utc_date(o) <= self.s
+                and _age_on(self.p.birth_date, _utc_date(o)) >= 18
+            ]
+            return _latest(eligible, "height", self.s, 365 * 200)
+        return _latest(self.obs, "height", self.s, 365)
+
+    def performance(self) -> tuple[str, str]:
+        scored = [
+            o
+            for o in self.obs
+            if _analyte(o) in ("ecog", "karnofsky")
+            and o.status in COUNTING
+            and _in_window(o, self.s, 28)
+            and o.value is not None
+        ]
+        for scale in ("ecog", "karnofsky"):
+            of_scale = [o for o in scored if _analyte(o) == scale]
+            if of_scale:
+                latest = max(of_scale, key=lambda o: (o.effective, o.issued))
+                self.values[scale] = int(latest.value)  # type: ignore[arg-type]
+        if not scored:
+            return "unknown", "no performance status in the last 28 days"
+        last_day = max(_utc_date(o) for o in scored)
+        outcomes: dict[str, bool] = {}
+        for scale in ("ecog", "karnofsky"):
+            same_day = [o for o in scored if _analyte(o) == scale and _utc_date(o) == last_day]
+            if same_day:
+                o = max(same_day, key=lambda o: (o.effective, o.issued))
+                score = int(o.value)  # type: ignore[arg-type]
+                outcomes[scale] = score <= 2 if scale == "ecog" else score >= 70
+        if len(set(outcomes.values())) > 1:
+            return "review", f"ECOG and Karnofsky on {last_day} disagree"
+        ok = next(iter(outcomes.values()))
+        return ("met" if ok else "not_met"), f"{'/'.join(outcomes)} on {last_day}"
+
+    def measurable(self) -> tuple[str, str]:
+        lesions = [
+            o
+            for o in self.obs
+            if _analyte(o) == "tumor_size"
+            and o.status in COUNTING
+            and _in_window(o, self.s, 28)
+            and o.value is not None
+        ]
+        if not lesions:
+            return "unknown", "no tumor measurement in the last 28 days"
+        reasons = []
+        for o in lesions:
+            mm = float(o.value) * (10.0 if o.unit == "cm" else 1.0)  # type: ignore[arg-type]
+            if o.method_code in ("CT", "MR"):
+                limit = 10.0
+            elif o.method_code in ("CR", "DX"):
+                limit = 20.0
+            elif o.method_text and "caliper" in o.method_text.lower():
+                limit = 10.0
+            else:
+                reasons.append(f"{mm:g} mm without method: not measurable")
+                continue
+            if o.body_site_code == "59441001":
+                limit = 15.0  # nodal lesion: short axis
+            if mm >= limit:
+                return "met", f"lesion {mm:g} mm >= {limit:g} mm"
+            reasons.append(f"{mm:g} mm < {limit:g} mm")
+        return "not_met", "; ".join(reasons)
+
+    def diagnosis(self, asps: bool) -> tuple[str, str]:
+        text_only = False
+        if asps:
+            coded = any(
+                sy == "icd-o-3" and co == "9581/3" for c in self.conds for sy, co in _codes(c)
+            )
+            text = any("alveolar soft part sarcoma" in t for c in self.conds for t in _texts(c))
+            found, text_only = coded or text, text and not coded
+        else:
+            found = _has_icd(self.conds, "C48", "C49") or any(
+                sy == "icd-o-3" and co in SARCOMA_MORPHOLOGY
+                for c in self.conds
+                for sy, co in _codes(c)
+            )
+        name = "ASPS" if asps else "soft tissue sarcoma"
+        if not found:
+            return "not_met", f"no {name} diagnosis"
+        flag = " (text-matched)" if text_only else ""
+        if _has_icd(self.conds, "C77", "C78", "C79"):
+            return "met", f"{name}{flag} with metastasis"
+        return "review", f"{name}{flag} without coded advanced disease: clinician to confirm"
+
+    def hiv(self) -> tuple[str, str]:
+        vls = [
+            o
+            for o in self.obs
+            if _analyte(o) in ("viral_load", "viral_load_log10")
+            and o.status in COUNTING
+            and _utc_date(o) <= self.s
+        ]
+        has_dx = _has_icd(self.conds, "B20", "Z21")
+        has_positive = any(_vl_class(o) == "detectable" for o in vls)
+        if not (has_dx or has_positive):
+            return "met", "no HIV on record"
+        recent = [o for o in vls if _in_window(o, self.s, 28)]
+        if not recent:
+            return "unknown", "HIV without a viral load in the last 28 days"
+        latest = max(recent, key=lambda o: (o.effective, o.issued))
+        cls = _vl_class(latest)
+        if cls == "unknown":
+            return "unknown", "viral load cannot be classified (e.g. <N with N > 50)"
+        if cls == "detectable":
+            return "not_met", "detectable HIV viral load"
+        if self.active_art():
+            return "met", "HIV, undetectable viral load on active ART"
+        return "not_met", "HIV, undetectable viral load but no active antiretroviral"
+
+    def active_art(self) -> bool:
+        for m in self.p.meds:
+            if not (m.system == "atc" and (m.code or "").startswith("J05A")):
+                continue
+            if m.start.astimezone(UTC).date() > self.s:
+                continue
+            if m.status == "active":
+                return True
+            if (
+                m.record_type == "statement"
+                and m.status not in NOT_PRIOR_THERAPY
+                and (m.end is None or m.end.astimezone(UTC).date() >= self.s)
+            ):
+                return True
+        return False
+
+    def ici(self) -> tuple[str, str]:
+        starts = [
+            m.start
+            for m in self.p.meds
+            if _is_ici(m)
+            and m.status not in NOT_PRIOR_THERAPY
+            and m.start.astimezone(UTC).date() <= self.s
+        ]
+        if not starts:
+            return "met", "no prior immune checkpoint inhibitor: clause does not apply"
+        first = min(starts)
+        progressed = any(
+            _analyte(o) == "disease_status"
+            and o.value_code == "271299001"
+            and o.status in COUNTING
+            and o.effective > first
+            and _utc_date(o) <= self.s
+            for o in self.obs
+        )
+        if progressed:
+            return "met", "progression recorded after the first ICI"
+        return "review", "prior ICI without recorded progression: physician's rationale needed"
+
+    def review_items(self) -> dict[str, str]:
+        pregnancy = any(
+            (sy == "icd-10-cm" and co.startswith("Z33")) or (sy == "snomed" and co == "77386006")
+            for c in self.conds
+            for sy, co in _codes(c)
+        )
+        swallow = [
+            co
+            for c in self.conds
+            for sy, co in _codes(c)
+            if sy == "icd-10-cm" and (co.startswith("R13") or co == "Z931")
+        ]
+        return {
+            "informed_consent": "consent is obtained by a person",
+            "contraception": "coded pregnancy on record"
+            if pregnancy
+            else "willingness to be confirmed",
+            "swallow_pills": ("coded " + ",".join(swallow))
+            if swallow
+            else "ability to be confirmed",
+            "research_biopsy": "willingness to be confirmed",
+        }
+
+
+def _vl_class(o: Obs) -> str:
+    """undetectable / detectable / unknown (SPEC §3.1 HIV)."""
+    if o.value_code is not None:
+        return "undetectable" if o.value_code == "260415000" else "unknown"
+    if o.value is None:
+        return "unknown"
+    n = float(o.value)
+    if _analyte(o) == "viral_load_log10":
+        n = 10**n
+    c = o.comparator
+    if c in (None, "="):
+        return "undetectable" if n < 50 else "detectable"
+    if c == "<":
+        return "undetectable" if n <= 50 else "unknown"
+    if c == "<=":
+        return "undetectable" if n < 50 else "unknown"
+    return "detectable" if n >= 50 else "unknown"
+
+
+def evaluate(p: PatientRecord, screening_date: date) -> Outcome:
+    """Every criterion of both cohorts, the candidate status and the derived values."""
+    e = _Evaluator(p, screening_date)
+    gilbert = _has_icd(e.conds, "E804")
+    liver = _has_icd(e.conds, "C787")
+    shared: dict[str, tuple[str, str]] = {
+        "age": ("met", f"age {e.age} >= 12") if e.age >= 12 else ("not_met", f"age {e.age} < 12"),
+        "measurable_disease": e.measurable(),
+        "performance_status": e.performance(),
+        "anc": e.lower_limit("anc"),
+        "platelets": e.lower_limit("platelets"),
+        "hemoglobin": e.lower_limit("hemoglobin"),
+        "bilirubin": e.x_uln("bilirubin", 3.0 if gilbert else 1.5, " (Gilbert)" if gilbert else ""),
+        "ast": e.x_uln("ast", 5.0 if liver else 2.5, " (liver metastases)" if liver else ""),
+        "alt": e.x_uln("alt", 5.0 if liver else 2.5, " (liver metastases)" if liver else ""),
+        "renal": e.renal(),
+        "albumin": e.lower_limit("albumin"),
+        "sodium": e.lower_limit("sodium"),
+        "hiv": e.hiv(),
+        "diagnosis_sts": e.diagnosis(asps=False),
+        "diagnosis_asps": e.diagnosis(asps=True),
+        "ici_refractory_progression": e.ici(),
+    }
+    for cid, reason in e.review_items().items():
+        shared[cid] = ("review", reason)
+    out = Outcome(values=e.values)
+    for cohort, ids in CRITERIA.items():
+        statuses = []
+        for cid in ids:
+            status, reason = shared[cid]
+            out.criteria.append((cohort, cid, status, reason))
+            statuses.append(status)
+        out.candidates[cohort] = candidate_status(statuses)
+    return out
+
+
+def candidate_status(statuses: Iterable[str]) -> str:
+    """SPEC §5: any not_met -> ineligible; else any unknown -> missing_data; else ready."""
+    s = list(statuses)
+    if "not_met" in s:
+        return "ineligible"
+    if "unknown" in s:
+        return "missing_data"
+    return "ready_for_review"

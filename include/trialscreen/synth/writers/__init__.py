@@ -1,0 +1,1 @@
+"""Renderers from the neutral patient model to the three feed formats."""
