@@ -127,10 +127,19 @@ class Warehouse:
     # --- shared --------------------------------------------------------------------------
     def ensure_table(self, table: str, columns: dict[str, pl.DataType]) -> None:
         """Create ``schema.table`` with these columns if it does not exist (never altered)."""
-        schema = table.split(".", 1)[0]
-        self.execute(f"create schema if not exists {schema}")
+        self.ensure_schema(table.split(".", 1)[0])
         cols = ", ".join(f"{name} {self.column_type(dt)}" for name, dt in columns.items())
         self.execute(f"create table if not exists {table} ({cols})")
+
+    def ensure_schema(self, schema: str) -> None:
+        """Create a schema only when missing: on PostgreSQL ``create schema if not exists``
+        needs CREATE on the database even when the schema exists, which the loader lacks."""
+        exists = self.scalar(
+            f"select count(*) from information_schema.schemata where schema_name = {self.param}",
+            [schema],
+        )
+        if not exists:
+            self.execute(f"create schema if not exists {schema}")
 
     def load_frame(self, table: str, frame: pl.DataFrame) -> int:
         """Append ``frame`` to ``table`` (columns matched by name); returns rows written."""
