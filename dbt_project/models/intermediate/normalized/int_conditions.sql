@@ -1,0 +1,87 @@
+-- int_conditions: one row per condition record (latest delivered version of each), codes
+-- normalized, with whether it counts (SPEC §3.1): clinicalStatus active/recurrence/relapse
+-- or absent, and verificationStatus not refuted/entered-in-error. The onset-before-screening
+-- rule belongs to the criteria models (they know the screening date).
+
+with
+
+fhir as (
+
+    select * from {{ ref('stg_fhir__conditions') }}
+
+),
+
+hl7 as (
+
+    select * from {{ ref('stg_hl7__conditions') }}
+
+),
+
+csv as (
+
+    select * from {{ ref('stg_csv__conditions') }}
+
+),
+
+unioned as (
+
+    select * from fhir
+    union all
+    select * from hl7
+    union all
+    select * from csv
+
+),
+
+latest_versions as (
+
+    select * from (
+        select
+            unioned.*,
+            row_number() over (
+                partition by evidence_source, record_id
+                order by loaded_at desc, source_file desc, source_position desc
+            ) as version_rank
+        from unioned
+        where patient_mrn is not null
+    ) as versions
+    where version_rank = 1
+
+),
+
+final as (
+
+    select
+        -- ids
+        {{ dbt.concat(["evidence_source", "':'", "record_id"]) }} as condition_id,
+        patient_mrn,
+        evidence_source,
+        record_id as evidence_id,
+        source_file,
+        -- code
+        code_system,
+        code,
+        code_display,
+        code_text,
+        code_system_raw,
+        code_raw,
+        -- status
+        clinical_status,
+        verification_status,
+        (
+            coalesce(clinical_status in ('active', 'recurrence', 'relapse'), true)
+            and coalesce(verification_status not in ('refuted', 'entered-in-error'), true)
+        ) as is_counting,
+        -- dates (local, var('timezone'))
+        {{ date_in_timezone('onset_at', timezone_name()) }} as onset_date,
+        {{ date_in_timezone('recorded_at', timezone_name()) }} as recorded_date,
+        {{ date_in_timezone('abatement_at', timezone_name()) }} as abatement_date,
+        -- timestamps (naive UTC)
+        onset_at,
+        recorded_at,
+        loaded_at
+    from latest_versions
+
+)
+
+select * from final

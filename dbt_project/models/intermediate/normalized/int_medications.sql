@@ -1,0 +1,82 @@
+-- int_medications: one row per medication record (latest delivered version of each) across
+-- MedicationRequest/Statement/Administration and the CSV extract, with `drug_text` (display
+-- and text, lowercased) for case-insensitive name matching (SPEC §3.1).
+
+with
+
+fhir as (
+
+    select * from {{ ref('stg_fhir__medications') }}
+
+),
+
+hl7 as (
+
+    select * from {{ ref('stg_hl7__medications') }}
+
+),
+
+csv as (
+
+    select * from {{ ref('stg_csv__medications') }}
+
+),
+
+unioned as (
+
+    select * from fhir
+    union all
+    select * from hl7
+    union all
+    select * from csv
+
+),
+
+latest_versions as (
+
+    select * from (
+        select
+            unioned.*,
+            row_number() over (
+                partition by evidence_source, record_id
+                order by loaded_at desc, source_file desc, source_position desc
+            ) as version_rank
+        from unioned
+        where patient_mrn is not null
+    ) as versions
+    where version_rank = 1
+
+),
+
+final as (
+
+    select
+        -- ids
+        {{ dbt.concat(["evidence_source", "':'", "record_id"]) }} as medication_id,
+        patient_mrn,
+        evidence_source,
+        record_id as evidence_id,
+        source_file,
+        resource_type,
+        -- code
+        code_system,
+        code,
+        code_display,
+        code_text,
+        lower(trim(
+            {{ dbt.concat(["coalesce(code_display, '')", "' '", "coalesce(code_text, '')"]) }}
+        )) as drug_text,
+        -- status
+        status,
+        -- dates (local, var('timezone'))
+        {{ date_in_timezone('start_at', timezone_name()) }} as start_date,
+        {{ date_in_timezone('end_at', timezone_name()) }} as end_date,
+        -- timestamps (naive UTC)
+        start_at,
+        end_at,
+        loaded_at
+    from latest_versions
+
+)
+
+select * from final

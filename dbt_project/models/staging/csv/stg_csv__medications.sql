@@ -1,0 +1,27 @@
+-- stg_csv__medications: raw.csv_medications, one row per landed record, renamed, cast and cleaned.
+
+with
+
+source as (
+
+    select * from {{ source('raw', 'csv_medications') }}
+
+),
+
+systems as (
+
+    select * from {{ ref('code_system_aliases') }}
+
+),
+
+renamed as (
+
+    select
+        {{ stg_medication_columns(feed='csv', patient_mrn="coalesce(" ~ clean_text('source.mrn') ~ ", " ~ clean_text('source.patient_ref') ~ ")") }}
+    from source
+    left join systems
+        on {{ clean_lower('source.code_system') }} = systems.system_alias
+
+)
+
+select * from renamed

@@ -1,0 +1,36 @@
+-- stg_fhir__medications: raw.fhir_medications, one row per landed record, renamed, cast and cleaned.
+-- The FHIR subject (patient_ref = Patient.id) resolves to the MRN through stg_fhir__patients.
+
+with
+
+source as (
+
+    select * from {{ source('raw', 'fhir_medications') }}
+
+),
+
+systems as (
+
+    select * from {{ ref('code_system_aliases') }}
+
+),
+
+patients as (
+
+    {{ fhir_patient_refs() }}
+
+),
+
+renamed as (
+
+    select
+        {{ stg_medication_columns(feed='fhir', patient_mrn="coalesce(" ~ clean_text('source.mrn') ~ ", patients.patient_mrn)") }}
+    from source
+    left join patients
+        on {{ clean_text('source.patient_ref') }} = patients.patient_ref
+    left join systems
+        on {{ clean_lower('source.code_system') }} = systems.system_alias
+
+)
+
+select * from renamed

@@ -1,0 +1,27 @@
+-- stg_hl7__medications: raw.hl7_medications, one row per landed record, renamed, cast and cleaned.
+
+with
+
+source as (
+
+    select * from {{ source('raw', 'hl7_medications') }}
+
+),
+
+systems as (
+
+    select * from {{ ref('code_system_aliases') }}
+
+),
+
+renamed as (
+
+    select
+        {{ stg_medication_columns(feed='hl7', patient_mrn="coalesce(" ~ clean_text('source.mrn') ~ ", " ~ clean_text('source.patient_ref') ~ ")") }}
+    from source
+    left join systems
+        on {{ clean_lower('source.code_system') }} = systems.system_alias
+
+)
+
+select * from renamed

@@ -1,0 +1,27 @@
+-- stg_hl7__observations: raw.hl7_observations, one row per landed record, renamed, cast and cleaned.
+
+with
+
+source as (
+
+    select * from {{ source('raw', 'hl7_observations') }}
+
+),
+
+systems as (
+
+    select * from {{ ref('code_system_aliases') }}
+
+),
+
+renamed as (
+
+    select
+        {{ stg_observation_columns(feed='hl7', patient_mrn="coalesce(" ~ clean_text('source.mrn') ~ ", " ~ clean_text('source.patient_ref') ~ ")") }}
+    from source
+    left join systems
+        on {{ clean_lower('source.value_code_system') }} = systems.system_alias
+
+)
+
+select * from renamed

@@ -1,0 +1,19 @@
+-- stg_hl7__patients: raw.hl7_patients, one row per landed record, renamed, cast and cleaned.
+
+with
+
+source as (
+
+    select * from {{ source('raw', 'hl7_patients') }}
+
+),
+
+renamed as (
+
+    select
+        {{ stg_patient_columns(feed='hl7', patient_mrn="coalesce(" ~ clean_text('source.mrn') ~ ", " ~ clean_text('source.patient_ref') ~ ")") }}
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,240 @@
+"""Run the dbt project (staging -> intermediate -> marts) programmatically.
+
+``build_dbt`` and ``seed_and_build`` call dbt in-process through ``dbtRunner`` with the
+project and profiles of the repository's ``dbt_project/``. The warehouse is given as a URL:
+
+* a DuckDB file path or ``duckdb:///path`` -> profile target ``duckdb``
+  (``TRIALSCREEN_DUCKDB_PATH``);
+* ``postgresql://user:password@host:port/dbname`` (or ``postgres://``,
+  ``postgresql+psycopg2://``) -> target ``postgres`` (``TRIALSCREEN_PG_*``).
+
+The connection settings reach ``profiles.yml`` through environment variables, set only for
+the duration of the call. dbt's own logs stay quiet (warnings and errors only) and its log and
+target directories go to ``artifacts_dir`` (a temporary directory unless given), so nothing is
+written inside the repository. A failed node raises :class:`DbtBuildError` naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+PROJECT_DIR_ENV = "TRIALSCREEN_DBT_PROJECT_DIR"  # override (e.g. an installed copy of dbt_project/)
+
+
+def default_project_dir() -> Path:
+    """The dbt project: ``$TRIALSCREEN_DBT_PROJECT_DIR`` or the repository's ``dbt_project/``."""
+    override = os.environ.get(PROJECT_DIR_ENV)
+    return Path(override).resolve() if override else DBT_PROJECT_DIR
+
+
+_FAILED_STATUSES = {"error", "fail", "runtime error"}
+
+
+class DbtBuildError(RuntimeError):
+    """dbt did not complete: carries the failed nodes and their messages."""
+
+    def __init__(self, command: str, failures: list[tuple[str, str]], detail: str = "") -> None:
+        self.command = command
+        self.failures = failures
+        if failures:
+            names = ", ".join(name for name, _ in failures)
+            lines = [f"dbt {command} failed: {len(failures)} node(s) failed: {names}"]
+            lines += [f"  {name}: {message}" for name, message in failures]
+        else:
+            lines = [f"dbt {command} failed: {detail or 'no result (see the dbt log)'}"]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class DbtTarget:
+    """The profile target and environment variables a warehouse URL maps to."""
+
+    target: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def dbt_target(warehouse_url: str) -> DbtTarget:
+    """Map a warehouse URL (DuckDB path, ``duckdb:///path``, ``postgresql://...``) to a target."""
+    url = str(warehouse_url).strip()
+    if not url:
+        raise ValueError("warehouse_url is empty")
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme.startswith("postgres"):
+        parts = urlsplit(url)
+        if not parts.hostname or not parts.path.strip("/"):
+            raise ValueError("a PostgreSQL warehouse URL needs a host and a database name")
+        env = {
+            "TRIALSCREEN_DBT_TARGET": "postgres",
+            "TRIALSCREEN_PG_HOST": parts.hostname,
+            "TRIALSCREEN_PG_PORT": str(parts.port or 5432),
+            "TRIALSCREEN_PG_USER": unquote(parts.username or "postgres"),
+            "TRIALSCREEN_PG_PASSWORD": unquote(parts.password or ""),
+            "TRIALSCREEN_PG_DBNAME": unquote(parts.path.lstrip("/")),
+        }
+        return DbtTarget("postgres", env)
+    if scheme == "duckdb":
+        # SQLAlchemy convention: duckdb:///rel/path.duckdb, duckdb:////abs/path.duckdb
+        rest = url.split("://", 1)[1]
+        path = rest[1:] if rest.startswith("/") else rest
+    elif scheme:
+        raise ValueError(f"unsupported warehouse URL scheme {scheme!r} (duckdb or postgresql)")
+    else:
+        path = url
+    if not path or path == ":memory:":
+        raise ValueError("dbt needs a DuckDB file, not an in-memory database")
+    resolved = str(Path(path).expanduser().resolve())
+    return DbtTarget(
+        "duckdb", {"TRIALSCREEN_DBT_TARGET": "duckdb", "TRIALSCREEN_DUCKDB_PATH": resolved}
+    )
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _failures(result: Any) -> list[tuple[str, str]]:
+    failures: list[tuple[str, str]] = []
+    for node_result in getattr(result, "result", None) or []:
+        status = str(getattr(node_result, "status", "")).lower()
+        if status in _FAILED_STATUSES:
+            node = getattr(node_result, "node", None)
+            name = str(getattr(node, "unique_id", None) or getattr(node, "name", "?"))
+            message = str(getattr(node_result, "message", "") or status)
+            lines = [line.strip() for line in message.splitlines() if line.strip()]
+            summary = " | ".join(lines)
+            failures.append((name, summary[:500] if summary else status))
+    return failures
+
+
+def run_dbt(
+    command: str,
+    warehouse_url: str,
+    *,
+    args: list[str] | None = None,
+    dbt_vars: Mapping[str, Any] | None = None,
+    artifacts_dir: str | Path | None = None,
+    project_dir: str | Path | None = None,
+) -> Any:
+    """Run one dbt command in-process; raise DbtBuildError when it does not succeed."""
+    from dbt.cli.main import dbtRunner  # imported late: dbt import is slow
+
+    target = dbt_target(warehouse_url)
+    project = Path(project_dir).resolve() if project_dir is not None else default_project_dir()
+    with contextlib.ExitStack() as stack:
+        if artifacts_dir is None:
+            artifacts = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="trialscreen-dbt-"))
+            )
+        else:
+            artifacts = Path(artifacts_dir)
+            artifacts.mkdir(parents=True, exist_ok=True)
+        cli_args = [
+            command,
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+            "--target",
+            target.target,
+            "--target-path",
+            str(artifacts / "target"),
+            "--log-path",
+            str(artifacts / "logs"),
+            "--log-level",
+            "warn",
+            "--log-level-file",
+            "info",
+            "--no-use-colors",
+        ]
+        if dbt_vars:
+            cli_args += ["--vars", yaml.safe_dump(dict(dbt_vars), default_flow_style=True).strip()]
+        cli_args += list(args or [])
+        env = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **target.env}
+        with _environment(env):
+            result = dbtRunner().invoke(cli_args)
+    if not result.success:
+        failures = _failures(result)
+        detail = str(result.exception) if result.exception else ""
+        raise DbtBuildError(command, failures, detail)
+    return result
+
+
+def _run_vars(
+    screening_date: date, run_id: str, extra_vars: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    return {"screening_date": screening_date.isoformat(), "run_id": run_id, **(extra_vars or {})}
+
+
+def build_dbt(
+    warehouse_url: str,
+    screening_date: date,
+    run_id: str,
+    select: str | None = None,
+    extra_vars: dict[str, Any] | None = None,
+    *,
+    exclude: str | None = None,
+    artifacts_dir: str | Path | None = None,
+) -> None:
+    """``dbt build`` (models, data tests and unit tests) for a screening date."""
+    args: list[str] = []
+    if select:
+        args += ["--select", *select.split()]
+    if exclude:
+        args += ["--exclude", *exclude.split()]
+    run_dbt(
+        "build",
+        warehouse_url,
+        args=args,
+        dbt_vars=_run_vars(screening_date, run_id, extra_vars),
+        artifacts_dir=artifacts_dir,
+    )
+
+
+def seed_and_build(
+    warehouse_url: str,
+    screening_date: date,
+    run_id: str,
+    select: str | None = None,
+    extra_vars: dict[str, Any] | None = None,
+    *,
+    exclude: str | None = None,
+    artifacts_dir: str | Path | None = None,
+) -> None:
+    """Load the reference seeds (full refresh), then ``dbt build``."""
+    run_dbt(
+        "seed",
+        warehouse_url,
+        args=["--full-refresh"],
+        dbt_vars=_run_vars(screening_date, run_id, extra_vars),
+        artifacts_dir=artifacts_dir,
+    )
+    build_dbt(
+        warehouse_url,
+        screening_date,
+        run_id,
+        select=select,
+        extra_vars=extra_vars,
+        exclude=exclude,
+        artifacts_dir=artifacts_dir,
+    )
