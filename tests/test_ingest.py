@@ -220,3 +220,23 @@ def test_unreadable_drop_folder_is_not_an_error(tmp_path: Path) -> None:
 def test_logging_is_quiet_by_default() -> None:
     logs.configure(verbosity=0)
     assert logging.getLogger("trialscreen").level == logging.WARNING
+
+
+def test_small_flushes_give_the_same_counts_as_one_batch(
+    drop: Path, duck_loaded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files are written in batches to bound memory; duplicates across batches still count."""
+    import trialscreen.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "FLUSH_ROWS", 50)
+    with Warehouse.connect(tmp_path / "wh.duckdb") as wh:
+        counts = ingest(wh, drop, "run-1")
+        rows = _row_counts(wh)
+    assert rows == duck_loaded["rows1"]
+    for feed, c in counts.items():
+        first = duck_loaded["first"][feed]
+        assert (c.loaded, c.duplicates_skipped, c.quarantined) == (
+            first.loaded,
+            first.duplicates_skipped,
+            first.quarantined,
+        )

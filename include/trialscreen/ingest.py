@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,10 +68,13 @@ FEED_COUNT_COLUMNS: dict[str, pl.DataType] = {
     "quarantined": pl.Int64(),
     "ignored": pl.Int64(),
     "latest_record_at": schema.TS,
+    "seconds": pl.Float64(),
     "finished_at": schema.TS,
 }
 
 Parser = Callable[[Path, Path], ParsedFile]
+ManyParser = Callable[[Sequence[Path], Path], Iterator[ParsedFile]]
+FLUSH_ROWS = 250_000  # rows parsed before a batch is written (bounds memory)
 
 
 @dataclass
@@ -86,6 +90,7 @@ class FeedCounts:
     quarantined: int = 0
     ignored: int = 0
     latest_record_at: datetime | None = None
+    seconds: float = 0.0
     loaded_by_table: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -98,15 +103,19 @@ class FeedCounts:
         return row
 
 
-def _parsers() -> dict[str, tuple[Callable[[Path], bool], Parser]]:
+def _parsers() -> dict[str, tuple[Callable[[Path], bool], Parser, ManyParser]]:
+    """Per feed: which files it claims, and how to parse one file or many (batched)."""
+    from trialscreen.feeds import fhir
     from trialscreen.feeds.csv import is_csv_file, parse_csv_file
-    from trialscreen.feeds.fhir import is_fhir_file, parse_fhir_file
     from trialscreen.feeds.hl7v2 import is_hl7_file, parse_hl7_file
 
+    fhir_many: ManyParser = getattr(fhir, "parse_fhir_files", None) or _default_many(
+        fhir.parse_fhir_file
+    )
     return {
-        "fhir": (is_fhir_file, parse_fhir_file),
-        "hl7": (is_hl7_file, parse_hl7_file),
-        "csv": (is_csv_file, parse_csv_file),
+        "fhir": (fhir.is_fhir_file, fhir.parse_fhir_file, fhir_many),
+        "hl7": (is_hl7_file, parse_hl7_file, _default_many(parse_hl7_file)),
+        "csv": (is_csv_file, parse_csv_file, _default_many(parse_csv_file)),
     }
 
 
@@ -207,14 +216,101 @@ def _insert_new_rows(
     return pl.DataFrame(counts, schema={"source_file": pl.String, "loaded": pl.Int64}, orient="row")
 
 
-def _latest_effective(frames: Iterable[pl.DataFrame]) -> datetime | None:
-    latest: datetime | None = None
-    for frame in frames:
-        if "effective_at" in frame.columns and frame.height:
-            value = frame.get_column("effective_at").max()
-            if isinstance(value, datetime) and (latest is None or value > latest):
-                latest = value
-    return latest
+def _latest_effective(frame: pl.DataFrame) -> datetime | None:
+    if "effective_at" in frame.columns and frame.height:
+        value = frame.get_column("effective_at").max()
+        if isinstance(value, datetime):
+            return value
+    return None
+
+
+def _default_many(parse: Parser) -> ManyParser:
+    def many(paths: Sequence[Path], root: Path) -> Iterator[ParsedFile]:
+        for path in paths:
+            yield parse(path, root)
+
+    return many
+
+
+@dataclass
+class _Batch:
+    """Parsed files waiting to be written; flushed every ``FLUSH_ROWS`` rows."""
+
+    files: list[tuple[ParsedFile, str, int]] = field(default_factory=list)
+    rows: int = 0
+
+    def add(self, parsed: ParsedFile, digest: str, size: int) -> None:
+        self.files.append((parsed, digest, size))
+        self.rows += parsed.rows_out + parsed.quarantined.height
+
+
+def _flush(wh: Warehouse, batch: _Batch, counts: FeedCounts, run_id: str) -> None:
+    """Write one batch: new raw rows, quarantine rows, registry rows (inside the feed's
+    transaction). Rows of earlier flushes are already in the tables, so the anti-join in
+    ``_insert_new_rows`` also catches duplicates across flushes."""
+    if not batch.files:
+        return
+    feed = counts.feed
+    now = datetime.now(UTC).replace(tzinfo=None)
+    per_file_loaded: dict[str, int] = {}
+    for entity in schema.ENTITIES:
+        frames = [
+            schema.conform(entity, p.tables[entity])
+            for p, _, _ in batch.files
+            if entity in p.tables and p.tables[entity].height
+        ]
+        if not frames:
+            continue
+        frame = pl.concat(frames, how="vertical")
+        table = f"raw.{schema.raw_table(feed, entity)}"
+        loaded = _insert_new_rows(wh, table, frame, run_id, now)
+        n_loaded = int(loaded.get_column("loaded").sum()) if loaded.height else 0
+        counts.loaded += n_loaded
+        counts.duplicates_skipped += frame.height - n_loaded
+        counts.loaded_by_table[table] = counts.loaded_by_table.get(table, 0) + n_loaded
+        for source_file, n in loaded.iter_rows():
+            per_file_loaded[source_file] = per_file_loaded.get(source_file, 0) + n
+        latest = _latest_effective(frame)
+        if latest and (counts.latest_record_at is None or latest > counts.latest_record_at):
+            counts.latest_record_at = latest
+
+    quarantine = [p.quarantined for p, _, _ in batch.files if p.quarantined.height]
+    if quarantine:
+        # NUL cannot be stored in PostgreSQL text: keep payloads identical on both engines
+        q = pl.concat(quarantine, how="vertical").with_columns(
+            pl.col("raw_payload").str.replace_all("\x00", "\ufffd", literal=True),
+            pl.lit(run_id).alias("run_id"),
+            pl.lit(now).alias("quarantined_at"),
+        )
+        wh.load_frame(QUARANTINE_TABLE, q.select(list(QUARANTINE_TABLE_COLUMNS)))
+
+    registry_rows = []
+    for parsed, digest, size in batch.files:
+        n_quarantined = parsed.quarantined.height
+        loaded_here = per_file_loaded.get(parsed.source_file, 0)
+        counts.files_new += 1
+        counts.files_quarantined += int((parsed.quarantined.get_column("scope") == "file").any())
+        counts.records_in += parsed.records_in
+        counts.quarantined += n_quarantined
+        counts.ignored += sum(parsed.ignored.values())
+        registry_rows.append(
+            {
+                "content_hash": digest,
+                "feed": feed,
+                "source_file": parsed.source_file,
+                "size_bytes": size,
+                "run_id": run_id,
+                "ingested_at": now,
+                "records_in": parsed.records_in,
+                "loaded": loaded_here,
+                "duplicates_skipped": parsed.rows_out - loaded_here,
+                "quarantined": n_quarantined,
+                "ignored": sum(parsed.ignored.values()),
+            }
+        )
+    wh.load_frame(REGISTRY_TABLE, pl.DataFrame(registry_rows, schema=REGISTRY_COLUMNS))
+    batch.files.clear()
+    batch.rows = 0
 
 
 def ingest_feed(
@@ -222,20 +318,22 @@ def ingest_feed(
     drop: Path,
     feed: str,
     run_id: str,
-    parse: Parser | None = None,
-    accepts: Callable[[Path], bool] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> FeedCounts:
-    """Parse and land every new file of one feed. Never raises for bad input."""
-    if parse is None or accepts is None:
-        accepts, parse = _parsers()[feed]
+    """Parse and land every new file of one feed. Never raises for bad input.
+
+    Files stream through the parser and are written every ``FLUSH_ROWS`` rows, so memory
+    stays bounded by the batch, not the drop; the whole feed is one transaction.
+    """
+    accepts, parse, parse_many = _parsers()[feed]
+    started = time.perf_counter()
     counts = FeedCounts(feed=feed)
     known = _known_hashes(wh, feed)
-    parsed_files: list[tuple[ParsedFile, str, int]] = []
+    todo: list[tuple[Path, str, int]] = []
+    unsupported: list[ParsedFile] = []
     for path in discover(drop, feed):
         counts.files_seen += 1
         digest = content_hash(path)
-        rel = path.relative_to(drop).as_posix()
         if digest in known:
             counts.files_skipped += 1
             # file names can carry PHI (Synthea names bundles after the patient): log the hash
@@ -244,73 +342,38 @@ def ingest_feed(
                 progress(1)
             continue
         known.add(digest)
-        parsed = parse(path, drop) if accepts(path) else _unsupported_file(feed, rel, path)
-        parsed_files.append((parsed, digest, path.stat().st_size))
-        if progress:
-            progress(1)
+        if accepts(path):
+            todo.append((path, digest, path.stat().st_size))
+        else:
+            rel = path.relative_to(drop).as_posix()
+            unsupported.append(_unsupported_file(feed, rel, path))
+            todo.append((path, digest, path.stat().st_size))
 
-    now = datetime.now(UTC).replace(tzinfo=None)
-    per_file_loaded: dict[str, int] = {}
+    batch = _Batch()
+    by_rel = {p.source_file: p for p in unsupported}
+    parseable = [p for p, _, _ in todo if accepts(p)]
+    parsed_iter = parse_many(parseable, drop)
     with wh.transaction():
-        for entity in schema.ENTITIES:
-            frames = [p.tables[entity] for p, _, _ in parsed_files if entity in p.tables]
-            frames = [f for f in frames if f.height]
-            if not frames:
-                continue
-            frame = pl.concat([schema.conform(entity, f) for f in frames], how="vertical")
-            table = f"raw.{schema.raw_table(feed, entity)}"
-            loaded = _insert_new_rows(wh, table, frame, run_id, now)
-            n_loaded = int(loaded.get_column("loaded").sum()) if loaded.height else 0
-            counts.loaded += n_loaded
-            counts.duplicates_skipped += frame.height - n_loaded
-            counts.loaded_by_table[table] = n_loaded
-            for source_file, n in loaded.iter_rows():
-                per_file_loaded[source_file] = per_file_loaded.get(source_file, 0) + n
-            latest = _latest_effective([frame])
-            if latest and (counts.latest_record_at is None or latest > counts.latest_record_at):
-                counts.latest_record_at = latest
-
-        quarantine = [p.quarantined for p, _, _ in parsed_files if p.quarantined.height]
-        if quarantine:
-            # NUL cannot be stored in PostgreSQL text: keep payloads identical on both engines
-            q = pl.concat(quarantine, how="vertical").with_columns(
-                pl.col("raw_payload").str.replace_all("\x00", "\ufffd", literal=True),
-                pl.lit(run_id).alias("run_id"),
-                pl.lit(now).alias("quarantined_at"),
-            )
-            wh.load_frame(QUARANTINE_TABLE, q.select(list(QUARANTINE_TABLE_COLUMNS)))
-
-        registry_rows = []
-        for parsed, digest, size in parsed_files:
-            n_quarantined = parsed.quarantined.height
-            file_quarantined = parsed.quarantined.filter(pl.col("scope") == "file").height > 0
-            loaded_here = per_file_loaded.get(parsed.source_file, 0)
-            counts.files_new += 1
-            counts.files_quarantined += int(file_quarantined)
-            counts.records_in += parsed.records_in
-            counts.quarantined += n_quarantined
-            counts.ignored += sum(parsed.ignored.values())
-            registry_rows.append(
-                {
-                    "content_hash": digest,
-                    "feed": feed,
-                    "source_file": parsed.source_file,
-                    "size_bytes": size,
-                    "run_id": run_id,
-                    "ingested_at": now,
-                    "records_in": parsed.records_in,
-                    "loaded": loaded_here,
-                    "duplicates_skipped": parsed.rows_out - loaded_here,
-                    "quarantined": n_quarantined,
-                    "ignored": sum(parsed.ignored.values()),
-                }
-            )
-        if registry_rows:
-            wh.load_frame(REGISTRY_TABLE, pl.DataFrame(registry_rows, schema=REGISTRY_COLUMNS))
+        for path, digest, size in todo:
+            rel = path.relative_to(drop).as_posix()
+            parsed = by_rel[rel] if rel in by_rel else next(parsed_iter)
+            batch.add(parsed, digest, size)
+            if progress:
+                progress(1)
+            if batch.rows >= FLUSH_ROWS:
+                _flush(wh, batch, counts, run_id)
+        _flush(wh, batch, counts, run_id)
+        counts.seconds = round(time.perf_counter() - started, 3)
         wh.load_frame(
             FEED_COUNTS_TABLE,
             pl.DataFrame(
-                [{**counts.as_row(), "run_id": run_id, "finished_at": now}],
+                [
+                    {
+                        **counts.as_row(),
+                        "run_id": run_id,
+                        "finished_at": datetime.now(UTC).replace(tzinfo=None),
+                    }
+                ],
                 schema=FEED_COUNT_COLUMNS,
             ),
         )
