@@ -200,7 +200,9 @@ class DuckDBWarehouse(Warehouse):
         return self.con.execute(sql, params or []).fetchall()
 
     def query_frame(self, sql: str) -> pl.DataFrame:
-        return self.con.execute(sql).pl()
+        # duckdb 2.x: execute() results have no .pl() and an unfetched result blocks the
+        # connection; a relation from sql() converts straight to polars via Arrow
+        return self.con.sql(sql).pl()
 
     def column_type(self, dtype: pl.DataType) -> str:
         return _duck_type(dtype)

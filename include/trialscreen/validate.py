@@ -1,0 +1,585 @@
+"""The quality gate: Great Expectations over the landed feeds and the candidate tables.
+
+Suites are data (``expectations/<suite>.yml``, format in ``expectations/README.md``): each
+lists *assets* — a warehouse table, or a SQL check that returns one row of violation counts —
+with the expectations that hold on it, each ``blocking: true|false``. A blocking failure stops
+publication; a warning is reported.
+
+Every frame is read with the warehouse's native client (:meth:`Warehouse.query_frame`) and
+handed to GX as a pandas dataframe asset: GX's SQL datasource silently fails on DuckDB
+(SPEC §1). Only the columns a suite lists are read; identifier columns of raw tables are read
+as presence flags, so no MRN, name, birth date or file name reaches GX or its Data Docs.
+
+Data Docs accumulate in a file context under ``<reports_dir>/data_docs``. Each asset is one
+GX expectation suite, validation definition and checkpoint named after the asset
+(``marts.screening_results``): a pandas whole-dataframe batch takes its dataframe at run time,
+one per checkpoint run, so one checkpoint cannot carry several tables.
+
+``schema_map`` lets the caller validate candidate tables before publish: with
+``{"marts": "marts_candidate"}`` the asset ``marts.screening_results`` is read from
+``marts_candidate.screening_results``, while checks against the *published* tables
+(``${published_marts}``) keep reading ``marts``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import string
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import yaml
+
+from trialscreen.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd  # type: ignore[import-untyped]
+
+log = logging.getLogger(__name__)
+
+EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
+EXPECTATIONS_DIR_ENV = "TRIALSCREEN_EXPECTATIONS_DIR"
+DEFAULT_SUITES = ("feeds", "marts")
+SCHEMAS = ("raw", "quarantine", "config", "staging", "intermediate", "marts", "restricted", "audit")
+PHI_COLUMNS = frozenset({"mrn", "family_name", "given_name", "birth_date", "raw_payload"})
+MASK_VALUE = "present"
+
+_DTYPES: dict[str, pl.DataType] = {
+    "string": pl.String(),
+    "float": pl.Float64(),
+    "int": pl.Int64(),
+    "date": pl.Date(),
+    "timestamp": pl.Datetime("us"),
+    "bool": pl.Boolean(),
+}
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.:+-]{1,128}$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+class SuiteError(ValueError):
+    """A suite file is malformed; the message names the file and the field."""
+
+
+# --------------------------------------------------------------------------------------------
+# suites as data
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Expectation:
+    type: str  # GX snake_case name, e.g. expect_column_values_to_be_between
+    kwargs: dict[str, Any]
+    blocking: bool
+    description: str = ""
+
+    @property
+    def column(self) -> str | None:
+        for key in ("column", "column_list", "column_set", "column_A"):
+            value = self.kwargs.get(key)
+            if value is not None:
+                if key == "column_A":
+                    return f"{value},{self.kwargs.get('column_B')}"
+                return value if isinstance(value, str) else ",".join(map(str, value))
+        return None
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str  # stable name, e.g. marts.screening_results (independent of schema_map)
+    columns: dict[str, str]  # column -> string|float|int|date|timestamp|bool
+    expectations: list[Expectation]
+    description: str = ""
+    table: str | None = None  # schema.table actually read (schema_map applied)
+    sql: str | None = None  # a check query (one row of counts)
+    where: str | None = None
+    masked: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+    required: bool = False  # a missing table is a failure (else: an empty frame)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    settings: dict[str, Any]
+    assets: list[Asset]
+
+
+def expectations_dir() -> Path:
+    override = os.environ.get(EXPECTATIONS_DIR_ENV)
+    return Path(override).resolve() if override else EXPECTATIONS_DIR
+
+
+def _substitute(value: Any, context: Mapping[str, Any], where: str) -> Any:
+    """``${name}`` placeholders; a string that is only a placeholder keeps the value's type."""
+    if isinstance(value, str):
+        whole = re.fullmatch(r"\$\{(\w+)\}", value.strip())
+        if whole and whole.group(1) in context:
+            return context[whole.group(1)]
+        try:
+            return string.Template(value).substitute({k: str(v) for k, v in context.items()})
+        except KeyError as exc:
+            raise SuiteError(f"{where}: unknown placeholder ${{{exc.args[0]}}}") from None
+        except ValueError as exc:
+            raise SuiteError(f"{where}: bad placeholder ({exc})") from None
+    if isinstance(value, list):
+        return [_substitute(v, context, where) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, context, f"{where}.{k}") for k, v in value.items()}
+    return value
+
+
+def _parse_asset(raw: Mapping[str, Any], where: str) -> Asset:
+    unknown = set(raw) - {
+        "name", "description", "table", "sql", "where", "columns", "masked", "requires",
+        "required", "expectations",
+    }  # fmt: skip
+    if unknown:
+        raise SuiteError(f"{where}: unknown field(s) {sorted(unknown)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise SuiteError(f"{where}.name: required")
+    where = f"{where} ({name})"
+    if bool(raw.get("table")) == bool(raw.get("sql")):
+        raise SuiteError(f"{where}: exactly one of 'table' or 'sql' is required")
+    table = raw.get("table")
+    if table is not None and not _NAME.match(str(table)):
+        raise SuiteError(f"{where}.table: '{table}' is not schema.table")
+    columns = raw.get("columns") or {}
+    if not isinstance(columns, dict) or not columns:
+        raise SuiteError(f"{where}.columns: a mapping column -> type is required")
+    for col, kind in columns.items():
+        if kind not in _DTYPES:
+            raise SuiteError(f"{where}.columns.{col}: type '{kind}' not in {sorted(_DTYPES)}")
+        if col in PHI_COLUMNS:
+            raise SuiteError(f"{where}.columns.{col}: PHI columns are never validated")
+    masked = tuple(raw.get("masked") or ())
+    for col in masked:
+        if col not in columns:
+            raise SuiteError(f"{where}.masked: '{col}' is not in columns")
+    expectations = []
+    for i, exp in enumerate(raw.get("expectations") or []):
+        ewhere = f"{where}.expectations[{i}]"
+        if not isinstance(exp, dict) or not str(exp.get("type", "")).startswith("expect_"):
+            raise SuiteError(f"{ewhere}.type: an expect_* name is required")
+        if not isinstance(exp.get("blocking"), bool):
+            raise SuiteError(f"{ewhere}.blocking: true or false is required")
+        extra = set(exp) - {"type", "kwargs", "blocking", "description"}
+        if extra:
+            raise SuiteError(f"{ewhere}: unknown field(s) {sorted(extra)}")
+        expectations.append(
+            Expectation(
+                type=exp["type"],
+                kwargs=dict(exp.get("kwargs") or {}),
+                blocking=exp["blocking"],
+                description=str(exp.get("description") or ""),
+            )
+        )
+    for req in raw.get("requires") or ():
+        if not _NAME.match(str(req)):
+            raise SuiteError(f"{where}.requires: '{req}' is not schema.table")
+    return Asset(
+        name=name,
+        description=str(raw.get("description") or ""),
+        table=table,
+        sql=raw.get("sql"),
+        where=raw.get("where"),
+        columns=dict(columns),
+        masked=masked,
+        requires=tuple(raw.get("requires") or ()),
+        required=bool(raw.get("required", False)),
+        expectations=expectations,
+    )
+
+
+def load_suite(
+    name: str,
+    run_id: str,
+    screening_date: date,
+    schema_map: Mapping[str, str] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    directory: Path | None = None,
+) -> Suite:
+    """Read ``<directory>/<name>.yml`` and resolve its placeholders for one run."""
+    if not _RUN_ID.match(run_id):
+        raise ValueError(f"run_id: '{run_id}' has characters outside [A-Za-z0-9_.:+-]")
+    path = (directory or expectations_dir()) / f"{name}.yml"
+    if not path.is_file():
+        raise SuiteError(f"suite '{name}': {path} not found")
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict) or data.get("suite") != name:
+        raise SuiteError(f"{path.name}.suite: must be '{name}'")
+    merged_settings = {**(data.get("settings") or {}), **(settings or {})}
+    mapping = dict(schema_map or {})
+    for key in mapping:
+        if key not in SCHEMAS or not _NAME.match(mapping[key]):
+            raise ValueError(f"schema_map: '{key}' -> '{mapping[key]}' is not a schema mapping")
+    context: dict[str, Any] = {
+        **merged_settings,
+        **{s: mapping.get(s, s) for s in SCHEMAS},
+        **{f"published_{s}": s for s in SCHEMAS},
+        "run_id": run_id,
+        "screening_date": screening_date.isoformat(),
+    }
+    foreach = data.get("foreach") or {}
+    if len(foreach) > 1:
+        raise SuiteError(f"{path.name}.foreach: one variable at most")
+    bindings: list[dict[str, Any]] = (
+        [{var: v} for var, values in foreach.items() for v in values] if foreach else [{}]
+    )
+    assets: list[Asset] = []
+    for i, raw in enumerate(data.get("assets") or []):
+        templated = "${" + next(iter(foreach), "\0") + "}" in json.dumps(raw)
+        for binding in bindings if templated else [{}]:
+            resolved = _substitute(raw, {**context, **binding}, f"{path.name}.assets[{i}]")
+            assets.append(_parse_asset(resolved, f"{path.name}.assets[{i}]"))
+    names = [a.name for a in assets]
+    if len(set(names)) != len(names):
+        raise SuiteError(f"{path.name}.assets: duplicate names")
+    return Suite(
+        name=name,
+        description=str(data.get("description") or ""),
+        settings=merged_settings,
+        assets=assets,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# reading frames (native clients only)
+# --------------------------------------------------------------------------------------------
+@dataclass
+class AssetRead:
+    name: str
+    source: str  # table read, or "sql check"
+    rows: int
+    note: str = ""  # "table not found", "skipped: ... missing"
+    success: bool = True
+    docs_page: str | None = None
+
+
+def query_frame(wh: Warehouse, sql: str) -> pl.DataFrame:
+    """A polars frame through the warehouse's native client (never a GX SQL datasource)."""
+    return wh.query_frame(sql)
+
+
+def _empty(columns: Mapping[str, str]) -> pl.DataFrame:
+    return pl.DataFrame(schema={c: _DTYPES[t] for c, t in columns.items()})
+
+
+def _conform(frame: pl.DataFrame, columns: Mapping[str, str]) -> pl.DataFrame:
+    return frame.with_columns(
+        [pl.col(c).cast(_DTYPES[t], strict=False) for c, t in columns.items() if c in frame.columns]
+    )
+
+
+def read_asset(wh: Warehouse, asset: Asset) -> tuple[pl.DataFrame, AssetRead]:
+    """The frame GX validates for one asset (PHI-free by construction)."""
+    if asset.sql is not None:
+        missing = [t for t in asset.requires if not wh.table_exists(t)]
+        if missing:
+            note = f"skipped: {', '.join(missing)} not found"
+            return _empty(asset.columns), AssetRead(asset.name, "sql check", 0, note)
+        frame = _conform(query_frame(wh, asset.sql), asset.columns)
+        return frame, AssetRead(asset.name, "sql check", frame.height)
+    assert asset.table is not None
+    if not wh.table_exists(asset.table):
+        if asset.required:  # no columns at all: the column-set expectation fails, blocking
+            return pl.DataFrame(), AssetRead(asset.name, asset.table, 0, "table not found")
+        return _empty(asset.columns), AssetRead(asset.name, asset.table, 0, "table not found")
+    present = set(query_frame(wh, f"select * from {asset.table} where 1 = 0").columns)
+    exprs = []
+    for col in asset.columns:
+        if col not in present:
+            continue
+        if col in asset.masked:
+            exprs.append(f"case when {col} is null then null else '{MASK_VALUE}' end as {col}")
+        else:
+            exprs.append(col)
+    if not exprs:
+        return pl.DataFrame(), AssetRead(asset.name, asset.table, 0, "no listed column found")
+    sql = f"select {', '.join(exprs)} from {asset.table}"
+    if asset.where and all(c in present for c in re.findall(r"\b(run_id)\b", asset.where)):
+        sql += f" where {asset.where}"
+    frame = _conform(query_frame(wh, sql), asset.columns)
+    return frame, AssetRead(asset.name, asset.table, frame.height)
+
+
+def _to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    if not frame.columns:
+        return pd.DataFrame()
+    return frame.to_pandas()
+
+
+# --------------------------------------------------------------------------------------------
+# outcome
+# --------------------------------------------------------------------------------------------
+@dataclass
+class ValidationOutcome:
+    """What the gate decided. ``success`` is False when any blocking expectation failed."""
+
+    run_id: str
+    screening_date: date
+    success: bool
+    blocking_failures: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    data_docs_index: Path | None = None
+    suites: list[str] = field(default_factory=list)
+    expectations_evaluated: int = 0
+    assets: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["screening_date"] = self.screening_date.isoformat()
+        data["data_docs_index"] = str(self.data_docs_index) if self.data_docs_index else None
+        return data
+
+    def as_json(self) -> str:
+        """The summary kept in ``audit.pipeline_runs.validation_result``."""
+        return json.dumps(self.as_dict(), default=str, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ValidationOutcome:
+        data = json.loads(text)
+        data["screening_date"] = date.fromisoformat(data["screening_date"])
+        if data.get("data_docs_index"):
+            data["data_docs_index"] = Path(data["data_docs_index"])
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def summary(self) -> str:
+        """One PHI-free line for logs and the CLI."""
+        head = "passed" if self.success else "FAILED"
+        parts = [
+            f"validation {head}: {len(self.blocking_failures)} blocking failure(s), "
+            f"{len(self.warnings)} warning(s) in {self.expectations_evaluated} expectations"
+        ]
+        if self.blocking_failures:
+            parts.append(
+                "; ".join(
+                    f"{f['asset']}: {f['expectation']}({f.get('column') or ''})"
+                    for f in self.blocking_failures[:5]
+                )
+            )
+        return " — ".join(parts)
+
+
+def _exception_message(info: Any) -> str | None:
+    if not isinstance(info, dict):
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message") or "exception")
+    for value in info.values():
+        if isinstance(value, dict) and value.get("raised_exception"):
+            return str(value.get("exception_message") or "exception")
+    return None
+
+
+def _observed(result: Mapping[str, Any], error: str | None) -> str:
+    """A short PHI-free description of what was seen: counts and numeric samples only."""
+    if error:
+        return f"error: {error}"[:300]
+    if "observed_value" in result:
+        observed = result["observed_value"]
+        details = (result.get("details") or {}).get("mismatched")
+        if details:
+            return f"{observed}; mismatched {details}"[:300]
+        return str(observed)[:300]
+    if "unexpected_count" in result:
+        text = f"{result['unexpected_count']} of {result.get('element_count')} rows unexpected"
+        sample = [
+            v
+            for v in result.get("partial_unexpected_list") or []
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        ][:5]
+        if sample:
+            text += f" (e.g. {', '.join(str(v) for v in sample)})"
+        return text
+    return ""
+
+
+# --------------------------------------------------------------------------------------------
+# Great Expectations
+# --------------------------------------------------------------------------------------------
+def _quiet_gx() -> None:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    for name in ("great_expectations", "posthog", "backoff"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _gx_context(docs_root: Path) -> Any:
+    _quiet_gx()
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    docs_root.mkdir(parents=True, exist_ok=True)
+    ctx = gx.get_context(mode="file", project_root_dir=str(docs_root))
+    progress = ctx.variables.progress_bars
+    if isinstance(progress, dict):
+        progress = ProgressBarsConfig(**progress)
+    if progress is None or progress.globally or progress.metric_calculations:
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        ctx.variables.save()
+    _quiet_gx()
+    return ctx
+
+
+def _gx_expectation(exp: Expectation) -> Any:
+    import great_expectations as gx
+
+    class_name = "".join(part.capitalize() for part in exp.type.split("_"))
+    cls = getattr(gx.expectations, class_name, None)
+    if cls is None:
+        raise SuiteError(f"expectation type '{exp.type}' is not a GX core expectation")
+    meta: dict[str, Any] = {"blocking": exp.blocking}
+    if exp.description:
+        meta["description"] = exp.description
+    notes = ("**blocking** — " if exp.blocking else "warning — ") + (exp.description or "")
+    return cls(**exp.kwargs, meta=meta, notes=notes)
+
+
+def _docs_index(docs_root: Path) -> Path:
+    return docs_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+def _run_asset(
+    ctx: Any, suite: Suite, asset: Asset, frame: pd.DataFrame, run_id: str
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One checkpoint run; returns per-expectation rows and the Data Docs page URL."""
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    try:
+        datasource = ctx.data_sources.get(suite.name)
+    except (KeyError, ValueError, LookupError):
+        datasource = ctx.data_sources.add_pandas(suite.name)
+    try:
+        gx_asset = datasource.get_asset(asset.name)
+    except LookupError:
+        gx_asset = datasource.add_dataframe_asset(asset.name)
+    try:
+        batch = gx_asset.get_batch_definition("whole")
+    except (KeyError, LookupError):
+        batch = gx_asset.add_batch_definition_whole_dataframe("whole")
+    gx_suite = gx.ExpectationSuite(
+        name=asset.name,
+        expectations=[_gx_expectation(e) for e in asset.expectations],
+        meta={"trialscreen_suite": suite.name, "description": asset.description},
+    )
+    gx_suite = ctx.suites.add_or_update(gx_suite)
+    definition = ctx.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=asset.name, data=batch, suite=gx_suite)
+    )
+    checkpoint = ctx.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=asset.name,
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],  # type: ignore[attr-defined]
+            result_format="SUMMARY",
+        )
+    )
+    result = checkpoint.run(
+        batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_id)
+    )
+    rows: list[dict[str, Any]] = []
+    page: str | None = None
+    for run_result in result.run_results.values():
+        for item in run_result.results:
+            data = item.to_json_dict()
+            config = data["expectation_config"]
+            rows.append(
+                {
+                    "success": bool(data["success"]),
+                    "type": config["type"],
+                    "kwargs": config.get("kwargs") or {},
+                    "meta": config.get("meta") or {},
+                    "observed": _observed(
+                        data.get("result") or {}, _exception_message(data.get("exception_info"))
+                    ),
+                }
+            )
+    # the page UpdateDataDocsAction rendered: validations/<suite name, dots as folders>/<run>/
+    site = _docs_index(Path(ctx.root_directory).parent).parent
+    folder = site / "validations" / Path(*asset.name.split(".")) / run_id
+    pages = sorted(folder.glob("*/*.html"))
+    if pages:
+        page = pages[-1].relative_to(site).as_posix()
+    return rows, page
+
+
+def validate(
+    warehouse_url: str,
+    reports_dir: Path,
+    run_id: str,
+    screening_date: date,
+    schema_map: dict[str, str] | None = None,
+    suites: Sequence[str] = DEFAULT_SUITES,
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ValidationOutcome:
+    """Validate the warehouse with the named suites; never raises for bad data.
+
+    ``settings`` overrides a suite's settings, e.g. ``{"marts": {"min_row_fraction": 0.8}}``.
+    Data Docs go to ``<reports_dir>/data_docs`` (kept across runs).
+    """
+    started = time.monotonic()
+    loaded = [
+        load_suite(name, run_id, screening_date, schema_map, (settings or {}).get(name))
+        for name in suites
+    ]
+    reads: list[tuple[Suite, Asset, pl.DataFrame, AssetRead]] = []
+    with Warehouse.connect(warehouse_url) as wh:
+        for suite in loaded:
+            for asset in suite.assets:
+                frame, info = read_asset(wh, asset)
+                reads.append((suite, asset, frame, info))
+
+    docs_root = Path(reports_dir) / "data_docs"
+    ctx = _gx_context(docs_root)
+    outcome = ValidationOutcome(
+        run_id=run_id,
+        screening_date=screening_date,
+        success=True,
+        data_docs_index=_docs_index(docs_root),
+        suites=list(suites),
+    )
+    for suite, asset, frame, info in reads:
+        rows, page = _run_asset(ctx, suite, asset, _to_pandas(frame), run_id)
+        info.docs_page = page
+        for row in rows:
+            outcome.expectations_evaluated += 1
+            if row["success"]:
+                continue
+            info.success = False
+            kwargs = row["kwargs"]
+            exp = Expectation(row["type"], kwargs, bool(row["meta"].get("blocking", True)))
+            entry = {
+                "suite": suite.name,
+                "asset": asset.name,
+                "expectation": row["type"],
+                "column": exp.column,
+                "observed": row["observed"] + (f" [{info.note}]" if info.note else ""),
+                "description": row["meta"].get("description", ""),
+            }
+            (outcome.blocking_failures if exp.blocking else outcome.warnings).append(entry)
+        outcome.assets.append({"suite": suite.name, **asdict(info)})
+    outcome.success = not outcome.blocking_failures
+    outcome.seconds = round(time.monotonic() - started, 2)
+    log.info(
+        "validation finished",
+        extra={
+            "run_id": run_id,
+            "success": outcome.success,
+            "blocking_failures": len(outcome.blocking_failures),
+            "warnings": len(outcome.warnings),
+            "seconds": outcome.seconds,
+        },
+    )
+    return outcome

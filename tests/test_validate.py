@@ -1,0 +1,538 @@
+"""The quality gate (trialscreen.validate) on small hand-written warehouses.
+
+GX is slow to import and run, so each warehouse is validated once per module (module-scoped
+fixtures) and the tests assert on the outcomes and the Data Docs they left behind.
+The builders here are reused by tests/test_report.py.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from trialscreen import ingest
+from trialscreen.pipeline import RUNS_COLUMNS, RUNS_TABLE
+from trialscreen.warehouse import Warehouse
+
+SCREENING_DATE = date(2026, 11, 2)
+TRIAL = "axiom"
+COHORTS = ("asps", "safety_run_in")
+CRITERIA = ("age", "anc", "renal", "informed_consent")
+# PHI that must never leave the raw tables
+PHI_MRN = "MRN-99887766"
+PHI_FAMILY = "Zyxwvutsson"
+PHI_GIVEN = "Quorabelle"
+PHI_BIRTH = date(1961, 7, 4)
+PHI_FILE = f"fhir/{PHI_FAMILY}_{PHI_GIVEN}_0001.json"
+
+# patient -> (criterion -> status); everything not listed is met, informed_consent is review
+PATIENTS: dict[str, dict[str, str]] = {
+    "a1b2c3d4e5f60001": {},
+    "a1b2c3d4e5f60002": {"anc": "unknown"},
+    "a1b2c3d4e5f60003": {"anc": "not_met"},
+    "a1b2c3d4e5f60004": {"age": "not_met"},
+    "a1b2c3d4e5f60005": {},
+    "a1b2c3d4e5f60006": {"renal": "unknown"},
+}
+
+
+def _status(patient: str, criterion: str) -> str:
+    if criterion == "informed_consent":
+        return "review"
+    return PATIENTS[patient].get(criterion, "met")
+
+
+def marts_frames(run_id: str, patients: list[str] | None = None) -> dict[str, pl.DataFrame]:
+    """criterion_evaluations, screening_results, eligible_candidates, screening_funnel."""
+    keys = patients or list(PATIENTS)
+    evals = []
+    for cohort in COHORTS:
+        for key in keys:
+            for criterion in CRITERIA:
+                status = _status(key, criterion)
+                evals.append(
+                    {
+                        "run_id": run_id,
+                        "screening_date": SCREENING_DATE,
+                        "trial_id": TRIAL,
+                        "cohort_id": cohort,
+                        "patient_key": key,
+                        "criterion_id": criterion,
+                        "status": status,
+                        "value_numeric": 0.8 if status == "not_met" else None,
+                        "value_unit": None,
+                        "threshold": None,
+                        "uln": None,
+                        "uln_source": None,
+                        "evidence_source": "fhir" if status in ("met", "not_met") else None,
+                        "evidence_id": f"obs-{key[-2:]}-{criterion}"
+                        if status != "review"
+                        else None,
+                        "evidence_at": datetime(2026, 11, 1, 8, 0),
+                        "reason": f"{criterion}: {status}",
+                    }
+                )
+    ce = pl.DataFrame(evals)
+    results = []
+    for (cohort, key), group in ce.group_by(["cohort_id", "patient_key"], maintain_order=True):
+        statuses = group.get_column("status").to_list()
+        n = {s: statuses.count(s) for s in ("met", "not_met", "unknown", "review")}
+        candidate = (
+            "ineligible" if n["not_met"] else "missing_data" if n["unknown"] else "ready_for_review"
+        )
+        crits = group.get_column("criterion_id").to_list()
+        results.append(
+            {
+                "run_id": run_id,
+                "screening_date": SCREENING_DATE,
+                "trial_id": TRIAL,
+                "cohort_id": cohort,
+                "patient_key": key,
+                "candidate_status": candidate,
+                "n_met": n["met"],
+                "n_not_met": n["not_met"],
+                "n_unknown": n["unknown"],
+                "n_review": n["review"],
+                "unknown_criteria": ",".join(
+                    c for c, s in zip(crits, statuses, strict=True) if s == "unknown"
+                ),
+                "review_criteria": "informed_consent",
+                "not_met_criteria": ",".join(
+                    c for c, s in zip(crits, statuses, strict=True) if s == "not_met"
+                ),
+                "age_years": 11.0 if PATIENTS[key].get("age") else 44.0,
+                "ecog": 1.0,
+                "karnofsky": None,
+                "ecog_equivalent": None,
+                "karnofsky_equivalent": 80.0,
+                "anc": 0.8 if PATIENTS[key].get("anc") == "not_met" else 2.1,
+                "platelets": 210.0,
+                "hemoglobin": 12.5,
+                "bilirubin_x_uln": 0.6,
+                "ast_x_uln": 0.9,
+                "alt_x_uln": 1.1,
+                "creatinine_x_uln": 0.8,
+                "crcl_ml_min": 92.0,
+                "crcl_ml_min_1_73m2": 88.5,
+                "albumin": 4.0,
+                "sodium": 139.0,
+            }
+        )
+    sr = pl.DataFrame(results)
+    ec = sr.filter(pl.col("candidate_status").is_in(["ready_for_review", "missing_data"]))
+    ec = ec.with_columns(
+        pl.lit(date(2026, 10, 26)).alias("first_eligible_on"),
+        (pl.col("patient_key") != "a1b2c3d4e5f60001").alias("is_new"),
+    )
+    funnel = []
+    for cohort in COHORTS:
+        remaining = set(keys)
+        for ordinal, criterion in enumerate(CRITERIA, start=1):
+            statuses = {k: _status(k, criterion) for k in keys}
+            removed = {k for k in remaining if statuses[k] == "not_met"}
+            remaining -= removed
+            funnel.append(
+                {
+                    "run_id": run_id,
+                    "screening_date": SCREENING_DATE,
+                    "trial_id": TRIAL,
+                    "cohort_id": cohort,
+                    "ordinal": ordinal,
+                    "criterion_id": criterion,
+                    "patients_screened": len(keys),
+                    "n_met": sum(s == "met" for s in statuses.values()),
+                    "n_not_met": sum(s == "not_met" for s in statuses.values()),
+                    "n_unknown": sum(s == "unknown" for s in statuses.values()),
+                    "n_review": sum(s == "review" for s in statuses.values()),
+                    "patients_removed": len(removed),
+                    "patients_remaining": len(remaining),
+                }
+            )
+    return {
+        "criterion_evaluations": ce,
+        "screening_results": sr,
+        "eligible_candidates": ec,
+        "screening_funnel": pl.DataFrame(funnel),
+    }
+
+
+def history_frame(run_id: str, screening_date: date, results: pl.DataFrame) -> pl.DataFrame:
+    return results.select(
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(screening_date).alias("screening_date"),
+        "trial_id",
+        "cohort_id",
+        "patient_key",
+        "candidate_status",
+        pl.col("candidate_status")
+        .is_in(["ready_for_review", "missing_data"])
+        .alias("is_candidate"),
+        pl.lit(datetime(2026, 11, 2, 3, 0)).alias("recorded_at"),
+    )
+
+
+_NUMERIC = {"value_numeric", "threshold", "uln", "karnofsky", "ecog_equivalent"}
+
+
+def write_marts(wh: Warehouse, schema: str, frames: dict[str, pl.DataFrame]) -> None:
+    for name, frame in frames.items():
+        frame = frame.with_columns(
+            pl.col(c).cast(pl.Float64 if c in _NUMERIC else pl.String)
+            for c, t in frame.schema.items()
+            if t == pl.Null
+        )
+        wh.replace_table(f"{schema}.{name}", frame)
+
+
+def _raw_rows(wh: Warehouse, run_id: str) -> None:
+    """A few landed rows per feed, with PHI in the raw PHI columns and in identifiers."""
+    now = datetime(2026, 11, 2, 2, 0)
+    lineage = {"source_position": 1, "record_hash": "h", "run_id": run_id, "loaded_at": now}
+    wh.load_frame(
+        "raw.fhir_patients",
+        pl.DataFrame(
+            [
+                {
+                    **lineage,
+                    "source_file": PHI_FILE,
+                    "record_id": "pat-1",
+                    "patient_ref": "pat-1",
+                    "mrn": PHI_MRN,
+                    "family_name": PHI_FAMILY,
+                    "given_name": PHI_GIVEN,
+                    "birth_date": PHI_BIRTH,
+                    "sex": "female",
+                }
+            ]
+        ),
+    )
+    obs = [
+        {
+            **lineage,
+            "source_file": PHI_FILE,
+            "record_id": f"obs-{i}",
+            "patient_ref": "pat-1",
+            "loinc": "751-8",
+            "value_numeric": 2.1,
+            "value_unit": "10*9/L",
+            "status": "final",
+            "effective_at": datetime(2026, 11, 1, 8, 0),
+        }
+        for i in range(3)
+    ]
+    wh.load_frame("raw.fhir_observations", pl.DataFrame(obs))
+    # HL7: patient_ref is the MRN itself; the feed is stale (latest result 40 days old)
+    wh.load_frame(
+        "raw.hl7_observations",
+        pl.DataFrame(
+            [
+                {
+                    **lineage,
+                    "source_file": "hl7/batch.hl7",
+                    "record_id": "MSG1|1|2160-0",
+                    "patient_ref": PHI_MRN,
+                    "mrn": PHI_MRN,
+                    "loinc": "2160-0",
+                    "value_numeric": 0.9,
+                    "value_unit": "mg/dL",
+                    "status": "final",
+                    "effective_at": datetime(2026, 9, 23, 7, 0),
+                }
+            ]
+        ),
+    )
+
+
+def _audit_rows(wh: Warehouse, run_ids: list[str]) -> None:
+    rows = []
+    for i, run_id in enumerate(run_ids):
+        for feed, records in (("fhir", 40 + 10 * i), ("hl7", 12 + i), ("csv", 0)):
+            quarantined = 2 if feed == "fhir" else 0
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "feed": feed,
+                    "files_seen": 3,
+                    "files_new": 2,
+                    "files_skipped": 1,
+                    "files_quarantined": 0,
+                    "records_in": records,
+                    "loaded": records - quarantined - 1 if records else 0,
+                    "duplicates_skipped": 1 if records else 0,
+                    "quarantined": quarantined,
+                    "ignored": 0,
+                    "latest_record_at": datetime(2026, 10, 25 + i, 8, 0) if feed != "csv" else None,
+                    "finished_at": datetime(2026, 10, 30, 2, 0) + timedelta(days=i),
+                }
+            )
+    wh.load_frame(ingest.FEED_COUNTS_TABLE, pl.DataFrame(rows, schema=ingest.FEED_COUNT_COLUMNS))
+    quarantine = [
+        {
+            "run_id": run_ids[-1],
+            "feed": "fhir",
+            "scope": "record",
+            "source_file": PHI_FILE,
+            "source_position": 7,
+            "error": "Observation without a subject reference",
+            "raw_payload": f'{{"identifier": "{PHI_MRN}", "name": "{PHI_FAMILY}"}}',
+            "quarantined_at": datetime(2026, 11, 2, 2, 0),
+        },
+        {
+            "run_id": run_ids[-1],
+            "feed": "fhir",
+            "scope": "record",
+            "source_file": PHI_FILE,
+            "source_position": 9,
+            "error": "Observation without a subject reference",
+            "raw_payload": f'{{"birthDate": "{PHI_BIRTH.isoformat()}"}}',
+            "quarantined_at": datetime(2026, 11, 2, 2, 0),
+        },
+    ]
+    wh.load_frame(
+        ingest.QUARANTINE_TABLE,
+        pl.DataFrame(quarantine, schema=ingest.QUARANTINE_TABLE_COLUMNS),
+    )
+    runs = []
+    for i, run_id in enumerate(run_ids):
+        runs.append(
+            {
+                "run_id": run_id,
+                "screening_date": SCREENING_DATE - timedelta(days=len(run_ids) - 1 - i),
+                "trial_ids": TRIAL,
+                "trial_definition_hash": "abc",
+                "code_version": "0.1.0",
+                "warehouse": "duckdb:///x",
+                "started_at": datetime(2026, 10, 30, 1, 0) + timedelta(days=i),
+                "finished_at": datetime(2026, 10, 30, 2, 0) + timedelta(days=i),
+                "status": "published" if i < len(run_ids) - 1 else "running",
+                "feed_counts": None,
+                "validation_result": None,
+                "message": None,
+            }
+        )
+    wh.ensure_table(RUNS_TABLE, RUNS_COLUMNS)
+    wh.load_frame(RUNS_TABLE, pl.DataFrame(runs, schema=RUNS_COLUMNS))
+
+
+def _int_observations(wh: Warehouse) -> None:
+    wh.replace_table(
+        "intermediate.int_observations",
+        pl.DataFrame(
+            {
+                "patient_mrn": [PHI_MRN] * 5,
+                "analyte": ["hemoglobin", "hemoglobin", "sodium", "anc", "creatinine"],
+                "unit_raw": ["g/dL", "g/dL", "mmol/L", "furlongs", "mg/dL"],
+                "value_issue": ["implausible", None, "implausible", "unmapped_unit", None],
+            }
+        ),
+    )
+
+
+PREVIOUS_RUNS = ["run-2026-10-30", "run-2026-10-31"]
+
+
+def build_clean(path: Path, run_id: str) -> str:
+    """A consistent warehouse: raw (fhir, hl7; no csv tables at all), audit, marts."""
+    url = f"duckdb:///{path}"
+    with Warehouse.connect(url) as wh:
+        ingest.ensure_tables(wh)
+        for entity in ("patients", "observations", "conditions", "medications"):
+            wh.execute(f"drop table raw.csv_{entity}")  # a feed never delivered: no tables
+        _raw_rows(wh, run_id)
+        _audit_rows(wh, [*PREVIOUS_RUNS, run_id])
+        frames = marts_frames(run_id)
+        write_marts(wh, "marts", frames)
+        history = pl.concat(
+            [
+                history_frame(PREVIOUS_RUNS[-1], date(2026, 10, 31), frames["screening_results"]),
+                history_frame(run_id, SCREENING_DATE, frames["screening_results"]),
+            ]
+        )
+        wh.replace_table("marts.screening_candidate_history", history)
+        _int_observations(wh)
+    return url
+
+
+def build_broken(path: Path, run_id: str) -> str:
+    """Marts with a duplicate screening_results key and an impossible CrCl."""
+    url = f"duckdb:///{path}"
+    frames = marts_frames(run_id)
+    sr = frames["screening_results"].with_columns(
+        pl.when(pl.col("patient_key") == "a1b2c3d4e5f60002")
+        .then(5000.0)
+        .otherwise(pl.col("crcl_ml_min"))
+        .alias("crcl_ml_min")
+    )
+    frames["screening_results"] = pl.concat([sr, sr.head(1)])
+    with Warehouse.connect(url) as wh:
+        write_marts(wh, "marts", frames)
+    return url
+
+
+def build_collapsed(path: Path, run_id: str) -> str:
+    """Published marts from the previous run (12 rows); candidate marts with 4 rows."""
+    url = f"duckdb:///{path}"
+    with Warehouse.connect(url) as wh:
+        write_marts(wh, "marts", marts_frames(PREVIOUS_RUNS[-1]))
+        write_marts(
+            wh, "marts_candidate", marts_frames(run_id, ["a1b2c3d4e5f60001", "a1b2c3d4e5f60002"])
+        )
+    return url
+
+
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reports_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("reports")
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory, reports_dir):
+    from trialscreen.validate import validate
+
+    url = build_clean(tmp_path_factory.mktemp("clean") / "wh.duckdb", "run-clean")
+    return validate(url, reports_dir, "run-clean", SCREENING_DATE)
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory, reports_dir):
+    from trialscreen.validate import validate
+
+    url = build_broken(tmp_path_factory.mktemp("broken") / "wh.duckdb", "run-broken")
+    return validate(url, reports_dir, "run-broken", SCREENING_DATE, suites=["marts"])
+
+
+@pytest.fixture(scope="module")
+def collapsed(tmp_path_factory, reports_dir):
+    from trialscreen.validate import validate
+
+    url = build_collapsed(tmp_path_factory.mktemp("collapsed") / "wh.duckdb", "run-collapse")
+    return validate(
+        url,
+        reports_dir,
+        "run-collapse",
+        SCREENING_DATE,
+        schema_map={"marts": "marts_candidate"},
+        suites=["marts"],
+    )
+
+
+def _named(entries: list[dict], asset: str, expectation: str) -> list[dict]:
+    return [e for e in entries if e["asset"] == asset and e["expectation"] == expectation]
+
+
+def test_clean_warehouse_passes_with_stale_feed_as_warning(clean):
+    assert clean.success, clean.blocking_failures
+    assert clean.blocking_failures == []
+    stale = _named(clean.warnings, "check.hl7_freshness", "expect_column_values_to_be_between")
+    assert stale and stale[0]["column"] == "days_since_latest_observation"
+    assert clean.expectations_evaluated > 50
+
+
+def test_missing_feed_tables_validate_as_empty_frames(clean):
+    csv = [a for a in clean.assets if a["name"] == "raw.csv_observations"]
+    assert csv and csv[0]["note"] == "table not found" and csv[0]["success"]
+
+
+def test_quarantine_share_below_threshold_is_not_a_warning(clean):
+    # 2 of 60 fhir records quarantined = 3.3% (< 5%): no warning; hl7 none
+    assert not _named(
+        clean.warnings, "check.fhir_quarantine_share", "expect_column_values_to_be_between"
+    )
+
+
+def test_duplicate_screening_key_is_a_blocking_failure(broken):
+    assert not broken.success
+    dup = _named(
+        broken.blocking_failures, "marts.screening_results", "expect_compound_columns_to_be_unique"
+    )
+    assert dup, broken.blocking_failures
+    assert dup[0]["column"] == "trial_id,cohort_id,patient_key"
+    assert dup[0]["suite"] == "marts"
+
+
+def test_impossible_creatinine_clearance_is_a_blocking_failure(broken):
+    crcl = [
+        f
+        for f in _named(
+            broken.blocking_failures,
+            "marts.screening_results",
+            "expect_column_values_to_be_between",
+        )
+        if f["column"] == "crcl_ml_min"
+    ]
+    assert crcl and "5000" in crcl[0]["observed"]
+
+
+def test_row_count_collapse_against_published_run_blocks(collapsed):
+    assert not collapsed.success
+    names = {(f["asset"], f["column"]) for f in collapsed.blocking_failures}
+    assert ("check.row_counts_vs_published", "results_collapsed") in names
+    assert ("check.row_counts_vs_published", "evaluations_collapsed") in names
+    # the candidate tables themselves are consistent: nothing else blocks
+    assert names <= {
+        ("check.row_counts_vs_published", "results_collapsed"),
+        ("check.row_counts_vs_published", "evaluations_collapsed"),
+    }, names
+
+
+def test_outcome_round_trips_through_json(broken):
+    from trialscreen.validate import ValidationOutcome
+
+    again = ValidationOutcome.from_json(broken.as_json())
+    assert again.success is False
+    assert again.blocking_failures == broken.blocking_failures
+    assert "FAILED" in again.summary()
+
+
+def test_data_docs_show_the_failed_expectation(clean, broken, collapsed, reports_dir):
+    index = broken.data_docs_index
+    assert index is not None and index.is_file()
+    assert index == clean.data_docs_index  # one site, runs accumulate
+    pages = list(index.parent.glob("validations/marts/screening_results/run-broken/*/*.html"))
+    assert pages, "no validation page for the failing run"
+    html = pages[0].read_text()
+    assert "expect_compound_columns_to_be_unique" in html or "unique" in html.lower()
+    assert "crcl_ml_min" in html
+    page = [a for a in broken.assets if a["name"] == "marts.screening_results"][0]["docs_page"]
+    assert page and (index.parent / page).is_file()
+    index_html = index.read_text()
+    for run in ("run-clean", "run-broken", "run-collapse"):
+        assert run in index_html
+
+
+def test_no_phi_in_data_docs(clean, broken, collapsed, reports_dir):
+    docs = reports_dir / "data_docs"
+    files = [p for p in docs.rglob("*") if p.is_file() and p.suffix in (".html", ".json", ".yml")]
+    assert files
+    for path in files:
+        text = path.read_text(errors="replace")
+        for secret in (PHI_MRN, PHI_FAMILY, PHI_GIVEN, PHI_BIRTH.isoformat(), "Quorabelle"):
+            assert secret not in text, f"{secret!r} found in {path.relative_to(docs)}"
+
+
+def test_suite_files_are_rejected_with_the_field_named(tmp_path):
+    from trialscreen.validate import SuiteError, load_suite
+
+    (tmp_path / "bad.yml").write_text(
+        "suite: bad\nassets:\n  - name: raw.x\n    table: raw.x\n"
+        "    columns: {mrn: string}\n    expectations: []\n"
+    )
+    with pytest.raises(SuiteError, match=r"columns\.mrn"):
+        load_suite("bad", "r1", SCREENING_DATE, directory=tmp_path)
+    with pytest.raises(ValueError, match="run_id"):
+        load_suite("bad", "r1'; drop table x", SCREENING_DATE, directory=tmp_path)
+
+
+def test_schema_map_reads_candidate_schema_but_keeps_names():
+    from trialscreen.validate import load_suite
+
+    suite = load_suite("marts", "r1", SCREENING_DATE, schema_map={"marts": "marts_candidate"})
+    by_name = {a.name: a for a in suite.assets}
+    assert by_name["marts.screening_results"].table == "marts_candidate.screening_results"
+    published = by_name["check.row_counts_vs_published"]
+    assert "marts.screening_results" in published.requires
+    assert "marts_candidate.screening_results" in published.requires
