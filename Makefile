@@ -19,7 +19,14 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --python $(PYTHON) --quiet
 	touch $@
 
-install: $(VENV)/.installed
+MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES := $(shell find dbt_project/models dbt_project/macros dbt_project/seeds -type f 2>/dev/null) dbt_project/dbt_project.yml
+
+# Cosmos renders the DAG's dbt tasks from this precompiled manifest (no dbt call at parse).
+$(MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
+	$(BIN)/trialscreen manifest
+
+install: $(VENV)/.installed $(MANIFEST)
 
 demo: install
 	$(BIN)/trialscreen demo --patients $${PATIENTS:-1000} --out demo

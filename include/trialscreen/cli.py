@@ -111,6 +111,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(sizes=args.sizes, out=args.out)
 
 
+def cmd_manifest(args: argparse.Namespace) -> int:
+    from trialscreen.transform import compile_manifest
+
+    print(f"dbt manifest written to {compile_manifest()}")
+    return 0
+
+
+def cmd_roles(args: argparse.Namespace) -> int:
+    from trialscreen.roles import main as roles_main
+
+    return roles_main([])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trialscreen", description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
@@ -140,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--out", type=Path, default=Path("demo"))
     demo.set_defaults(func=cmd_demo)
+
+    man = sub.add_parser("manifest", help="precompile the dbt manifest the DAG renders from")
+    man.set_defaults(func=cmd_manifest)
+
+    roles = sub.add_parser(
+        "roles", help="create/refresh PostgreSQL roles and grants (TRIALSCREEN_ADMIN_URL)"
+    )
+    roles.set_defaults(func=cmd_roles)
 
     bench = sub.add_parser("bench", help="benchmark on generated populations")
     bench.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])

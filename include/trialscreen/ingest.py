@@ -383,6 +383,19 @@ def ingest_feed(
     return counts
 
 
+def new_file_counts(warehouse: str | Path, drop: Path) -> dict[str, int]:
+    """How many files of each feed in the drop have not been ingested yet (no PHI)."""
+    from trialscreen.warehouse import Warehouse as _Warehouse
+
+    with _Warehouse.connect(warehouse) as wh:
+        ensure_tables(wh)
+        result = {}
+        for feed in schema.FEEDS:
+            known = _known_hashes(wh, feed)
+            result[feed] = sum(content_hash(p) not in known for p in discover(drop, feed))
+    return result
+
+
 def ingest(
     wh: Warehouse,
     drop: Path,

@@ -238,3 +238,18 @@ def seed_and_build(
         exclude=exclude,
         artifacts_dir=artifacts_dir,
     )
+
+
+def compile_manifest(project_dir: str | Path | None = None) -> Path:
+    """``dbt parse`` into ``dbt_project/target/manifest.json``: Cosmos renders the DAG's dbt
+    task group from this file, so parsing the DAG never runs dbt (``make install`` and the
+    DAG tests call this). No warehouse connection is made."""
+    project = Path(project_dir).resolve() if project_dir is not None else default_project_dir()
+    run_dbt(
+        "parse",
+        str(project / "target" / "parse-only.duckdb"),
+        dbt_vars={"screening_date": "2000-01-01", "run_id": "parse", "wap": True},
+        artifacts_dir=project,
+        project_dir=project,
+    )
+    return project / "target" / "manifest.json"

@@ -1,0 +1,68 @@
+-- Rule min_age (SPEC §6 `age`): age in whole years on the screening date >= threshold; the
+-- birthday itself counts. Evidence: the patient record the birth date came from.
+with
+
+population as (
+
+    select * from {{ ref('int_screening__population') }}
+
+),
+
+criteria as (
+
+    select distinct trial_id, criterion_id, label, operator, threshold
+    from {{ source('config', 'trial_criteria') }}
+    where rule = 'min_age'
+
+),
+
+evaluated as (
+
+    select
+        criteria.trial_id,
+        criteria.criterion_id,
+        population.patient_mrn,
+        population.age_years,
+        population.evidence_source,
+        population.evidence_id,
+        criteria.label,
+        criteria.operator,
+        criteria.threshold,
+        {{ comparator_status('population.age_years', 'null', 'criteria.operator', 'criteria.threshold') }}
+            as decided_status
+    from criteria
+    inner join population
+        on criteria.trial_id = population.trial_id
+
+)
+
+select
+    -- ids
+    trial_id,
+    criterion_id,
+    patient_mrn,
+
+    -- decision
+    coalesce(decided_status, 'unknown') as status,
+    cast(age_years as {{ clinical_double() }}) as value_numeric,
+    cast('years' as {{ dbt.type_string() }}) as value_unit,
+    cast(threshold as {{ clinical_double() }}) as threshold,
+    cast(null as {{ clinical_double() }}) as uln,
+    cast(null as {{ dbt.type_string() }}) as uln_source,
+
+    -- evidence
+    case when decided_status is not null then evidence_source end as evidence_source,
+    case when decided_status is not null then evidence_id end as evidence_id,
+    cast(null as {{ dbt.type_timestamp() }}) as evidence_at,
+
+    -- reason
+    case
+        when decided_status is null then 'No birth date on record'
+        else 'Age ' || cast(age_years as {{ dbt.type_string() }}) || ' on '
+            || {{ fmt_date(screening_date()) }} || ' '
+            || case when decided_status = 'met' then {{ operator_display('operator') }}
+                else {{ operator_negated_display('operator') }} end
+            || ' ' || {{ fmt_num('threshold', 0) }}
+    end as reason
+
+from evaluated

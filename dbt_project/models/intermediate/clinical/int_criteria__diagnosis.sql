@@ -1,0 +1,150 @@
+-- Rule diagnosis (SPEC §6 diagnosis_sts, diagnosis_asps): a counting condition of the
+-- criterion's `diagnosis` concepts (coded) or `diagnosis_text` concepts (text-matched,
+-- flagged in the reason). Met with advanced-disease evidence (`advanced` concepts, e.g.
+-- metastasis C77-C79), review without it (a clinician confirms "advanced / not curable by
+-- surgery"), not_met with no such diagnosis. Concepts: config.trial_criterion_concepts.
+with
+
+population as (
+
+    select * from {{ ref('int_screening__population') }}
+
+),
+
+criteria as (
+
+    select distinct trial_id, criterion_id, label
+    from {{ source('config', 'trial_criteria') }}
+    where rule = 'diagnosis'
+
+),
+
+concepts as (
+
+    select * from {{ source('config', 'trial_criterion_concepts') }}
+
+),
+
+diagnoses as (
+
+    select * from {{ ref('int_diagnoses__concepts') }}
+
+),
+
+diagnosis_evidence as (
+
+    -- coded matches first, then the earliest
+    select
+        concepts.trial_id,
+        concepts.criterion_id,
+        diagnoses.*,
+        row_number() over (
+            partition by concepts.trial_id, concepts.criterion_id, diagnoses.patient_mrn
+            order by
+                case when diagnoses.matched_on = 'code' then 0 else 1 end,
+                diagnoses.evidence_date asc nulls last,
+                diagnoses.condition_id
+        ) as evidence_rank
+    from concepts
+    inner join diagnoses
+        on concepts.concept = diagnoses.concept
+        and (
+            (concepts.role = 'diagnosis' and diagnoses.matched_on = 'code')
+            or (concepts.role = 'diagnosis_text' and diagnoses.matched_on = 'text')
+        )
+
+),
+
+advanced_evidence as (
+
+    select
+        concepts.trial_id,
+        concepts.criterion_id,
+        diagnoses.*,
+        row_number() over (
+            partition by concepts.trial_id, concepts.criterion_id, diagnoses.patient_mrn
+            order by diagnoses.evidence_date asc nulls last, diagnoses.condition_id
+        ) as evidence_rank
+    from concepts
+    inner join diagnoses
+        on concepts.concept = diagnoses.concept
+    where concepts.role = 'advanced'
+        and diagnoses.matched_on = 'code'
+
+),
+
+joined as (
+
+    select
+        criteria.trial_id,
+        criteria.criterion_id,
+        criteria.label,
+        population.patient_mrn,
+        dx.condition_id as dx_condition_id,
+        dx.evidence_source as dx_evidence_source,
+        dx.evidence_id as dx_evidence_id,
+        dx.evidence_date as dx_date,
+        dx.matched_on as dx_matched_on,
+        dx.code as dx_code,
+        dx.code_label as dx_label,
+        adv.condition_id as adv_condition_id,
+        adv.code as adv_code,
+        adv.code_label as adv_label,
+        case
+            when dx.condition_id is null then 'not_met'
+            when adv.condition_id is not null then 'met'
+            else 'review'
+        end as status
+    from criteria
+    inner join population
+        on criteria.trial_id = population.trial_id
+    left join diagnosis_evidence as dx
+        on criteria.trial_id = dx.trial_id
+        and criteria.criterion_id = dx.criterion_id
+        and population.patient_mrn = dx.patient_mrn
+        and dx.evidence_rank = 1
+    left join advanced_evidence as adv
+        on criteria.trial_id = adv.trial_id
+        and criteria.criterion_id = adv.criterion_id
+        and population.patient_mrn = adv.patient_mrn
+        and adv.evidence_rank = 1
+
+)
+
+select
+    -- ids
+    trial_id,
+    criterion_id,
+    patient_mrn,
+
+    -- decision
+    status,
+    cast(null as {{ clinical_double() }}) as value_numeric,
+    cast(null as {{ dbt.type_string() }}) as value_unit,
+    cast(null as {{ clinical_double() }}) as threshold,
+    cast(null as {{ clinical_double() }}) as uln,
+    cast(null as {{ dbt.type_string() }}) as uln_source,
+
+    -- evidence
+    dx_evidence_source as evidence_source,
+    dx_evidence_id as evidence_id,
+    cast(dx_date as {{ dbt.type_timestamp() }}) as evidence_at,
+
+    -- reason
+    case
+        when status = 'not_met'
+            then 'No ' || label || ' diagnosis on record'
+        else label || ' diagnosis '
+            || case
+                when dx_matched_on = 'text' then 'text-matched in "' || coalesce(dx_label, '') || '"'
+                else coalesce(dx_code, '') || ' (' || coalesce(dx_label, '') || ')'
+            end
+            || coalesce(' since ' || {{ fmt_date('dx_date') }}, '')
+            || case
+                when status = 'met'
+                    then '; advanced disease: ' || coalesce(adv_code, '') || ' (' || coalesce(adv_label, '') || ')'
+                else '; no metastasis or advanced stage coded: a clinician confirms advanced / not curable by surgery'
+            end
+    end as reason
+
+from joined

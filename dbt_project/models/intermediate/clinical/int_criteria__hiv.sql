@@ -1,0 +1,103 @@
+-- Rule hiv (SPEC §6): no HIV on record -> met; HIV -> met only with active antiretroviral
+-- therapy and an undetectable viral load within the HIV window; HIV with a detectable viral
+-- load or without ART -> not_met; HIV without a usable viral load in the window (or "<N"
+-- above the limit) -> unknown. Status inputs: int_hiv__status.
+with
+
+criteria as (
+
+    select distinct trial_id, criterion_id, label, window_days
+    from {{ source('config', 'trial_criteria') }}
+    where rule = 'hiv'
+
+),
+
+hiv as (
+
+    select * from {{ ref('int_hiv__status') }}
+
+),
+
+joined as (
+
+    select
+        criteria.criterion_id,
+        criteria.label,
+        criteria.window_days,
+        hiv.*,
+        case
+            when not hiv.has_hiv then 'met'
+            when hiv.viral_load_observation_id is null then 'unknown'
+            when hiv.viral_load_class in ('unusable', 'undecidable') then 'unknown'
+            when hiv.viral_load_class = 'detectable' then 'not_met'
+            when not hiv.on_active_art then 'not_met'
+            else 'met'
+        end as status
+    from criteria
+    inner join hiv
+        on criteria.trial_id = hiv.trial_id
+
+),
+
+described as (
+
+    select
+        *,
+        case
+            when hiv_condition_id is not null
+                then 'HIV coded (' || coalesce(hiv_condition_code, '') || ')'
+            else 'HIV-1 RNA detected on ' || {{ fmt_date('hiv_detectable_viral_load_date') }}
+        end as hiv_text,
+        case
+            when viral_load_observation_id is null then null
+            when viral_load_class = 'unusable' then 'latest viral load unusable (' || coalesce(viral_load_issue, 'no value') || ')'
+            else 'viral load ' || {{ comparator_prefix('viral_load_comparator') }}
+                || coalesce({{ fmt_num('viral_load_copies_ml', 0) }}, 'not detected') || ' copies/mL on '
+                || {{ fmt_date('viral_load_effective_at') }}
+                || case viral_load_class
+                    when 'undetectable' then ' (undetectable, < ' || {{ fmt_num('undetectable_below', 0) }} || ')'
+                    when 'detectable' then ' (detectable, limit ' || {{ fmt_num('undetectable_below', 0) }} || ')'
+                    else ' (cannot tell whether below ' || {{ fmt_num('undetectable_below', 0) }} || ')'
+                end
+        end as viral_load_text,
+        case
+            when on_active_art then 'on active ART (' || coalesce(art_drug, '') || ')'
+            else 'no active antiretroviral therapy'
+        end as art_text
+    from joined
+
+)
+
+select
+    -- ids
+    trial_id,
+    criterion_id,
+    patient_mrn,
+
+    -- decision
+    status,
+    cast(viral_load_copies_ml as {{ clinical_double() }}) as value_numeric,
+    cast(case when viral_load_observation_id is not null then '{copies}/mL' end as {{ dbt.type_string() }})
+        as value_unit,
+    cast(case when has_hiv then undetectable_below end as {{ clinical_double() }}) as threshold,
+    cast(null as {{ clinical_double() }}) as uln,
+    cast(null as {{ dbt.type_string() }}) as uln_source,
+
+    -- evidence: the viral load behind the decision, else the HIV diagnosis
+    case when has_hiv then coalesce(viral_load_evidence_source, hiv_condition_evidence_source) end
+        as evidence_source,
+    case when has_hiv then coalesce(viral_load_evidence_id, hiv_condition_evidence_id) end
+        as evidence_id,
+    cast(case when has_hiv then coalesce(viral_load_effective_at, cast(hiv_condition_date as {{ dbt.type_timestamp() }})) end
+        as {{ dbt.type_timestamp() }}) as evidence_at,
+
+    -- reason
+    case
+        when not has_hiv then 'No HIV diagnosis (B20/Z21) or detectable HIV-1 viral load on record'
+        when viral_load_observation_id is null
+            then hiv_text || '; no viral load in the ' || cast(window_days as {{ dbt.type_string() }})
+                || ' days to ' || {{ fmt_date(screening_date()) }} || '; ' || art_text
+        else hiv_text || '; ' || viral_load_text || '; ' || art_text
+    end as reason
+
+from described

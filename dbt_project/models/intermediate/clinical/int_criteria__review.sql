@@ -1,0 +1,99 @@
+-- Rule review (SPEC §6 research_biopsy, informed_consent, contraception, swallow_pills):
+-- structured data cannot decide these; a person must. A coded condition of the criterion's
+-- `mention` concepts (pregnancy, dysphagia R13, gastrostomy Z93.1) is named in the reason
+-- and becomes the evidence.
+with
+
+population as (
+
+    select * from {{ ref('int_screening__population') }}
+
+),
+
+criteria as (
+
+    select distinct trial_id, criterion_id, label
+    from {{ source('config', 'trial_criteria') }}
+    where rule = 'review'
+
+),
+
+concepts as (
+
+    select * from {{ source('config', 'trial_criterion_concepts') }}
+    where role = 'mention'
+
+),
+
+diagnoses as (
+
+    select * from {{ ref('int_diagnoses__concepts') }}
+    where matched_on = 'code'
+
+),
+
+mentions as (
+
+    select
+        concepts.trial_id,
+        concepts.criterion_id,
+        diagnoses.patient_mrn,
+        diagnoses.concept,
+        diagnoses.code,
+        diagnoses.code_label,
+        diagnoses.evidence_source,
+        diagnoses.evidence_id,
+        diagnoses.evidence_date,
+        row_number() over (
+            partition by concepts.trial_id, concepts.criterion_id, diagnoses.patient_mrn
+            order by diagnoses.evidence_date desc nulls last, diagnoses.condition_id
+        ) as mention_rank,
+        count(*) over (
+            partition by concepts.trial_id, concepts.criterion_id, diagnoses.patient_mrn
+        ) as n_mentions
+    from concepts
+    inner join diagnoses
+        on concepts.concept = diagnoses.concept
+
+)
+
+select
+    -- ids
+    criteria.trial_id,
+    criteria.criterion_id,
+    population.patient_mrn,
+
+    -- decision
+    'review' as status,
+    cast(null as {{ clinical_double() }}) as value_numeric,
+    cast(null as {{ dbt.type_string() }}) as value_unit,
+    cast(null as {{ clinical_double() }}) as threshold,
+    cast(null as {{ clinical_double() }}) as uln,
+    cast(null as {{ dbt.type_string() }}) as uln_source,
+
+    -- evidence
+    mentions.evidence_source,
+    mentions.evidence_id,
+    cast(mentions.evidence_date as {{ dbt.type_timestamp() }}) as evidence_at,
+
+    -- reason
+    criteria.label || ': confirmed by the study team'
+        || case
+            when mentions.concept is not null
+                then '; coded ' || mentions.concept || ' on record: ' || coalesce(mentions.code, '')
+                    || ' (' || coalesce(mentions.code_label, '') || ')'
+                    || coalesce(' since ' || {{ fmt_date('mentions.evidence_date') }}, '')
+                    || case when mentions.n_mentions > 1
+                        then ' and ' || cast(mentions.n_mentions - 1 as {{ dbt.type_string() }}) || ' more'
+                        else '' end
+            else ''
+        end as reason
+
+from criteria
+inner join population
+    on criteria.trial_id = population.trial_id
+left join mentions
+    on criteria.trial_id = mentions.trial_id
+    and criteria.criterion_id = mentions.criterion_id
+    and population.patient_mrn = mentions.patient_mrn
+    and mentions.mention_rank = 1

@@ -1,0 +1,40 @@
+-- Prior immune checkpoint inhibitor therapy per patient (SPEC §6 ici_refractory_progression):
+-- the first ICI start (any counting status) and the record behind it.
+with
+
+ici as (
+
+    select * from {{ ref('int_medications__concepts') }}
+    where concept = 'ici'
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by patient_mrn
+            order by start_date asc nulls last, medication_id
+        ) as start_rank,
+        count(*) over (partition by patient_mrn) as n_ici_records
+    from ici
+
+)
+
+select
+    -- ids
+    patient_mrn,
+    medication_id as first_ici_medication_id,
+    evidence_source,
+    evidence_id,
+
+    -- values
+    coalesce(drug_text, code) as first_ici_drug,
+    n_ici_records,
+
+    -- dates
+    start_date as first_ici_start_date
+
+from ranked
+where start_rank = 1

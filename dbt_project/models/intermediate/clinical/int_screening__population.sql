@@ -1,0 +1,62 @@
+-- Every patient once per trial in the run, with the trial's settings and the patient's age
+-- on the screening date: the population every criterion model evaluates.
+with
+
+patients as (
+
+    select * from {{ ref('int_patients') }}
+
+),
+
+trials as (
+
+    select * from {{ source('config', 'trials') }}
+
+),
+
+settings as (
+
+    select * from {{ source('config', 'trial_settings') }}
+
+),
+
+population as (
+
+    select
+        -- ids
+        trials.trial_id,
+        patients.patient_mrn,
+        patients.patient_key,
+        patients.evidence_source,
+        patients.evidence_id,
+
+        -- demographics
+        patients.sex,
+        patients.birth_date,
+        {{ age_in_years('patients.birth_date', screening_date()) }} as age_years,
+
+        -- trial settings
+        settings.labs_window_days,
+        settings.performance_window_days,
+        settings.tumor_window_days,
+        settings.hiv_viral_load_window_days,
+        settings.weight_window_days,
+        settings.height_adult_age_years,
+        settings.height_child_window_days,
+        settings.cg_weight_rule,
+        settings.cg_adjusted_factor,
+        settings.cg_bsa_formula,
+        settings.cg_compare,
+        settings.cg_threshold,
+        settings.recist_ct_mr_caliper_mm,
+        settings.recist_chest_xray_mm,
+        settings.recist_nodal_short_axis_mm
+
+    from trials
+    cross join patients
+    inner join settings
+        on trials.trial_id = settings.trial_id
+
+)
+
+select * from population

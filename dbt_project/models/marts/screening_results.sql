@@ -1,0 +1,167 @@
+-- One row per (patient, trial, cohort) (SPEC §5, §7): the candidate status, counts per
+-- criterion status, the criterion ids per status in criterion order, and the derived values
+-- a coordinator reads (age, performance status with display-only equivalents, labs, ×ULN,
+-- Cockcroft-Gault both ways). Pseudonymized: patient_key only.
+with
+
+evaluations as (
+
+    select * from {{ ref('criterion_evaluations') }}
+
+),
+
+criteria as (
+
+    select * from {{ source('config', 'trial_criteria') }}
+
+),
+
+population as (
+
+    select * from {{ ref('int_screening__population') }}
+
+),
+
+latest as (
+
+    select * from {{ ref('int_labs__latest_in_window') }}
+
+),
+
+uln as (
+
+    select * from {{ ref('int_labs__uln') }}
+
+),
+
+performance as (
+
+    select * from {{ ref('int_performance__status') }}
+
+),
+
+clearance as (
+
+    select * from {{ ref('int_renal__creatinine_clearance') }}
+
+),
+
+ordered as (
+
+    select
+        evaluations.*,
+        criteria.ordinal
+    from evaluations
+    inner join criteria
+        on evaluations.trial_id = criteria.trial_id
+        and evaluations.cohort_id = criteria.cohort_id
+        and evaluations.criterion_id = criteria.criterion_id
+
+),
+
+counts as (
+
+    select
+        run_id,
+        screening_date,
+        trial_id,
+        cohort_id,
+        patient_key,
+        sum(case when status = 'met' then 1 else 0 end) as n_met,
+        sum(case when status = 'not_met' then 1 else 0 end) as n_not_met,
+        sum(case when status = 'unknown' then 1 else 0 end) as n_unknown,
+        sum(case when status = 'review' then 1 else 0 end) as n_review,
+        {{ dbt.listagg("case when status = 'unknown' then criterion_id end", "','", "order by ordinal") }}
+            as unknown_criteria,
+        {{ dbt.listagg("case when status = 'review' then criterion_id end", "','", "order by ordinal") }}
+            as review_criteria,
+        {{ dbt.listagg("case when status = 'not_met' then criterion_id end", "','", "order by ordinal") }}
+            as not_met_criteria
+    from ordered
+    group by run_id, screening_date, trial_id, cohort_id, patient_key
+
+),
+
+lab_values as (
+
+    -- latest usable value per analyte (null when the latest result is unusable)
+    select
+        latest.trial_id,
+        latest.patient_mrn,
+        max(case when latest.analyte = 'anc' then latest.value_canonical end) as anc,
+        max(case when latest.analyte = 'platelets' then latest.value_canonical end) as platelets,
+        max(case when latest.analyte = 'hemoglobin' then latest.value_canonical end) as hemoglobin,
+        max(case when latest.analyte = 'albumin' then latest.value_canonical end) as albumin,
+        max(case when latest.analyte = 'sodium' then latest.value_canonical end) as sodium,
+        max(case when uln.analyte = 'bilirubin' then uln.value_x_uln end) as bilirubin_x_uln,
+        max(case when uln.analyte = 'ast' then uln.value_x_uln end) as ast_x_uln,
+        max(case when uln.analyte = 'alt' then uln.value_x_uln end) as alt_x_uln,
+        max(case when uln.analyte = 'creatinine' then uln.value_x_uln end) as creatinine_x_uln
+    from latest
+    left join uln
+        on latest.trial_id = uln.trial_id
+        and latest.patient_mrn = uln.patient_mrn
+        and latest.analyte = uln.analyte
+    group by latest.trial_id, latest.patient_mrn
+
+),
+
+results as (
+
+    select
+        -- ids
+        counts.run_id,
+        counts.screening_date,
+        counts.trial_id,
+        counts.cohort_id,
+        counts.patient_key,
+
+        -- status
+        case
+            when counts.n_not_met > 0 then 'ineligible'
+            when counts.n_unknown > 0 then 'missing_data'
+            else 'ready_for_review'
+        end as candidate_status,
+        counts.n_met,
+        counts.n_not_met,
+        counts.n_unknown,
+        counts.n_review,
+        counts.unknown_criteria,
+        counts.review_criteria,
+        counts.not_met_criteria,
+
+        -- derived values
+        population.age_years,
+        performance.ecog,
+        performance.karnofsky,
+        performance.ecog_equivalent,
+        performance.karnofsky_equivalent,
+        lab_values.anc,
+        lab_values.platelets,
+        lab_values.hemoglobin,
+        lab_values.bilirubin_x_uln,
+        lab_values.ast_x_uln,
+        lab_values.alt_x_uln,
+        lab_values.creatinine_x_uln,
+        clearance.crcl_ml_min,
+        clearance.crcl_ml_min_1_73m2,
+        lab_values.albumin,
+        lab_values.sodium
+
+    from counts
+    inner join population
+        on counts.trial_id = population.trial_id
+        and counts.patient_key = population.patient_key
+    left join performance
+        on population.trial_id = performance.trial_id
+        and population.patient_mrn = performance.patient_mrn
+    left join lab_values
+        on population.trial_id = lab_values.trial_id
+        and population.patient_mrn = lab_values.patient_mrn
+    left join clearance
+        on population.trial_id = clearance.trial_id
+        and population.patient_mrn = clearance.patient_mrn
+
+)
+
+select * from results
