@@ -79,6 +79,11 @@ RAW_COLUMNS: dict[str, dict[str, pl.DataType]] = {
         "code": pl.String(),
         "code_display": pl.String(),
         "code_text": pl.String(),
+        # a second coding of the same condition (FHIR CodeableConcept with several codings,
+        # e.g. ICD-10-CM C49.2 + ICD-O-3 morphology 9581/3); matched like the first
+        "alt_code_system": pl.String(),
+        "alt_code": pl.String(),
+        "alt_code_display": pl.String(),
         "clinical_status": pl.String(),
         "verification_status": pl.String(),
         "onset_at": TS,

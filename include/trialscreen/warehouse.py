@@ -126,10 +126,23 @@ class Warehouse:
 
     # --- shared --------------------------------------------------------------------------
     def ensure_table(self, table: str, columns: dict[str, pl.DataType]) -> None:
-        """Create ``schema.table`` with these columns if it does not exist (never altered)."""
-        self.ensure_schema(table.split(".", 1)[0])
-        cols = ", ".join(f"{name} {self.column_type(dt)}" for name, dt in columns.items())
+        """Create ``schema.table`` if missing; add columns a newer release defined (the
+        contract only ever grows: columns are added, never dropped or retyped)."""
+        schema, name = table.split(".", 1)
+        self.ensure_schema(schema)
+        cols = ", ".join(f"{c} {self.column_type(dt)}" for c, dt in columns.items())
         self.execute(f"create table if not exists {table} ({cols})")
+        present = {
+            r[0]
+            for r in self.query(
+                "select column_name from information_schema.columns "
+                f"where table_schema = {self.param} and table_name = {self.param}",
+                [schema, name],
+            )
+        }
+        for column, dtype in columns.items():
+            if column not in present:
+                self.execute(f"alter table {table} add column {column} {self.column_type(dtype)}")
 
     def ensure_schema(self, schema: str) -> None:
         """Create a schema only when missing: on PostgreSQL ``create schema if not exists``

@@ -124,6 +124,10 @@
         {{ clean_text('source.code') }} as code_raw,
         {{ clean_text('source.code_display') }} as code_display,
         {{ clean_text('source.code_text') }} as code_text,
+        -- second coding (normalized in int_conditions)
+        {{ clean_text('source.alt_code_system') }} as alt_code_system_raw,
+        {{ clean_text('source.alt_code') }} as alt_code_raw,
+        {{ clean_text('source.alt_code_display') }} as alt_code_display,
         -- status
         {{ clean_lower('source.clinical_status') }} as clinical_status,
         {{ clean_lower('source.verification_status') }} as verification_status,

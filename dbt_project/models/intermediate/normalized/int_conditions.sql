@@ -2,6 +2,8 @@
 -- normalized, with whether it counts (SPEC §3.1): clinicalStatus active/recurrence/relapse
 -- or absent, and verificationStatus not refuted/entered-in-error. The onset-before-screening
 -- rule belongs to the criteria models (they know the screening date).
+-- A condition sent with two codings (ICD-10-CM site + ICD-O-3 morphology) gives two rows,
+-- the second with condition_id suffixed ':alt', so every concept match sees both codes.
 
 with
 
@@ -49,11 +51,64 @@ latest_versions as (
 
 ),
 
+systems as (
+
+    select * from {{ ref('code_system_aliases') }}
+
+),
+
+codings as (
+
+    select
+        {{ dbt.concat(["evidence_source", "':'", "record_id"]) }} as condition_id,
+        code_system,
+        code,
+        code_display,
+        code_system_raw,
+        code_raw,
+        patient_mrn,
+        evidence_source,
+        record_id,
+        source_file,
+        code_text,
+        clinical_status,
+        verification_status,
+        onset_at,
+        recorded_at,
+        abatement_at,
+        loaded_at
+    from latest_versions
+    union all
+    select
+        {{ dbt.concat(["evidence_source", "':'", "record_id", "':alt'"]) }} as condition_id,
+        coalesce(systems.code_system, {{ clean_lower('alt_code_system_raw') }}) as code_system,
+        {{ normalize_code('alt_code_raw', "coalesce(systems.code_system, " ~ clean_lower('alt_code_system_raw') ~ ")") }} as code,
+        alt_code_display as code_display,
+        alt_code_system_raw as code_system_raw,
+        alt_code_raw as code_raw,
+        patient_mrn,
+        evidence_source,
+        record_id,
+        source_file,
+        code_text,
+        clinical_status,
+        verification_status,
+        onset_at,
+        recorded_at,
+        abatement_at,
+        loaded_at
+    from latest_versions
+    left join systems
+        on {{ clean_lower('latest_versions.alt_code_system_raw') }} = systems.system_alias
+    where latest_versions.alt_code_raw is not null
+
+),
+
 final as (
 
     select
         -- ids
-        {{ dbt.concat(["evidence_source", "':'", "record_id"]) }} as condition_id,
+        condition_id,
         patient_mrn,
         evidence_source,
         record_id as evidence_id,
@@ -80,7 +135,7 @@ final as (
         onset_at,
         recorded_at,
         loaded_at
-    from latest_versions
+    from codings
 
 )
 
