@@ -37,3 +37,27 @@
 {% macro spark__type_double() -%}
     double
 {%- endmacro %}
+
+{#- A double as text the way DuckDB writes it (`3000.0`, `2.5`, `-3.0`), on every engine, so
+    that reasons quoting a raw value are identical across warehouses. PostgreSQL drops the
+    `.0` of an integral float8 (`3000`): add it back below 1e16, where DuckDB stops writing
+    integral doubles in full. -#}
+{% macro double_text(expr) -%}
+    {{ return(adapter.dispatch('double_text', 'trialscreen')(expr)) }}
+{%- endmacro %}
+
+{% macro default__double_text(expr) -%}
+    case
+        when {{ expr }} = trunc({{ expr }}) and abs({{ expr }}) < 1e16
+            then cast(cast({{ expr }} as {{ dbt.type_bigint() }}) as {{ dbt.type_string() }}) || '.0'
+        else cast({{ expr }} as {{ dbt.type_string() }})
+    end
+{%- endmacro %}
+
+{% macro duckdb__double_text(expr) -%}
+    cast({{ expr }} as {{ dbt.type_string() }})
+{%- endmacro %}
+
+{% macro spark__double_text(expr) -%}
+    cast({{ expr }} as {{ dbt.type_string() }})
+{%- endmacro %}

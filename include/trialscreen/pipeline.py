@@ -217,9 +217,7 @@ def candidate_schema_map() -> dict[str, str]:
     return {s: s + CANDIDATE_SUFFIX for s in PUBLISHED_SCHEMAS}
 
 
-def validate(
-    warehouse: str | Path, reports_dir: Path, run_id: str, screening_date: date
-) -> Any:
+def validate(warehouse: str | Path, reports_dir: Path, run_id: str, screening_date: date) -> Any:
     """Validate the landed feeds and the candidate tables; record the result on the run."""
     from trialscreen.validate import validate as gx_validate
 

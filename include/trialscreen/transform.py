@@ -7,6 +7,9 @@ project and profiles of the repository's ``dbt_project/``. The warehouse is give
   (``TRIALSCREEN_DUCKDB_PATH``);
 * ``postgresql://user:password@host:port/dbname`` (or ``postgres://``,
   ``postgresql+psycopg2://``) -> target ``postgres`` (``TRIALSCREEN_PG_*``).
+* ``spark:///path/to/warehouse_dir`` (or ``spark://local`` for ``./spark-warehouse``) -> target
+  ``spark``: local pyspark through dbt-spark ``method: session``, tables and metastore under
+  that directory (``TRIALSCREEN_SPARK_WAREHOUSE_DIR``; optional extra, see trialscreen.spark).
 
 The connection settings reach ``profiles.yml`` through environment variables, set only for
 the duration of the call. dbt's own logs stay quiet (warnings and errors only) and its log and
@@ -65,7 +68,8 @@ class DbtTarget:
 
 
 def dbt_target(warehouse_url: str) -> DbtTarget:
-    """Map a warehouse URL (DuckDB path, ``duckdb:///path``, ``postgresql://...``) to a target."""
+    """Map a warehouse URL (DuckDB path, ``duckdb:///path``, ``postgresql://...``,
+    ``spark:///dir``) to a target."""
     url = str(warehouse_url).strip()
     if not url:
         raise ValueError("warehouse_url is empty")
@@ -83,12 +87,16 @@ def dbt_target(warehouse_url: str) -> DbtTarget:
             "TRIALSCREEN_PG_DBNAME": unquote(parts.path.lstrip("/")),
         }
         return DbtTarget("postgres", env)
+    if scheme == "spark":
+        return _spark_target(url)
     if scheme == "duckdb":
         # SQLAlchemy convention: duckdb:///rel/path.duckdb, duckdb:////abs/path.duckdb
         rest = url.split("://", 1)[1]
         path = rest[1:] if rest.startswith("/") else rest
     elif scheme:
-        raise ValueError(f"unsupported warehouse URL scheme {scheme!r} (duckdb or postgresql)")
+        raise ValueError(
+            f"unsupported warehouse URL scheme {scheme!r} (duckdb, postgresql or spark)"
+        )
     else:
         path = url
     if not path or path == ":memory:":
@@ -96,6 +104,30 @@ def dbt_target(warehouse_url: str) -> DbtTarget:
     resolved = str(Path(path).expanduser().resolve())
     return DbtTarget(
         "duckdb", {"TRIALSCREEN_DBT_TARGET": "duckdb", "TRIALSCREEN_DUCKDB_PATH": resolved}
+    )
+
+
+def _spark_target(url: str) -> DbtTarget:
+    """``spark:///abs/dir``, ``spark://local/rel/dir`` or ``spark://local`` -> target spark.
+
+    Only a local session is made from a URL; a cluster (Thrift server, Databricks SQL
+    warehouse) is a target of its own in profiles.yml (README "Scaling out").
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host not in ("", "local", "localhost"):
+        raise ValueError(
+            "a spark warehouse URL names a local warehouse directory (spark:///path or "
+            f"spark://local); {host!r} looks like a cluster: add a thrift/odbc target to "
+            "profiles.yml instead"
+        )
+    path = unquote(parts.path)
+    if host:  # spark://local/rel/dir -> rel/dir
+        path = path.lstrip("/")
+    directory = Path(path or "spark-warehouse").expanduser().resolve()
+    return DbtTarget(
+        "spark",
+        {"TRIALSCREEN_DBT_TARGET": "spark", "TRIALSCREEN_SPARK_WAREHOUSE_DIR": str(directory)},
     )
 
 

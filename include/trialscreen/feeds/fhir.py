@@ -1011,9 +1011,7 @@ def _second_coding(codings: pl.Expr, primary: pl.Expr, systems: tuple[str, ...])
     """The first coding, in ``systems`` order, of a system other than the primary's: a
     Condition coded ICD-10-CM C49.2 *and* ICD-O-3 9581/3 must match on the morphology too."""
     system = _f(primary, "system")
-    return pl.coalesce(
-        *[pl.when(system != s).then(_coding_where(codings, s)) for s in systems]
-    )
+    return pl.coalesce(*[pl.when(system != s).then(_coding_where(codings, s)) for s in systems])
 
 
 def _conditions(resolve: Resolver) -> Mapping:

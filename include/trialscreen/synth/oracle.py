@@ -32,8 +32,9 @@ Interpretation choices (each one also commented where it is applied):
    on any date <= S; minors the latest within 365 days.
 9. Performance: the latest assessment *date* in the 28-day window; on that date the latest
    ECOG and the latest Karnofsky/Lansky are judged on their own scale (ECOG <= 2, KPS >= 70);
-   both present and disagreeing -> review. values.csv ``ecog`` / ``karnofsky`` = the latest of
-   each scale in the window (any date).
+   both present and disagreeing -> review. values.csv ``ecog`` / ``karnofsky`` = the scores
+   the decision used (the latest of each scale on that latest date), so a displayed value
+   never contradicts the status beside it.
 10. Measurable disease: any counting lesion in 28 days measurable -> met; lesions present but
     none measurable (including "no method") -> not_met; no lesion in the window -> unknown.
     Nodal lesions (SNOMED 59441001) need >= 15 mm short axis with any stated method.
@@ -519,11 +520,6 @@ class _Evaluator:
             and _in_window(o, self.s, 28)
             and o.value is not None
         ]
-        for scale in ("ecog", "karnofsky"):
-            of_scale = [o for o in scored if _analyte(o) == scale]
-            if of_scale:
-                latest = max(of_scale, key=lambda o: (o.effective, o.issued))
-                self.values[scale] = int(latest.value)  # type: ignore[arg-type]
         if not scored:
             return "unknown", "no performance status in the last 28 days"
         last_day = max(_utc_date(o) for o in scored)
@@ -533,6 +529,7 @@ class _Evaluator:
             if same_day:
                 o = max(same_day, key=lambda o: (o.effective, o.issued))
                 score = int(o.value)  # type: ignore[arg-type]
+                self.values[scale] = score
                 outcomes[scale] = score <= 2 if scale == "ecog" else score >= 70
         if len(set(outcomes.values())) > 1:
             return "review", f"ECOG and Karnofsky on {last_day} disagree"

@@ -193,7 +193,7 @@ select
         when value_issue is not null or value_canonical is null
             then 'Latest ' || label || ' on ' || {{ fmt_date('effective_date') }} || ' is unusable ('
                 || coalesce(value_issue, 'no value') || ': '
-                || coalesce(cast(value_raw as {{ dbt.type_string() }}), '') || ' '
+                || coalesce({{ double_text('value_raw') }}, '') || ' '
                 || coalesce(unit_raw, '') || '); older results are not used'
         when limit_value is null
             then value_text || ': no upper limit of normal (result range absent or implausible, '

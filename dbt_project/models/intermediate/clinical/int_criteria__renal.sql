@@ -194,7 +194,7 @@ select
         when creatinine_issue is not null or creatinine_mg_dl is null
             then 'Latest creatinine on ' || {{ fmt_date('creatinine_effective_at') }} || ' is unusable ('
                 || coalesce(creatinine_issue, 'no value') || ': '
-                || coalesce(cast(creatinine_value_raw as {{ dbt.type_string() }}), '') || ' '
+                || coalesce({{ double_text('creatinine_value_raw') }}, '') || ' '
                 || coalesce(creatinine_unit_raw, '') || '); older results are not used'
         else
             case status

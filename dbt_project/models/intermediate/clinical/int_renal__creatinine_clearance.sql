@@ -200,15 +200,26 @@ weights_used as (
 
 ),
 
+exact_creatinine as (
+
+    -- a comparator result (`<0.3`) bounds the creatinine but gives no value: CG from the
+    -- bound would report a clearance the patient may not have, so none is computed
+    select
+        *,
+        case when creatinine_comparator is null then creatinine_mg_dl end as cg_creatinine_mg_dl
+    from weights_used
+
+),
+
 clearances as (
 
     select
         *,
-        {{ cockcroft_gault('age_years', 'cg_weight_male_kg', 'creatinine_mg_dl', 'false') }}
+        {{ cockcroft_gault('age_years', 'cg_weight_male_kg', 'cg_creatinine_mg_dl', 'false') }}
             as crcl_male_ml_min,
-        {{ cockcroft_gault('age_years', 'cg_weight_female_kg', 'creatinine_mg_dl', 'true') }}
+        {{ cockcroft_gault('age_years', 'cg_weight_female_kg', 'cg_creatinine_mg_dl', 'true') }}
             as crcl_female_ml_min
-    from weights_used
+    from exact_creatinine
 
 )
 
