@@ -175,6 +175,7 @@ def trialscreen_nightly() -> None:
             dbt_project_path=DBT_DIR,
             manifest_path=MANIFEST,
             project_name="trialscreen",
+            install_dbt_deps=False,  # the project has no packages: nothing to fetch
         ),
         profile_config=ProfileConfig(
             profile_name="trialscreen",
@@ -185,10 +186,13 @@ def trialscreen_nightly() -> None:
             execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER
         ),
         render_config=RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_ALL
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.AFTER_ALL,
+            emit_datasets=False,  # Airflow assets per model: noise for a single nightly DAG
         ),
+        # per-run connection settings and vars come from prepare_build's XCom (templated at
+        # run time; ProjectConfig.env_vars would fix them at parse time)
         operator_args={
-            "install_deps": False,
             "env": "{{ ti.xcom_pull(task_ids='prepare_build')['env'] }}",
             "vars": "{{ ti.xcom_pull(task_ids='prepare_build')['vars'] }}",
         },

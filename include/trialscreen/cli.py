@@ -102,7 +102,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from trialscreen.demo import run_demo
 
-    return run_demo(patients=args.patients, seed=args.seed, out=args.out)
+    return run_demo(
+        patients=args.patients, seed=args.seed, out=args.out, use_airflow=not args.no_airflow
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -152,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--patients", type=int, default=1000)
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--out", type=Path, default=Path("demo"))
+    demo.add_argument(
+        "--no-airflow", action="store_true", help="run the steps without Airflow (faster)"
+    )
     demo.set_defaults(func=cmd_demo)
 
     man = sub.add_parser("manifest", help="precompile the dbt manifest the DAG renders from")

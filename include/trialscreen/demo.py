@@ -1,20 +1,28 @@
-"""``trialscreen demo``: generate a population, run the nightly job on DuckDB, print where to look.
+"""``trialscreen demo``: generate a population, run the nightly DAG on DuckDB, print where to look.
 
-Everything lands under one directory (default ``./demo``): ``feeds/`` (the generated drop and
-its expected outcomes), ``trialscreen.duckdb`` (the warehouse) and ``reports/``. The demo
-makes its own pseudonym key when ``TRIALSCREEN_PSEUDONYM_KEY`` is unset and keeps it in
-``demo/.pseudonym_key`` so a second demo run gives the same patient keys; a real deployment
-sets the variable from its secret store.
+Everything lands under one directory (default ``./demo``): ``feeds/`` (the generated drop
+and its expected outcomes), ``trialscreen.duckdb`` (the warehouse), ``reports/`` and
+``airflow/`` (a throwaway AIRFLOW_HOME with a migrated SQLite metadata DB). The DAG runs
+in-process with ``dag.test()`` — the same tasks the scheduler runs at 02:00. With
+``--no-airflow`` the same steps run through ``trialscreen run`` instead.
+
+The demo makes its own pseudonym key when ``TRIALSCREEN_PSEUDONYM_KEY`` is unset and keeps
+it in ``demo/.pseudonym_key`` so a second demo run gives the same patient keys; a real
+deployment sets the variable from its secret store.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from trialscreen import pseudonym
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _demo_key(out: Path) -> None:
@@ -27,28 +35,89 @@ def _demo_key(out: Path) -> None:
     os.environ[pseudonym.KEY_ENV] = key_file.read_text().strip()
 
 
-def run_demo(patients: int, seed: int, out: Path, screening_date: date | None = None) -> int:
+def _airflow_env(home: Path) -> None:
+    """Must run before airflow is imported: Airflow reads its configuration at import."""
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+            "DO_NOT_TRACK": "1",
+        }
+    )
+
+
+def run_dag(feeds: Path, warehouse: Path, reports: Path, screening_date: date, home: Path) -> str:
+    """Run the nightly DAG once with ``dag.test()``; returns the DAG run's state."""
+    _airflow_env(home)
+    from trialscreen.transform import compile_manifest
+
+    compile_manifest()
+    subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    if bag.import_errors:
+        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+    dag = bag.dags["trialscreen_nightly"]
+    run = dag.test(
+        logical_date=datetime(
+            screening_date.year, screening_date.month, screening_date.day, 2, tzinfo=UTC
+        ),
+        run_conf={
+            "input_dir": str(feeds),
+            "warehouse": str(warehouse),
+            "reports_dir": str(reports),
+        },
+    )
+    return str(run.state)
+
+
+def run_demo(
+    patients: int,
+    seed: int,
+    out: Path,
+    screening_date: date | None = None,
+    use_airflow: bool = True,
+) -> int:
+    from trialscreen.pipeline import candidate_counts, run_pipeline
     from trialscreen.synth import generate
 
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     _demo_key(out)
     screening_date = screening_date or date.today()
-    feeds = out / "feeds"
-    warehouse = out / "trialscreen.duckdb"
-    reports = out / "reports"
+    feeds, warehouse, reports = out / "feeds", out / "trialscreen.duckdb", out / "reports"
     started = time.perf_counter()
     print(f"1/3 generating {patients} synthetic patients (seed {seed}) into {feeds}")
     generate(patients=patients, seed=seed, out=feeds, screening_date=screening_date)
-    print(f"2/3 running the nightly job as of {screening_date} on {warehouse}")
-    from trialscreen.pipeline import run_pipeline
-
-    result = run_pipeline(
-        input_dir=feeds, screening_date=screening_date, warehouse=warehouse, reports_dir=reports
+    if use_airflow:
+        print(f"2/3 running the nightly DAG (dag.test) as of {screening_date} on {warehouse}")
+        state = run_dag(feeds, warehouse, reports, screening_date, out / "airflow")
+        ok = state == "success"
+        print(f"    DAG run: {state}")
+    else:
+        print(f"2/3 running the nightly job as of {screening_date} on {warehouse}")
+        result = run_pipeline(feeds, screening_date, warehouse, reports_dir=reports)
+        print(result.summary())
+        ok = result.published
+    elapsed = time.perf_counter() - started
+    print(f"3/3 done in {elapsed:.0f} s. Patients per trial/cohort/candidate status:")
+    for name, n in sorted(candidate_counts(warehouse).items()):
+        print(f"    {name:45} {n}")
+    print("Where to look:")
+    print(f"  screening report  {reports / 'latest' / 'report.html'}")
+    docs = reports / "data_docs" / "gx" / "uncommitted" / "data_docs" / "local_site"
+    print(f"  Data Docs         {docs / 'index.html'}")
+    print(
+        f"  warehouse         {warehouse}  (e.g. duckdb {warehouse} -c 'from marts.eligible_candidates')"
     )
-    print(result.summary())
-    print(f"3/3 done in {time.perf_counter() - started:.0f} s. Where to look:")
-    print(f"  warehouse     {warehouse}  (duckdb {warehouse} -c 'from marts.eligible_candidates')")
-    for label, path in result.artifacts.items():
-        print(f"  {label:13} {path}")
-    print(f"  expected      {feeds / 'expected'}  (the generator's known answers)")
-    return 0 if result.published else 1
+    print(f"  known answers     {feeds / 'expected'}")
+    return 0 if ok else 1

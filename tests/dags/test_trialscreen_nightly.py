@@ -64,7 +64,8 @@ def test_nightly_dag_is_scheduled_safely(dagbag) -> None:
     assert dag.max_active_runs == 1
     assert "trialscreen" in dag.tags
     assert dag.doc_md and "screening date" in dag.doc_md
-    assert str(dag.timetable.summary) == "0 2 * * *"
+    assert dag.schedule == "0 2 * * *"
+    assert dag.timetable.expression == "0 2 * * *"
     assert set(dag.params.keys()) == {"trial", "input_dir", "warehouse", "reports_dir"}
     for task in dag.tasks:
         assert task.retries >= 1, task.task_id

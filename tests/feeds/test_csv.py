@@ -575,3 +575,18 @@ def test_throughput_on_generated_lab_results(tmp_path: Path) -> None:
         f"\nCSV lab_results: {rows:,} rows, {mb:.1f} MB in {elapsed:.2f} s = "
         f"{rows / elapsed:,.0f} rows/s, {mb / elapsed:.1f} MB/s"
     )
+
+
+def test_readme_documents_every_csv_contract_column() -> None:
+    """The README's CSV contract tables are generated from csv_contract; they cannot drift."""
+    from pathlib import Path
+
+    from trialscreen.feeds.csv_contract import CSV_FILES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for stem, columns in CSV_FILES.items():
+        section = readme.split(f"**`{stem}.csv`**", 1)
+        assert len(section) == 2, stem
+        body = section[1].split("**`", 1)[0]
+        for column in columns:
+            assert f"| `{column}` |" in body, (stem, column)
