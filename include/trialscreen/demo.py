@@ -116,8 +116,7 @@ def run_demo(
     print(f"  screening report  {reports / 'latest' / 'report.html'}")
     docs = reports / "data_docs" / "gx" / "uncommitted" / "data_docs" / "local_site"
     print(f"  Data Docs         {docs / 'index.html'}")
-    print(
-        f"  warehouse         {warehouse}  (e.g. duckdb {warehouse} -c 'from marts.eligible_candidates')"
-    )
+    print(f"  warehouse         {warehouse}")
+    print(f"                    (duckdb {warehouse} -c 'from marts.eligible_candidates')")
     print(f"  known answers     {feeds / 'expected'}")
     return 0 if ok else 1
