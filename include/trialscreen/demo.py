@@ -13,10 +13,12 @@ deployment sets the variable from its secret store.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -67,17 +69,39 @@ def run_dag(feeds: Path, warehouse: Path, reports: Path, screening_date: date, h
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.dags["trialscreen_nightly"]
-    run = dag.test(
-        logical_date=datetime(
-            screening_date.year, screening_date.month, screening_date.day, 2, tzinfo=UTC
-        ),
-        run_conf={
-            "input_dir": str(feeds),
-            "warehouse": str(warehouse),
-            "reports_dir": str(reports),
-        },
-    )
+    with _output_to(home / "dag_test.log"):
+        run = dag.test(
+            logical_date=datetime(
+                screening_date.year, screening_date.month, screening_date.day, 2, tzinfo=UTC
+            ),
+            run_conf={
+                "input_dir": str(feeds),
+                "warehouse": str(warehouse),
+                "reports_dir": str(reports),
+            },
+        )
     return str(run.state)
+
+
+@contextlib.contextmanager
+def _output_to(log_file: Path) -> Iterator[None]:
+    """Send everything written to stdout/stderr (Airflow task logs, dbt's console output)
+    to a file at the descriptor level, so the demo prints a summary, not 2,000 log lines."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with log_file.open("ab") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 def run_demo(
@@ -102,7 +126,7 @@ def run_demo(
         print(f"2/3 running the nightly DAG (dag.test) as of {screening_date} on {warehouse}")
         state = run_dag(feeds, warehouse, reports, screening_date, out / "airflow")
         ok = state == "success"
-        print(f"    DAG run: {state}")
+        print(f"    DAG run: {state} (task logs: {out / 'airflow' / 'dag_test.log'})")
     else:
         print(f"2/3 running the nightly job as of {screening_date} on {warehouse}")
         result = run_pipeline(feeds, screening_date, warehouse, reports_dir=reports)
