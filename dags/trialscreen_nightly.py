@@ -147,7 +147,9 @@ def trialscreen_nightly() -> None:
         from trialscreen.pipeline import write_reports
 
         params, _, _ = _context()
-        return str(write_reports(_warehouse(params), Path(params["reports_dir"]), run))
+        return str(
+            write_reports(_warehouse(params), Path(params["reports_dir"]), run, dbt_docs=True)
+        )
 
     @task
     def notify(run: str, published: dict[str, int]) -> dict[str, int]:

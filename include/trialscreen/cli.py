@@ -94,8 +94,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         screening_date=args.screening_date,
         warehouse=args.warehouse,
         trials=args.trial or ["axiom"],
+        reports_dir=args.reports_dir,
+        dbt_docs=True,
     )
     print(result.summary())
+    for label, path in result.artifacts.items():
+        print(f"  {label:10} {path}")
     return 0 if result.published else 1
 
 
@@ -110,7 +114,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from trialscreen.bench import run_bench
 
-    return run_bench(sizes=args.sizes, out=args.out)
+    return run_bench(
+        sizes=args.sizes,
+        out=args.out,
+        seed=args.seed,
+        postgres=args.postgres,
+        repeat=args.repeat,
+        dbt_select=args.dbt_select,
+    )
 
 
 def cmd_manifest(args: argparse.Namespace) -> int:
@@ -136,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--screening-date", type=_date, default=date.today())
     run.add_argument("--warehouse", default="trialscreen.duckdb")
     run.add_argument("--trial", action="append", help="trial id or YAML path (repeatable)")
+    run.add_argument("--reports-dir", type=Path, default=None, help="default: beside the warehouse")
     run.set_defaults(func=cmd_run)
 
     ing = sub.add_parser("ingest", help="land a feed drop in raw/quarantine only")
@@ -170,6 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmark on generated populations")
     bench.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     bench.add_argument("--out", type=Path, default=Path("out/bench"))
+    bench.add_argument("--seed", type=int, default=1, help="population seed (cached per size)")
+    bench.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also run ingest + dbt on this PostgreSQL server, in a database "
+        "'trialscreen_bench' that the bench drops and recreates",
+    )
+    bench.add_argument("--repeat", type=int, default=3, help="best of N for parse and query")
+    bench.add_argument(
+        "--dbt-select", help="dbt selection (default: the whole project, as the nightly run)"
+    )
     bench.set_defaults(func=cmd_bench)
     return parser
 

@@ -270,11 +270,22 @@ def publish(warehouse: str | Path, run_id: str) -> dict[str, int]:
 
 
 def write_reports(
-    warehouse: str | Path, reports_dir: Path, run_id: str, validation: Any = None
+    warehouse: str | Path,
+    reports_dir: Path,
+    run_id: str,
+    validation: Any = None,
+    dbt_docs: bool = False,
 ) -> Path:
+    """The screening report (always) and, when asked, the dbt docs site for analysts
+    (``<reports>/dbt_docs/index.html``, regenerated from the warehouse catalog)."""
     from trialscreen.report import write_report
 
-    return Path(write_report(str(warehouse), Path(reports_dir), run_id, validation))
+    report = Path(write_report(str(warehouse), Path(reports_dir), run_id, validation))
+    if dbt_docs:
+        from trialscreen.transform import generate_docs
+
+        generate_docs(str(warehouse), Path(reports_dir) / "dbt_docs")
+    return report
 
 
 def finish_run(
@@ -316,6 +327,7 @@ def run_pipeline(
     trials: list[str] | None = None,
     reports_dir: Path | None = None,
     run_id: str | None = None,
+    dbt_docs: bool = False,
 ) -> RunResult:
     """The whole nightly job outside Airflow, step by step as the DAG runs it."""
     warehouse = warehouse or "trialscreen.duckdb"
@@ -344,7 +356,11 @@ def run_pipeline(
         finish_run(warehouse, run_id, "failed", message=result.message)
     result.candidates = candidate_counts(warehouse)
     try:
-        result.artifacts["report"] = write_reports(warehouse, reports_dir, run_id, outcome)
+        result.artifacts["report"] = write_reports(
+            warehouse, reports_dir, run_id, outcome, dbt_docs=dbt_docs
+        )
+        if dbt_docs:
+            result.artifacts["dbt docs"] = reports_dir / "dbt_docs" / "index.html"
     except Exception as exc:  # the report must never hide the run's own outcome
         log.error("report failed", extra={"run_id": run_id, "error": type(exc).__name__})
     log.info("run finished", extra={"run_id": run_id, "status": result.status})

@@ -182,7 +182,7 @@ def run_dbt(
             artifacts = Path(artifacts_dir)
             artifacts.mkdir(parents=True, exist_ok=True)
         cli_args = [
-            command,
+            *command.split(),  # "build", or a subcommand such as "docs generate"
             "--project-dir",
             str(project),
             "--profiles-dir",
@@ -285,3 +285,22 @@ def compile_manifest(project_dir: str | Path | None = None) -> Path:
         project_dir=project,
     )
     return project / "target" / "manifest.json"
+
+
+def generate_docs(warehouse_url: str, out_dir: str | Path) -> Path:
+    """The dbt docs site (lineage, every model and column described) as one static page,
+    ``<out_dir>/index.html``, for analysts; reads the warehouse catalog, writes no table."""
+    import shutil
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="trialscreen-docs-") as tmp:
+        run_dbt(
+            "docs generate",
+            warehouse_url,
+            args=["--static"],
+            dbt_vars={"screening_date": "2000-01-01", "run_id": "docs"},
+            artifacts_dir=tmp,
+        )
+        shutil.copy(Path(tmp) / "target" / "static_index.html", out / "index.html")
+    return out / "index.html"

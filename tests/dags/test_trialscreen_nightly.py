@@ -135,3 +135,5 @@ def test_dag_test_run_publishes_what_the_cli_publishes(
     assert run.state == "success"
     assert _marts(dag_wh) == _marts(cli_wh)
     assert (tmp_path / "dag_reports" / "latest" / "report.html").exists()
+    docs = (tmp_path / "dag_reports" / "dbt_docs" / "index.html").read_text()
+    assert "criterion_evaluations" in docs  # the analysts' lineage and column docs

@@ -755,7 +755,18 @@ def _synthea_id(*columns: str) -> pl.Expr:
     key = pl.concat_str([pl.col(c).fill_null("") for c in columns], separator="|")
     occurrence = pl.int_range(1, pl.len() + 1).over(key)
     suffix = pl.when(occurrence > 1).then(pl.lit("#") + occurrence.cast(pl.String))
-    return pl.concat_str([key, suffix], ignore_nulls=True)
+    # the key starts with the patient Id, which is the MRN here: record ids travel to the
+    # analysts' marts as evidence, so the key is hashed (stable, unique, PHI-free)
+    return pl.concat_str([key, suffix], ignore_nulls=True).map_batches(
+        _sha_prefix, return_dtype=pl.String
+    )
+
+
+def _sha_prefix(values: pl.Series) -> pl.Series:
+    return pl.Series(
+        [hashlib.sha256(v.encode()).hexdigest()[:24] if v is not None else None for v in values],
+        dtype=pl.String,
+    )
 
 
 def _synthea_patients() -> Mapping:

@@ -24,7 +24,9 @@ evaluated as (
         population.patient_mrn,
         population.age_years,
         population.evidence_source,
-        population.evidence_id,
+        -- the patient record is the evidence; its id is the MRN in CSV feeds, so the mart
+        -- points to it by pseudonym (analysts read marts: no MRN may reach them)
+        {{ dbt.concat(["'patient/'", "population.patient_key"]) }} as evidence_id,
         criteria.label,
         criteria.operator,
         criteria.threshold,

@@ -1,0 +1,436 @@
+"""No MRN, name or birth date leaves the PHI schemas (SPEC §7: "No log line carries an MRN, a
+name or a birth date"; §8: Data Docs and reports are static HTML that people pass around).
+
+One generated population — plus a few hand-made bad records carrying PHI, so that quarantine
+and its error messages are exercised — goes through the whole pipeline (ingest → dbt → Great
+Expectations → publish → reports) with every logger at DEBUG. Then the population's MRNs,
+family and given names and birth dates are searched for in
+
+* every log line: trialscreen's JSON log (``logs.configure(verbosity=2)``), the root logger
+  (dbt, Great Expectations, SQLAlchemy ... at DEBUG; GX's own loggers are not quietened) and
+  whatever dbt prints on stdout/stderr;
+* every file under the reports directory: the report HTML/JSON, the index and all of the
+  Great Expectations Data Docs;
+* dbt's log and target directory of the run (the build step is pointed at a kept directory);
+* ``quarantine.records.error``, ``audit.pipeline_runs.message``/``validation_result`` and every
+  text column of the published ``marts`` schema (pseudonymized by contract).
+
+Matching is word-boundary safe: MRNs as whole tokens, names of 4+ characters (case-sensitive,
+bounded by non-alphanumerics), birth dates as YYYY-MM-DD and YYYYMMDD; JSON escapes
+(``M\\u00fcller``) and HTML entities (``O&#x27;Brien``) are decoded before searching.
+
+The Airflow task log is not checked here: tasks call the same functions and log through the
+same loggers; the DAG tests cover the Airflow side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import html
+import io
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trialscreen import logs, pseudonym, schema
+from trialscreen.pipeline import run_pipeline
+from trialscreen.synth import generate
+from trialscreen.warehouse import Warehouse
+
+KEY = "phi-hygiene-test-key"
+SCREENING_DATE = date(2026, 11, 20)
+PATIENTS, SEED = 120, 37  # the generator writes a bad record for patient 37 of each 150
+MIN_NAME = 4
+
+# hand-made records: PHI that must end up in raw/quarantine and nowhere else
+EXTRA_CSV_PATIENTS = (
+    "mrn,family_name,given_name,birth_date,sex,deceased_at\n"
+    "MRNX000901,Quaresma,Bartholomew,1955-03-14,male,\n"
+    "MRNX000902,Vandersloot,Evangeline,14/03/1957,female,\n"  # bad date -> quarantined
+    ",Achterberg,Wilhelmina,1949-07-30,female,\n"  # no MRN -> quarantined
+)
+EXTRA_CSV_BROKEN = 'mrn,family_name,given_name,birth_date\n"MRNX000903,Fairweather,"Ottoline\n'
+EXTRA_FHIR_PATIENTS = "\n".join(
+    [
+        json.dumps(
+            {
+                "resourceType": "Patient",
+                "id": "phi-extra-1",
+                "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": "MRNX000904"}],
+                "name": [{"family": "Zimmermann", "given": ["Theodora"]}],
+                "gender": "female",
+                "birthDate": "1962-31-12",  # not a date -> quarantined
+            }
+        ),
+        '{"resourceType":"Patient","id":"phi-extra-2","name":[{"family":"Kettleborough"',
+        json.dumps(
+            {
+                "resourceType": "Patient",
+                "id": "phi-extra-3",
+                "name": [{"family": "Pennywhistle", "given": ["Cordelia"]}],  # no identifier
+                "birthDate": "1971-04-09",
+            }
+        ),
+    ]
+)
+EXTRA_HL7 = "\r".join(
+    [
+        "MSH|^~\\&|LAB|HOSP|TRIALSCREEN|HOSP|20261110090000||ORU^R01|PHIX0001|P|2.5.1",
+        "PID|1||MRNX000905^^^HOSP^MR||Montgomery^Seraphina||19580217|F",
+        "OBR|1|PLX1|ORDX1^LAB|LABPANEL^Lab panel^L|||notatime",
+        "OBX|1|NM|718-7^Hemoglobin^LN||12.1|g/dL|||||F|||notatime",
+        "OBX|2|NM|||13.0|g/dL|||||F|||20261110080000",
+    ]
+)
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+class _ListHandler(logging.Handler):
+    """What pytest's caplog does, for a module-scoped fixture: keep every formatted record."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a record that cannot be formatted is still searched raw
+            self.lines.append(f"{record.name} {record.msg!r} {record.args!r}")
+
+
+@contextlib.contextmanager
+def _everything_at_debug(mp: pytest.MonkeyPatch) -> Iterator[tuple[io.StringIO, _ListHandler]]:
+    import trialscreen.validate as validate_module
+
+    stream = io.StringIO()
+    handler = _ListHandler()
+    root = logging.getLogger()
+    names = ("", "dbt", "great_expectations", "sqlalchemy", "py.warnings")
+    saved = {n: logging.getLogger(n).level for n in names}
+    original_quiet = validate_module._quiet_gx
+
+    def loud_gx() -> None:  # keep GX analytics off, but let its loggers talk
+        original_quiet()
+        logging.getLogger("great_expectations").setLevel(logging.DEBUG)
+
+    mp.setattr(validate_module, "_quiet_gx", loud_gx)
+    logs.configure(verbosity=2, stream=stream)
+    root.addHandler(handler)
+    for name in names:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        yield stream, handler
+    finally:
+        root.removeHandler(handler)
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+        logs.configure(verbosity=0)
+
+
+def _add_bad_records(drop: Path) -> None:
+    (drop / "csv" / "patients.extra.csv").write_text(EXTRA_CSV_PATIENTS, encoding="utf-8")
+    (drop / "csv" / "patients.broken.csv").write_text(EXTRA_CSV_BROKEN, encoding="utf-8")
+    (drop / "fhir" / "Patient.9.ndjson").write_text(EXTRA_FHIR_PATIENTS + "\n", encoding="utf-8")
+    (drop / "hl7" / "phi_extra.hl7").write_text(EXTRA_HL7 + "\r", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    import trialscreen.transform as transform
+
+    root = tmp_path_factory.mktemp("phi")
+    drop, reports, dbt_dir = root / "drop", root / "reports", root / "dbt_artifacts"
+    generate(patients=PATIENTS, seed=SEED, out=drop, screening_date=SCREENING_DATE)
+    _add_bad_records(drop)
+    mp = pytest.MonkeyPatch()
+    mp.setenv(pseudonym.KEY_ENV, KEY)
+    # keep dbt's log and target directories (the pipeline uses a temporary one)
+    mp.setattr(
+        transform,
+        "seed_and_build",
+        functools.partial(transform.seed_and_build, artifacts_dir=dbt_dir),
+    )
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with (
+            _everything_at_debug(mp) as (stream, handler),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            result = run_pipeline(drop, SCREENING_DATE, root / "wh.duckdb", reports_dir=reports)
+    finally:
+        mp.undo()
+    assert result.published, result.message
+    return {
+        "root": root,
+        "drop": drop,
+        "warehouse": root / "wh.duckdb",
+        "reports": reports,
+        "dbt": dbt_dir,
+        "result": result,
+        "trialscreen_log": stream.getvalue(),
+        "root_log": handler.lines,
+        "console": out.getvalue() + err.getvalue(),
+    }
+
+
+# --- the population's PHI ----------------------------------------------------------------------
+
+
+def _fhir_patients(drop: Path) -> Iterator[dict[str, Any]]:
+    for path in sorted((drop / "fhir").rglob("*")):
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if path.suffix == ".ndjson":
+            docs = []
+            for line in text.splitlines():
+                with contextlib.suppress(ValueError):
+                    docs.append(json.loads(line))
+        else:
+            with contextlib.suppress(ValueError):
+                bundle = json.loads(text)
+                docs = [e.get("resource") or {} for e in bundle.get("entry") or []]
+        for doc in docs:
+            if isinstance(doc, dict) and doc.get("resourceType") == "Patient":
+                yield doc
+
+
+def _fhir_mrn(patient: dict[str, Any]) -> str:
+    """SPEC §2.1: the identifier typed MR, else the first."""
+    identifiers = [i for i in patient.get("identifier") or [] if isinstance(i, dict)]
+    for ident in identifiers:
+        codes = [c.get("code") for c in (ident.get("type") or {}).get("coding") or []]
+        if "MR" in codes:
+            return str(ident.get("value") or "")
+    return str(identifiers[0].get("value") or "") if identifiers else ""
+
+
+def _phi_from_drop(drop: Path) -> dict[str, set[str]]:
+    mrns: set[str] = set()
+    names: set[str] = set()
+    births: set[str] = set()
+    for p in _fhir_patients(drop):
+        mrns.add(_fhir_mrn(p))
+        for n in p.get("name") or []:
+            names.add(n.get("family") or "")
+            names |= set(n.get("given") or [])
+        births.add(p.get("birthDate") or "")
+    for path in (drop / "csv").glob("patients*.csv"):
+        with path.open(encoding="utf-8", errors="replace", newline="") as fh:
+            for row in csv.DictReader(fh):
+                mrns.add(row.get("mrn") or "")
+                names |= {row.get("family_name") or "", row.get("given_name") or ""}
+                births.add(row.get("birth_date") or "")
+    for path in (drop / "hl7").rglob("*"):
+        if not path.is_file():
+            continue
+        for segment in re.split(r"[\r\n]+", path.read_text(encoding="utf-8", errors="replace")):
+            fields = segment.lstrip("\ufeff\x0b").split("|")
+            if fields[0] != "PID" or len(fields) < 8:
+                continue
+            mrns |= {rep.split("^")[0] for rep in fields[3].split("~")}
+            names |= set(fields[5].split("^")[:2])
+            births.add(fields[7][:8])
+    return {"mrns": mrns, "names": names, "births": births}
+
+
+def _phi_from_warehouse(path: Path) -> dict[str, set[str]]:
+    sql = " union all ".join(
+        f"select mrn, family_name, given_name, cast(birth_date as varchar) "
+        f"from raw.{schema.raw_table(feed, 'patients')}"
+        for feed in schema.FEEDS
+    )
+    with Warehouse.connect(path) as wh:
+        rows = wh.query(sql)
+    return {
+        "mrns": {r[0] for r in rows if r[0]},
+        "names": {v for r in rows for v in r[1:3] if v},
+        "births": {r[3] for r in rows if r[3]},
+    }
+
+
+def _birth_forms(value: str) -> set[str]:
+    """A valid birth date as YYYY-MM-DD and YYYYMMDD; anything else is not a date."""
+    digits = re.sub(r"[^0-9]", "", value)
+    if len(digits) != 8:
+        return set()
+    try:
+        day = date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+    except ValueError:
+        return set()
+    return {day.isoformat(), day.strftime("%Y%m%d")}
+
+
+@pytest.fixture(scope="module")
+def phi(run) -> dict[str, set[str]]:
+    found = _phi_from_drop(run["drop"])
+    landed = _phi_from_warehouse(run["warehouse"])
+    mrns = {m.strip() for m in found["mrns"] | landed["mrns"] if m and len(m.strip()) >= 4}
+    names = {n.strip() for n in found["names"] | landed["names"] if len(n.strip()) >= MIN_NAME}
+    births = {f for b in found["births"] | landed["births"] if b for f in _birth_forms(b)}
+    # the search has something real to find, including the hand-made records
+    assert len(mrns) >= PATIENTS, len(mrns)
+    assert {"MRNX000901", "MRNX000902", "MRNX000904", "MRNX000905"} <= mrns
+    assert {"Quaresma", "Wilhelmina", "Zimmermann", "Seraphina", "Pennywhistle"} <= names
+    assert {"1955-03-14", "19580217"} <= births
+    # generated MRNs do not collide with synthea ids etc.: each is its own token
+    return {"mrns": mrns, "names": names, "births": births}
+
+
+# --- searching ---------------------------------------------------------------------------------
+
+
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")  # inside a line that is not whole JSON
+
+
+class PhiMatcher:
+    """One regex over every value; a hit must stand alone (no letter or digit either side)."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        alternatives = sorted({v for v in values if v}, key=len, reverse=True)
+        self.pattern = re.compile(
+            r"(?<![^\W_])(?:" + "|".join(re.escape(v) for v in alternatives) + r")(?![^\W_])"
+        )
+
+    def find(self, text: str) -> set[str]:
+        variants = {text, html.unescape(text)}
+        with contextlib.suppress(ValueError):  # JSON escapes: M\u00fcller, O\u0027Brien
+            variants.add(json.dumps(json.loads(text), ensure_ascii=False))
+        variants |= {_UNICODE_ESCAPE.sub(lambda m: chr(int(m[1], 16)), v) for v in list(variants)}
+        return {m.group(0) for v in variants for m in self.pattern.finditer(v)}
+
+
+@pytest.fixture(scope="module")
+def matcher(phi) -> PhiMatcher:
+    return PhiMatcher(phi["mrns"] | phi["names"] | phi["births"])
+
+
+def _leaks(matcher: PhiMatcher, items: Iterable[tuple[str, str]]) -> list[str]:
+    leaks = []
+    for where, text in items:
+        hits = matcher.find(text)
+        if hits:
+            leaks.append(f"{where}: {sorted(hits)[:5]}")
+    return leaks
+
+
+def _files(folder: Path, binary: list[str] | None = None) -> Iterator[tuple[str, str]]:
+    """Every file under ``folder`` as text; with ``binary`` given, files with NUL bytes are
+    listed there instead of searched."""
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        name, data = str(path.relative_to(folder)), path.read_bytes()
+        if binary is not None and b"\x00" in data:
+            binary.append(name)
+            continue
+        yield name, data.decode("utf-8", errors="replace")
+
+
+# --- the tests ---------------------------------------------------------------------------------
+
+
+def test_the_matcher_finds_phi_it_should_and_nothing_else(matcher, phi) -> None:
+    mrn = sorted(phi["mrns"])[0]
+    assert matcher.find(f'{{"msg": "loaded {mrn}"}}') == {mrn}
+    assert matcher.find(json.dumps({"msg": "Quaresma"})) == {"Quaresma"}
+    assert matcher.find("<td>1955-03-14</td>") == {"1955-03-14"}
+    assert matcher.find("<td>Zimmermann&#x27;s</td>") == {"Zimmermann"}
+    escaped = PhiMatcher(["Müller", "O'Brien"])
+    assert escaped.find('row=("M\\u00fcller", 1) {"msg": "O\\u0027Brien"') == {"Müller", "O'Brien"}
+    assert escaped.find(json.dumps({"msg": "Müller"})) == {"Müller"}
+    assert matcher.find(f"{mrn}0 X{mrn} Quaresmas 1955-03-145") == set()
+
+
+def test_logs_were_captured_at_debug(run) -> None:
+    lines = run["trialscreen_log"].splitlines()
+    messages = {json.loads(line)["msg"] for line in lines}
+    assert {"feed ingested", "validation finished", "published", "run finished"} <= messages
+    assert logging.getLogger("trialscreen").getEffectiveLevel() == logging.WARNING  # restored
+    assert len(run["root_log"]) > 0, "the root logger captured nothing"
+
+
+def test_no_log_line_carries_phi(run, matcher) -> None:
+    lines = [("trialscreen", line) for line in run["trialscreen_log"].splitlines()]
+    lines += [("root", line) for line in run["root_log"]]
+    lines += [("console", line) for line in run["console"].splitlines()]
+    assert _leaks(matcher, lines) == []
+
+
+def test_reports_and_data_docs_carry_no_phi(run, matcher) -> None:
+    binary: list[str] = []
+    files = list(_files(run["reports"], binary))
+    names = [name for name, _ in files]
+    assert any(n.endswith("report.html") for n in names)
+    assert any("data_docs" in n and "validations" in n and n.endswith(".html") for n in names)
+    # the only binary files are the fonts and images GX ships with every Data Docs site (a
+    # font's metadata names its designer, "Marco ...", which is also a generated given name)
+    site_static = "data_docs/gx/uncommitted/data_docs/local_site/static/"
+    assert all(n.startswith(site_static) for n in binary), binary
+    assert _leaks(matcher, files) == []
+
+
+def test_dbt_logs_and_artifacts_carry_no_phi(run, matcher) -> None:
+    files = list(_files(run["dbt"]))  # binary ones too (target/graph.gpickle)
+    assert any(name.endswith("dbt.log") for name, _ in files)
+    assert any(name.endswith("run_results.json") for name, _ in files)
+    assert _leaks(matcher, files) == []
+
+
+def test_quarantine_errors_and_run_rows_carry_no_phi(run, matcher) -> None:
+    with Warehouse.connect(run["warehouse"]) as wh:
+        quarantine = wh.query("select source_file, source_position, error from quarantine.records")
+        runs = wh.query("select message, validation_result, feed_counts from audit.pipeline_runs")
+    files = {r[0] for r in quarantine}
+    # the hand-made bad records really reached quarantine (so their errors were searched)
+    assert {"csv/patients.extra.csv", "csv/patients.broken.csv", "fhir/Patient.9.ndjson"} <= files
+    assert "hl7/phi_extra.hl7" in files
+    items = [(f"quarantine {f}:{p}", e or "") for f, p, e in quarantine]
+    items += [("audit.pipeline_runs", " ".join(str(v or "") for v in r)) for r in runs]
+    assert _leaks(matcher, items) == []
+
+
+# criterion_evaluations.evidence_id of the `age` criterion is the patient record's id, which
+# for the CSV feed (no separate patient id in the contract) is the MRN itself
+KNOWN_MRN_COLUMNS = {("criterion_evaluations", "evidence_id")}
+
+
+def _marts_text(run, columns_wanted) -> list[tuple[str, str]]:
+    with Warehouse.connect(run["warehouse"]) as wh:
+        columns = wh.query(
+            "select table_name, column_name from information_schema.columns "
+            "where table_schema = 'marts' and data_type in ('VARCHAR', 'TEXT') "
+            "order by table_name, column_name"
+        )
+        assert columns, "no text column in marts"
+        items = []
+        for table, column in columns:
+            if not columns_wanted((table, column)):
+                continue
+            values = wh.query(f"select distinct {column} from marts.{table}")
+            items += [(f"marts.{table}.{column}", str(v[0])) for v in values if v[0] is not None]
+    assert items
+    return items
+
+
+def test_published_marts_carry_no_phi(run, matcher) -> None:
+    items = _marts_text(run, lambda tc: tc not in KNOWN_MRN_COLUMNS)
+    assert _leaks(matcher, items) == []
+
+
+def test_marts_evidence_ids_carry_no_mrn(run, matcher) -> None:
+    items = _marts_text(run, lambda tc: tc in KNOWN_MRN_COLUMNS)
+    assert _leaks(matcher, items) == []
