@@ -1,5 +1,8 @@
 -- Every patient once per trial in the run, with the trial's settings and the patient's age
 -- on the screening date: the population every criterion model evaluates.
+-- Not screened (docs/decisions.md): a patient born after the screening date (a past date
+-- is re-run as it was: that patient did not exist yet) and a patient whose recorded death
+-- is on or before it. A patient with no birth date is screened (age is then unknown).
 with
 
 patients as (
@@ -56,6 +59,12 @@ population as (
     cross join patients
     inner join settings
         on trials.trial_id = settings.trial_id
+    where (patients.birth_date is null or patients.birth_date <= {{ screening_date() }})
+        and (
+            patients.deceased_at is null
+            or {{ date_in_timezone('patients.deceased_at', timezone_name()) }}
+                > {{ screening_date() }}
+        )
 
 )
 

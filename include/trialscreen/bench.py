@@ -1,0 +1,826 @@
+"""``trialscreen bench``: the benchmark on generated populations (SPEC §9, §10).
+
+For every size a population is generated once and cached (``<out>/pop_<n>_<seed>``, reused
+when its manifest matches), then measured side by side in one run:
+
+1. **Ingestion per feed** on DuckDB: each feed is landed by ``pipeline.ingest_feed`` in its
+   own spawned process, so the process's peak RSS (``ru_maxrss``) is the peak of that feed's
+   ingest alone; records/s comes from ``FeedCounts.seconds``.
+2. **Parsing against peers**, on the same files: the FHIR Observation NDJSON with
+   ``feeds.fhir`` vs a plain orjson loop that pulls the same few fields into lists (and
+   polars ``read_ndjson`` with an explicit schema); the HL7 files with ``feeds.hl7v2`` vs
+   splitting segments and fields with ``str.split`` (the lower bound). Best of
+   ``repeat`` runs, in this process.
+3. **The SQL layer**: ``dbt seed`` + ``dbt build`` (write-audit-publish off) in a spawned
+   process, with dbt's own per-node timings; then the reference query "latest result per
+   patient and analyte" over ``intermediate.int_observations`` as one DuckDB query vs pandas
+   (``groupby``/``idxmax``) vs polars on the same frame.
+4. Optionally (``postgres=URL``) the same ingest + dbt build on PostgreSQL, in a database of
+   its own (``trialscreen_bench``, dropped and recreated on that server).
+
+Results go to ``<out>/results.json`` and ``<out>/results.md`` (docs-ready tables) and are
+printed as rich tables plus one line per ratio. Nothing here asserts a time: numbers on a
+shared 2-core machine move by tens of percent between runs; compare ratios measured in the
+same run, not absolute times across runs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from importlib import metadata
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+FEEDS = ("fhir", "hl7", "csv")
+TRIALS = ["axiom"]
+# Fixed so that a cached population stays valid from one day to the next.
+SCREENING_DATE = date(2026, 11, 24)
+PG_BENCH_DB = "trialscreen_bench"
+MB = 1_000_000
+
+# --- measurement in a child process ------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    """This process's peak resident set size so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (MB if sys.platform == "darwin" else 1024), 1)
+
+
+def _in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run ``fn(*args)`` in a fresh spawned interpreter (one task, then it exits), so the
+    peak RSS it reports belongs to that step alone and not to what ran before it."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(_guarded, fn, *args).result()
+
+
+def _guarded(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Not every exception pickles back to the parent (dbt's do not): send its text."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        raise RuntimeError(f"{fn.__name__}: {type(exc).__name__}: {exc}") from None
+
+
+def _ingest_child(warehouse: str, drop: str, feed: str, run_id: str) -> dict[str, Any]:
+    from trialscreen.pipeline import ingest_feed
+
+    baseline = _rss_mb()
+    counts = ingest_feed(warehouse, Path(drop), feed, run_id)
+    row = counts.as_row()
+    row["latest_record_at"] = str(row["latest_record_at"])
+    return {"counts": row, "baseline_rss_mb": baseline, "peak_rss_mb": _rss_mb()}
+
+
+def _dbt_child(
+    warehouse: str, screening_date: str, run_id: str, key: str, select: str | None
+) -> dict[str, Any]:
+    from trialscreen import pseudonym
+    from trialscreen.pipeline import prepare_build
+    from trialscreen.transform import run_dbt
+
+    os.environ.setdefault(pseudonym.KEY_ENV, key)
+    baseline = _rss_mb()
+    started = time.perf_counter()
+    prepare_build(warehouse, TRIALS)
+    prepare_s = time.perf_counter() - started
+    dbt_vars = {"screening_date": screening_date, "run_id": run_id, "wap": False}
+    selection = ["--select", *select.split()] if select else []
+
+    started = time.perf_counter()
+    run_dbt("seed", warehouse, args=["--full-refresh", *selection], dbt_vars=dbt_vars)
+    seed_s = time.perf_counter() - started
+    started = time.perf_counter()
+    result = run_dbt("build", warehouse, args=selection, dbt_vars=dbt_vars)
+    build_s = time.perf_counter() - started
+
+    per_type: dict[str, float] = {}
+    nodes: dict[str, int] = {}
+    latest_node_s = 0.0
+    for node_result in result.result or []:
+        node = node_result.node
+        kind = str(getattr(node.resource_type, "value", node.resource_type))
+        per_type[kind] = per_type.get(kind, 0.0) + float(node_result.execution_time or 0.0)
+        nodes[kind] = nodes.get(kind, 0) + 1
+        if kind == "model" and node.name == "int_labs__latest_in_window":
+            latest_node_s = float(node_result.execution_time or 0.0)
+    return {
+        "prepare_seconds": round(prepare_s, 3),
+        "seed_seconds": round(seed_s, 3),
+        "build_seconds": round(build_s, 3),
+        "total_seconds": round(seed_s + build_s, 3),
+        "build_elapsed_seconds": round(float(result.result.elapsed_time or 0.0), 3),
+        "node_seconds": {k: round(v, 3) for k, v in sorted(per_type.items())},
+        "nodes": dict(sorted(nodes.items())),
+        "latest_in_window_node_seconds": round(latest_node_s, 3),
+        "baseline_rss_mb": baseline,
+        "peak_rss_mb": _rss_mb(),
+    }
+
+
+# --- parsing peers ----------------------------------------------------------------------
+
+
+def _best(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
+    """Fastest of ``repeat`` runs (the others measure the neighbours on a shared machine)."""
+    best, out = float("inf"), 0
+    for _ in range(max(1, repeat)):
+        started = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - started)
+    return best, out
+
+
+def _read(path: Path) -> bytes:
+    import gzip
+
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.suffix == ".gz" else data
+
+
+def orjson_observation_loop(paths: Sequence[Path]) -> int:
+    """The peer: one ``orjson.loads`` per line, the fields the pipeline needs into lists."""
+    import orjson
+
+    ids: list[Any] = []
+    subjects: list[Any] = []
+    codes: list[Any] = []
+    values: list[Any] = []
+    units: list[Any] = []
+    times: list[Any] = []
+    statuses: list[Any] = []
+    for path in paths:
+        for line in _read(path).splitlines():
+            if not line.strip():
+                continue
+            try:
+                r = orjson.loads(line)
+                coding = ((r.get("code") or {}).get("coding") or [{}])[0]
+                quantity = r.get("valueQuantity") or {}
+                ids.append(r.get("id"))
+                subjects.append((r.get("subject") or {}).get("reference"))
+                codes.append((coding.get("system"), coding.get("code")))
+                values.append(quantity.get("value"))
+                units.append(quantity.get("code") or quantity.get("unit"))
+                times.append(
+                    r.get("effectiveDateTime")
+                    or (r.get("effectivePeriod") or {}).get("start")
+                    or r.get("issued")
+                )
+                statuses.append(r.get("status"))
+            except (orjson.JSONDecodeError, AttributeError, IndexError, TypeError):
+                continue  # the peer skips a bad line; the pipeline quarantines it
+    return len(ids)
+
+
+def json_lines_only(paths: Sequence[Path]) -> list[bytes]:
+    """The files' contents without the lines that are not JSON objects (done before timing:
+    polars ``read_ndjson`` stops at the first bad line, ``ignore_errors`` or not)."""
+    import orjson
+
+    cleaned = []
+    for path in paths:
+        good = []
+        for line in _read(path).splitlines():
+            try:
+                if isinstance(orjson.loads(line), dict):
+                    good.append(line)
+            except orjson.JSONDecodeError:
+                continue
+        cleaned.append(b"\n".join(good) + b"\n")
+    return cleaned
+
+
+def polars_observation_scan(contents: Sequence[bytes]) -> int:
+    """The other peer: polars ``read_ndjson`` with an explicit schema of the same fields."""
+    import polars as pl
+
+    s = pl.String()
+    coding = pl.Struct({"system": s, "code": s})
+    schema = {
+        "id": s,
+        "status": s,
+        "subject": pl.Struct({"reference": s}),
+        "code": pl.Struct({"coding": pl.List(coding)}),
+        "valueQuantity": pl.Struct({"value": pl.Float64(), "unit": s, "code": s}),
+        "effectiveDateTime": s,
+        "effectivePeriod": pl.Struct({"start": s}),
+        "issued": s,
+    }
+    rows = 0
+    for data in contents:
+        frame = pl.read_ndjson(io.BytesIO(data), schema=schema, ignore_errors=True)
+        rows += frame.height
+    return rows
+
+
+def split_hl7(paths: Sequence[Path]) -> int:
+    """The lower bound: segments and fields by ``str.split``, nothing decoded or checked."""
+    obx = 0
+    for path in paths:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        for segment in text.replace("\r\n", "\r").replace("\n", "\r").split("\r"):
+            if segment:
+                fields = segment.split("|")
+                if fields[0] == "OBX":
+                    obx += 1
+    return obx
+
+
+def _trialscreen_parse(
+    parse: Callable[[Path, Path], Any], paths: Sequence[Path], root: Path
+) -> int:
+    records = 0
+    for path in paths:
+        records += parse(path, root).records_in
+    return records
+
+
+def _throughput(n_bytes: int, seconds: float, records: int) -> dict[str, Any]:
+    return {
+        "seconds": round(seconds, 4),
+        "records": records,
+        "mb_per_s": round(n_bytes / MB / seconds, 1) if seconds > 0 else None,
+        "records_per_s": round(records / seconds) if seconds > 0 else None,
+    }
+
+
+def measure_parsing(drop: Path, repeat: int = 3) -> dict[str, Any]:
+    from trialscreen.feeds.fhir import parse_fhir_file
+    from trialscreen.feeds.hl7v2 import parse_hl7_file
+
+    out: dict[str, Any] = {}
+    obs = sorted((drop / "fhir").glob("Observation*.ndjson*"))
+    if obs:
+        n = sum(p.stat().st_size for p in obs)
+        ours = _best(lambda: _trialscreen_parse(parse_fhir_file, obs, drop), repeat)
+        peers: dict[str, Any] = {"orjson_loop": _best(lambda: orjson_observation_loop(obs), repeat)}
+        try:
+            clean = json_lines_only(obs)
+            peers["polars_schema"] = _best(lambda: polars_observation_scan(clean), repeat)
+        except Exception as exc:  # a peer failing on a bad line is a finding, not a crash
+            peers["polars_schema"] = exc
+        fhir: dict[str, Any] = {"files": len(obs), "mb": round(n / MB, 2)}
+        fhir["trialscreen"] = _throughput(n, *ours)
+        for name, measured in peers.items():
+            if isinstance(measured, Exception):
+                fhir[name] = {"error": f"{type(measured).__name__}: {measured}"[:200]}
+            else:
+                fhir[name] = _throughput(n, *measured)
+                fhir[name]["ratio"] = _ratio(fhir["trialscreen"]["seconds"], measured[0])
+        out["fhir"] = fhir
+    hl7_files = sorted(p for p in (drop / "hl7").glob("*") if p.suffix in (".hl7", ".txt"))
+    if hl7_files:
+        n = sum(p.stat().st_size for p in hl7_files)
+        ours = _best(lambda: _trialscreen_parse(parse_hl7_file, hl7_files, drop), repeat)
+        peer = _best(lambda: split_hl7(hl7_files), repeat)
+        out["hl7"] = {
+            "files": len(hl7_files),
+            "mb": round(n / MB, 2),
+            "trialscreen": _throughput(n, *ours),
+            "string_split": {
+                **_throughput(n, *peer),
+                "ratio": _ratio(ours[0], peer[0]),
+            },
+        }
+    return out
+
+
+def _ratio(ours_seconds: float, peer_seconds: float) -> float | None:
+    """Our throughput relative to the peer's (> 1: we are faster)."""
+    return round(peer_seconds / ours_seconds, 3) if ours_seconds > 0 else None
+
+
+# --- the reference query ----------------------------------------------------------------
+
+LATEST_SQL = """
+select patient_mrn, analyte, value_canonical, effective_at
+from intermediate.int_observations
+where effective_at is not null
+qualify row_number() over (partition by patient_mrn, analyte order by effective_at desc) = 1
+"""
+PG_LATEST_SQL = """
+select count(*) from (
+    select distinct on (patient_mrn, analyte) patient_mrn, analyte, value_canonical, effective_at
+    from intermediate.int_observations
+    where effective_at is not null
+    order by patient_mrn, analyte, effective_at desc
+) latest
+"""
+FRAME_SQL = """
+select patient_mrn, analyte, value_canonical, effective_at
+from intermediate.int_observations
+where effective_at is not null
+"""
+
+
+def measure_latest_query(warehouse: Path, repeat: int = 3) -> dict[str, Any]:
+    """Latest result per patient and analyte: one DuckDB query vs pandas vs polars."""
+    import duckdb
+    import polars as pl
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        rows_in = int(con.sql(f"select count(*) from ({FRAME_SQL})").fetchall()[0][0])
+        frame = con.sql(FRAME_SQL).pl()  # also warms DuckDB's buffer cache for the query
+        # duckdb 2.x: .arrow() is a stream; read_all() drains it into a table
+        duck_s, duck_rows = _best(lambda: con.sql(LATEST_SQL).arrow().read_all().num_rows, repeat)
+    finally:
+        con.close()
+    pdf = frame.to_pandas()
+
+    def with_pandas() -> int:
+        idx = pdf.groupby(["patient_mrn", "analyte"], sort=False)["effective_at"].idxmax()
+        return len(pdf.loc[idx])
+
+    def with_polars() -> int:
+        latest = frame.group_by("patient_mrn", "analyte").agg(
+            pl.all().sort_by("effective_at").last()
+        )
+        return int(latest.height)
+
+    with_pandas(), with_polars()  # warm-up, as DuckDB got
+    pandas_s, pandas_rows = _best(with_pandas, repeat)
+    polars_s, polars_rows = _best(with_polars, repeat)
+    return {
+        "rows_in": rows_in,
+        "rows_out": duck_rows,
+        "rows_agree": duck_rows == pandas_rows == polars_rows,
+        "duckdb_seconds": round(duck_s, 5),
+        "pandas_seconds": round(pandas_s, 5),
+        "polars_seconds": round(polars_s, 5),
+    }
+
+
+# --- one size -----------------------------------------------------------------------------
+
+
+def population(out: Path, patients: int, seed: int) -> tuple[Path, bool, date]:
+    """The cached population for (patients, seed); generated only when missing or stale."""
+    from trialscreen.synth import GENERATOR_VERSION, generate
+
+    drop = out / f"pop_{patients}_{seed}"
+    manifest = drop / "expected" / "manifest.json"
+    if manifest.exists():
+        meta = json.loads(manifest.read_text())
+        if meta.get("generator_version") == GENERATOR_VERSION and meta.get("patients") == patients:
+            return drop, False, date.fromisoformat(meta["screening_date"])
+    generate(patients=patients, seed=seed, out=drop, screening_date=SCREENING_DATE)
+    return drop, True, SCREENING_DATE
+
+
+def _feed_bytes(drop: Path, feed: str) -> int:
+    folder = drop / feed
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
+def _fresh_duckdb(path: Path) -> str:
+    for stale in (path, path.with_name(path.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    return str(path)
+
+
+def _fresh_postgres(url: str) -> str:
+    """Drop and recreate the bench's own database on the server of ``url``; its URL."""
+    import psycopg2  # type: ignore[import-untyped]
+
+    admin = psycopg2.connect(url)
+    admin.autocommit = True  # create/drop database cannot run inside a transaction
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"drop database if exists {PG_BENCH_DB}")
+            cur.execute(f"create database {PG_BENCH_DB}")
+    finally:
+        admin.close()
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{PG_BENCH_DB}"))
+
+
+def _ingest(warehouse: str, drop: Path, run_id: str, tick: Callable[[str], None]) -> dict[str, Any]:
+    feeds: dict[str, Any] = {}
+    for feed in FEEDS:
+        tick(f"ingest {feed}")
+        child = _in_child(_ingest_child, warehouse, str(drop), feed, run_id)
+        counts = child["counts"]
+        n_bytes = _feed_bytes(drop, feed)
+        seconds = float(counts["seconds"])
+        feeds[feed] = {
+            "files": counts["files_new"],
+            "mb": round(n_bytes / MB, 2),
+            "records_in": counts["records_in"],
+            "loaded": counts["loaded"],
+            "duplicates_skipped": counts["duplicates_skipped"],
+            "quarantined": counts["quarantined"],
+            "seconds": seconds,
+            "records_per_s": round(counts["records_in"] / seconds) if seconds > 0 else None,
+            "mb_per_s": round(n_bytes / MB / seconds, 2) if seconds > 0 else None,
+            "peak_rss_mb": child["peak_rss_mb"],
+            "baseline_rss_mb": child["baseline_rss_mb"],
+        }
+    return feeds
+
+
+def _pg_latest_seconds(url: str, repeat: int) -> float:
+    from trialscreen.warehouse import Warehouse
+
+    with Warehouse.connect(url) as wh:
+        seconds, _ = _best(lambda: int(wh.scalar(PG_LATEST_SQL)), repeat)
+    return round(seconds, 5)
+
+
+def bench_size(
+    out: Path,
+    patients: int,
+    seed: int,
+    *,
+    postgres: str | None = None,
+    repeat: int = 3,
+    dbt_select: str | None = None,
+    tick: Callable[[str], None] = lambda _step: None,
+) -> dict[str, Any]:
+    from trialscreen import pseudonym
+    from trialscreen.run_ids import new_run_id
+
+    tick("population")
+    started = time.perf_counter()
+    drop, generated, screening_date = population(out, patients, seed)
+    result: dict[str, Any] = {
+        "patients": patients,
+        "seed": seed,
+        "screening_date": screening_date.isoformat(),
+        "population": {
+            "dir": str(drop),
+            "generated": generated,
+            "seconds": round(time.perf_counter() - started, 2),
+            "mb_per_feed": {f: round(_feed_bytes(drop, f) / MB, 2) for f in FEEDS},
+        },
+    }
+    tick("parse peers")
+    result["parse"] = measure_parsing(drop, repeat)
+
+    key = os.environ.get(pseudonym.KEY_ENV) or pseudonym.new_key()
+    engines: dict[str, str] = {"duckdb": _fresh_duckdb(out / f"bench_{patients}_{seed}.duckdb")}
+    if postgres:
+        engines["postgres"] = _fresh_postgres(postgres)
+    result["engines"] = {}
+    for engine, warehouse in engines.items():
+        run_id = new_run_id()
+        measured: dict[str, Any] = {"ingest": _ingest(warehouse, drop, run_id, tick)}
+        tick(f"dbt build ({engine})")
+        measured["dbt"] = _in_child(
+            _dbt_child, warehouse, screening_date.isoformat(), run_id, key, dbt_select
+        )
+        result["engines"][engine] = measured
+
+    tick("latest-per-analyte query")
+    query = measure_latest_query(Path(engines["duckdb"]), repeat)
+    if postgres:
+        query["postgres_seconds"] = _pg_latest_seconds(engines["postgres"], repeat)
+    result["latest_query"] = query
+    result["ratios"] = _ratios(result)
+    return result
+
+
+def _ratios(r: dict[str, Any]) -> dict[str, float | None]:
+    q = r["latest_query"]
+    duck = r["engines"]["duckdb"]
+    out: dict[str, float | None] = {}
+    for fmt, peer in (("fhir", "orjson_loop"), ("fhir", "polars_schema"), ("hl7", "string_split")):
+        out[f"{fmt}_parse_vs_{peer}"] = r["parse"].get(fmt, {}).get(peer, {}).get("ratio")
+
+    def div(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a is not None and b else None
+
+    out["pandas_vs_duckdb_query"] = div(q["pandas_seconds"], q["duckdb_seconds"])
+    out["polars_vs_duckdb_query"] = div(q["polars_seconds"], q["duckdb_seconds"])
+    out["dbt_build_vs_query"] = div(duck["dbt"]["total_seconds"], q["duckdb_seconds"])
+    out["dbt_models_vs_query"] = div(duck["dbt"]["node_seconds"].get("model"), q["duckdb_seconds"])
+    if "postgres" in r["engines"]:
+        pg = r["engines"]["postgres"]
+        for feed in FEEDS:
+            out[f"postgres_vs_duckdb_ingest_{feed}"] = div(
+                pg["ingest"][feed]["seconds"], duck["ingest"][feed]["seconds"]
+            )
+        out["postgres_vs_duckdb_dbt"] = div(
+            pg["dbt"]["total_seconds"], duck["dbt"]["total_seconds"]
+        )
+    return out
+
+
+# --- reporting ---------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    mem_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "memory_gb": mem_gb,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {
+            d: version(d)
+            for d in (
+                "trialscreen",
+                "duckdb",
+                "polars",
+                "pandas",
+                "orjson",
+                "dbt-core",
+                "dbt-duckdb",
+            )
+        },
+    }
+
+
+def _f(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _x(ratio: float | None) -> str:
+    if ratio is None:
+        return "–"
+    return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.2f}×"
+
+
+def _ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds * 1000:,.1f} ms"
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+
+
+def tables(results: dict[str, Any]) -> list[Table]:
+    sizes = results["sizes"]
+    ingest = Table(
+        "Ingestion per feed (one spawned process per feed; peak RSS of that process)",
+        [
+            "patients",
+            "engine",
+            "feed",
+            "files",
+            "MB",
+            "records in",
+            "quarantined",
+            "seconds",
+            "records/s",
+            "MB/s",
+            "peak RSS MB",
+        ],
+        [],
+    )
+    parse = Table(
+        "Parsing vs peers (same files, best of the repeats)",
+        ["patients", "input", "MB", "trialscreen MB/s", "peer", "peer MB/s", "ratio"],
+        [],
+    )
+    sql = Table(
+        "SQL layer (dbt seed + build, wap off) and the latest-per-analyte query",
+        [
+            "patients",
+            "engine",
+            "obs rows",
+            "dbt seed s",
+            "dbt build s",
+            "model SQL s",
+            "peak RSS MB",
+            "latest query",
+            "pandas",
+            "polars",
+            "build ÷ query",
+        ],
+        [],
+    )
+    for n, r in sizes.items():
+        for engine, measured in r["engines"].items():
+            for feed, f in measured["ingest"].items():
+                ingest.rows.append(
+                    [
+                        n,
+                        engine,
+                        feed,
+                        _f(f["files"]),
+                        _f(f["mb"]),
+                        _f(f["records_in"]),
+                        _f(f["quarantined"]),
+                        _f(f["seconds"], 2),
+                        _f(f["records_per_s"]),
+                        _f(f["mb_per_s"], 1),
+                        _f(f["peak_rss_mb"], 0),
+                    ]
+                )
+        for fmt, p in r["parse"].items():
+            for peer in ("orjson_loop", "polars_schema", "string_split"):
+                if peer in p:
+                    ratio = p[peer].get("ratio")
+                    parse.rows.append(
+                        [
+                            n,
+                            f"{fmt}, {p['files']} file(s)",
+                            _f(p["mb"], 1),
+                            _f(p["trialscreen"]["mb_per_s"]),
+                            peer.replace("_", " "),
+                            _f(p[peer].get("mb_per_s")) if "error" not in p[peer] else "failed",
+                            f"{ratio:.2f}×" if ratio else "–",
+                        ]
+                    )
+        q = r["latest_query"]
+        for engine, measured in r["engines"].items():
+            d = measured["dbt"]
+            duck = engine == "duckdb"
+            engine_q = q["duckdb_seconds"] if duck else q.get("postgres_seconds")
+            sql.rows.append(
+                [
+                    n,
+                    engine,
+                    _f(q["rows_in"]),
+                    _f(d["seed_seconds"], 1),
+                    _f(d["build_seconds"], 1),
+                    _f(d["node_seconds"].get("model"), 1),
+                    _f(d["peak_rss_mb"], 0),
+                    _ms(engine_q),
+                    _ms(q["pandas_seconds"]) if duck else "",
+                    _ms(q["polars_seconds"]) if duck else "",
+                    f"{d['total_seconds'] / engine_q:,.0f}×" if engine_q else "–",
+                ]
+            )
+    return [ingest, parse, sql]
+
+
+def ratio_lines(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for n, r in results["sizes"].items():
+        head = f"[{n} patients]"
+        fhir = r["parse"].get("fhir")
+        if fhir:
+            ours = fhir["trialscreen"]["mb_per_s"]
+            for peer, label in (("orjson_loop", "orjson loop"), ("polars_schema", "polars schema")):
+                p = fhir.get(peer, {})
+                if p.get("ratio"):
+                    lines.append(
+                        f"{head} fhir parse: trialscreen {ours:.0f} MB/s vs {label} "
+                        f"{p['mb_per_s']:.0f} MB/s ({p['ratio']:.2f}×)"
+                    )
+        hl7 = r["parse"].get("hl7")
+        if hl7 and hl7["string_split"].get("ratio"):
+            lines.append(
+                f"{head} hl7 parse: trialscreen {hl7['trialscreen']['mb_per_s']:.1f} MB/s vs "
+                f"string split {hl7['string_split']['mb_per_s']:.0f} MB/s "
+                f"({hl7['string_split']['ratio']:.3f}×)"
+            )
+        q = r["latest_query"]
+        rt = r["ratios"]
+        lines.append(
+            f"{head} latest per patient+analyte over {q['rows_in']:,} rows: DuckDB "
+            f"{_ms(q['duckdb_seconds'])} vs pandas {_ms(q['pandas_seconds'])} "
+            f"({rt['pandas_vs_duckdb_query']}× DuckDB's time) vs polars "
+            f"{_ms(q['polars_seconds'])} ({rt['polars_vs_duckdb_query']}×)"
+        )
+        d = r["engines"]["duckdb"]["dbt"]
+        lines.append(
+            f"{head} dbt seed+build {d['total_seconds']:.1f} s vs the single query "
+            f"{_ms(q['duckdb_seconds'])} ({_x(rt['dbt_build_vs_query'])}; target ≤ 3×); "
+            f"model SQL alone {d['node_seconds'].get('model', 0):.1f} s "
+            f"({_x(rt['dbt_models_vs_query'])}), int_labs__latest_in_window "
+            f"{d['latest_in_window_node_seconds']:.2f} s"
+        )
+        if "postgres" in r["engines"]:
+            pg = r["engines"]["postgres"]
+            lines.append(
+                f"{head} postgres ÷ duckdb time: ingest "
+                + ", ".join(f"{feed} {rt[f'postgres_vs_duckdb_ingest_{feed}']}×" for feed in FEEDS)
+                + f"; dbt {pg['dbt']['total_seconds']:.1f} s vs "
+                f"{d['total_seconds']:.1f} s ({rt['postgres_vs_duckdb_dbt']}×)"
+            )
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    out = [
+        f"Measured {m['date']} on {m['cpus']} CPUs, {m['memory_gb']} GB RAM, Python "
+        f"{m['python']} ({m['platform']}); command: `{results['command']}`.",
+        "",
+    ]
+    for table in tables(results):
+        out += [f"**{table.title}**", ""]
+        out.append("| " + " | ".join(table.columns) + " |")
+        out.append("|" + "|".join("---" for _ in table.columns) + "|")
+        out += ["| " + " | ".join(row) + " |" for row in table.rows]
+        out.append("")
+    out += ["**Ratios**", ""] + [f"- {line}" for line in ratio_lines(results)] + [""]
+    return "\n".join(out)
+
+
+def _print(results: dict[str, Any], console: Any) -> None:
+    from rich.table import Table as RichTable
+
+    for table in tables(results):
+        rich_table = RichTable(title=table.title, title_justify="left")
+        for i, column in enumerate(table.columns):
+            rich_table.add_column(column, justify="left" if i < 3 else "right")
+        for row in table.rows:
+            rich_table.add_row(*row)
+        console.print(rich_table)
+    for line in ratio_lines(results):
+        console.print(line, markup=False, highlight=False)
+
+
+@contextmanager
+def _progress(total: int, console: Any) -> Iterator[Callable[[str], None]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("bench", total=total)
+        started = [False]
+
+        def tick(step: str) -> None:
+            if started[0]:
+                bar.advance(task)
+            started[0] = True
+            bar.update(task, description=step)
+
+        yield tick
+        bar.update(task, completed=total)
+
+
+def run_bench(
+    sizes: Sequence[int],
+    out: Path,
+    *,
+    seed: int = 1,
+    postgres: str | None = None,
+    repeat: int = 3,
+    dbt_select: str | None = None,
+) -> int:
+    """Benchmark every size; print tables and ratios; write results.json and results.md.
+
+    ``dbt_select`` narrows dbt to a selection (the smoke test builds ``+int_observations``
+    only); the default builds the whole project as the nightly run does.
+    """
+    from rich.console import Console
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    results: dict[str, Any] = {
+        "command": "trialscreen bench --sizes " + " ".join(map(str, sizes)) + f" --out {out}",
+        "machine": machine(),
+        "settings": {"seed": seed, "repeat": repeat, "dbt_select": dbt_select},
+        "sizes": {},
+    }
+    steps_per_size = 4 + len(FEEDS) + (len(FEEDS) + 1 if postgres else 0)
+    with _progress(steps_per_size * len(sizes), console) as tick:
+        for n in sizes:
+            results["sizes"][str(n)] = bench_size(
+                out, n, seed, postgres=postgres, repeat=repeat, dbt_select=dbt_select, tick=tick
+            )
+            (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (out / "results.md").write_text(markdown(results))
+    _print(results, console)
+    console.print(f"results: {out / 'results.json'}, {out / 'results.md'}", highlight=False)
+    return 0
