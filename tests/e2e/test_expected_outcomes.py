@@ -13,28 +13,13 @@ import pytest
 from trialscreen import pseudonym
 from trialscreen.pipeline import run_pipeline
 from trialscreen.synth import generate
+from trialscreen.synth.oracle import VALUE_COLUMNS
 from trialscreen.warehouse import Warehouse
 
 KEY = "e2e-test-key"
 SCREENING_DATE = date(2026, 11, 20)
 # several seeds, 2,000+ patients together (issue 3)
 POPULATIONS = [(101, 700), (202, 700), (303, 700)]
-VALUE_COLUMNS = (
-    "age_years",
-    "ecog",
-    "karnofsky",
-    "anc",
-    "platelets",
-    "hemoglobin",
-    "bilirubin_x_uln",
-    "ast_x_uln",
-    "alt_x_uln",
-    "creatinine_x_uln",
-    "crcl_ml_min",
-    "crcl_ml_min_1_73m2",
-    "albumin",
-    "sodium",
-)
 
 
 @pytest.fixture(scope="session", params=POPULATIONS, ids=lambda p: f"seed{p[0]}")

@@ -7,47 +7,9 @@
 
 with
 
-fhir as (
-
-    select * from {{ ref('stg_fhir__conditions') }}
-
-),
-
-hl7 as (
-
-    select * from {{ ref('stg_hl7__conditions') }}
-
-),
-
-csv as (
-
-    select * from {{ ref('stg_csv__conditions') }}
-
-),
-
-unioned as (
-
-    select * from fhir
-    union all
-    select * from hl7
-    union all
-    select * from csv
-
-),
-
 latest_versions as (
 
-    select * from (
-        select
-            unioned.*,
-            row_number() over (
-                partition by evidence_source, record_id
-                order by loaded_at desc, source_file desc, source_position desc
-            ) as version_rank
-        from unioned
-        where patient_mrn is not null
-    ) as versions
-    where version_rank = 1
+    {{ latest_versions('conditions') }}
 
 ),
 

@@ -17,24 +17,6 @@
 
 with
 
-fhir as (
-
-    select * from {{ ref('stg_fhir__observations') }}
-
-),
-
-hl7 as (
-
-    select * from {{ ref('stg_hl7__observations') }}
-
-),
-
-csv as (
-
-    select * from {{ ref('stg_csv__observations') }}
-
-),
-
 loinc_analytes as (
 
     select * from {{ ref('loinc_analytes') }}
@@ -71,30 +53,11 @@ coded_scores as (
 
 ),
 
-unioned as (
-
-    select * from fhir
-    union all
-    select * from hl7
-    union all
-    select * from csv
-
-),
 
 -- 1. latest delivered version of every record
 latest_versions as (
 
-    select * from (
-        select
-            unioned.*,
-            row_number() over (
-                partition by evidence_source, record_id
-                order by loaded_at desc, source_file desc, source_position desc
-            ) as version_rank
-        from unioned
-        where patient_mrn is not null
-    ) as versions
-    where version_rank = 1
+    {{ latest_versions('observations') }}
 
 ),
 
