@@ -116,10 +116,18 @@ def trialscreen_nightly() -> None:
 
         params, screening_date, _ = _context()
         prepare_build(_warehouse(params), [params["trial"]])
-        return {
-            "env": dbt_target(_warehouse(params)).env,
-            "vars": dbt_vars(screening_date, run),
-        }
+        # dbt connects as the transformer role when the deployment names one (compose does);
+        # the engine is a deployment setting: Cosmos renders its profile target at parse time
+        target = dbt_target(os.environ.get("TRIALSCREEN_TRANSFORM_URL") or _warehouse(params))
+        if target.target != DBT_TARGET:
+            raise ValueError(
+                f"params.warehouse is a {target.target} warehouse but this deployment builds "
+                f"dbt on {DBT_TARGET} (set TRIALSCREEN_WAREHOUSE_URL to change the engine)"
+            )
+        # XComs are stored in the metadata DB and shown in the UI: no password in them; dbt
+        # reads TRIALSCREEN_PG_PASSWORD from the worker's environment (compose sets it)
+        env = {k: v for k, v in target.env.items() if k != "TRIALSCREEN_PG_PASSWORD"}
+        return {"env": env, "vars": dbt_vars(screening_date, run)}
 
     @task
     def validate(run: str) -> dict[str, object]:
