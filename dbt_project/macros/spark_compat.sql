@@ -52,3 +52,59 @@
         '{{ value | string | replace("\\", "\\\\") | replace("'", "\\'") }}'
     {%- endif -%}
 {%- endmacro %}
+
+{#-
+    dbt.listagg. dbt-spark's version ignores `order by` (with a warning) and returns '' for
+    a group whose values are all null; DuckDB's and PostgreSQL's string_agg keep the order and
+    return null. This one sorts the collected values by the order-by keys (ascending keys,
+    ties broken by the value, so the result is deterministic) and returns null when nothing
+    was collected.
+-#}
+{% macro spark__listagg(measure, delimiter_text, order_by_clause, limit_num) -%}
+    {%- set keys = [] -%}
+    {%- if order_by_clause -%}
+        {%- set clause = order_by_clause | trim -%}
+        {%- if clause[:8] | lower != 'order by' -%}
+            {{ exceptions.raise_compiler_error("listagg on spark: order_by_clause must start with 'order by': " ~ clause) }}
+        {%- endif -%}
+        {#- split the keys at top-level commas only: `order by coalesce(a, b), c` -#}
+        {%- set ns = namespace(depth=0, current='', parts=[]) -%}
+        {%- for ch in clause[8:] -%}
+            {%- if ch == '(' -%}{%- set ns.depth = ns.depth + 1 -%}
+            {%- elif ch == ')' -%}{%- set ns.depth = ns.depth - 1 -%}
+            {%- endif -%}
+            {%- if ch == ',' and ns.depth == 0 -%}
+                {%- do ns.parts.append(ns.current) -%}
+                {%- set ns.current = '' -%}
+            {%- else -%}
+                {%- set ns.current = ns.current ~ ch -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- do ns.parts.append(ns.current) -%}
+        {%- for key in ns.parts -%}
+            {%- set key = key | trim -%}
+            {%- set lowered = key | lower -%}
+            {%- if lowered.endswith(' desc') or ' nulls ' in lowered -%}
+                {{ exceptions.raise_compiler_error("listagg on spark supports ascending order-by keys only: " ~ clause) }}
+            {%- endif -%}
+            {%- do keys.append(key[:-4] | trim if lowered.endswith(' asc') else key) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- set fields = [] -%}
+    {%- for key in keys -%}
+        {%- do fields.append('(' ~ key ~ ') as k' ~ loop.index0) -%}
+    {%- endfor -%}
+    {%- do fields.append('cast(' ~ measure ~ ' as string) as v') -%}
+    {%- set collected -%}
+        array_sort(collect_list(case when ({{ measure }}) is not null then struct({{ fields | join(', ') }}) end))
+    {%- endset -%}
+    {%- set values -%}
+        transform({{ collected }}, x -> x.v)
+    {%- endset -%}
+    {%- if limit_num -%}
+        {%- set values -%}slice({{ values }}, 1, {{ limit_num }}){%- endset -%}
+    {%- endif -%}
+    case
+        when size({{ collected }}) > 0 then array_join({{ values }}, {{ delimiter_text }})
+    end
+{%- endmacro %}
