@@ -3,8 +3,9 @@ pipeline, and a local Spark session (dbt-spark ``method: session`` reuses it in-
 
 Needs the optional ``spark`` extra (``uv sync --extra spark``, which ``make install`` does)
 and a Java 17 on PATH; without them the Spark tests fail with the reason (never skip).
-Everything Spark writes goes under pytest's temporary directory; the session and its JVM are stopped at the end of the module, so the
-rest of the test run does not carry the JVM's memory.
+Everything Spark writes goes under pytest's temporary directory; the session and its JVM
+are stopped at the end of the module, so the rest of the test run does not carry the JVM's
+memory.
 """
 
 from __future__ import annotations
