@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -110,7 +111,11 @@ def _marts(warehouse: Path) -> dict[str, list[tuple]]:
 
 @pytest.mark.slow
 def test_dag_test_run_publishes_what_the_cli_publishes(
-    dagbag, population: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dagbag,
+    population: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     from trialscreen import pseudonym
     from trialscreen.pipeline import run_pipeline
@@ -135,5 +140,24 @@ def test_dag_test_run_publishes_what_the_cli_publishes(
     assert run.state == "success"
     assert _marts(dag_wh) == _marts(cli_wh)
     assert (tmp_path / "dag_reports" / "latest" / "report.html").exists()
+
+    # the Airflow task logs of the whole run (dag.test prints them) carry no PHI
+    task_logs = capfd.readouterr()
+    task_logs = task_logs.out + task_logs.err
+    assert "prepare_build" in task_logs and len(task_logs) > 10_000
+    from trialscreen.warehouse import Warehouse
+
+    with Warehouse.connect(dag_wh) as wh:
+        phi = wh.query(
+            "select patient_mrn, family_name, given_name, cast(birth_date as varchar) "
+            "from intermediate.int_patients"
+        )
+    mrns = {r[0] for r in phi if r[0]}
+    names = {v for r in phi for v in r[1:3] if v and len(v) >= 5}
+    dates = {r[3] for r in phi if r[3]}
+    assert len(mrns) > 100
+    tokens = set(re.findall(r"[A-Za-z0-9-]+", task_logs))
+    leaked = sorted((mrns | names | dates) & tokens)
+    assert leaked == [], f"PHI in Airflow task logs: {len(leaked)} values"
     docs = (tmp_path / "dag_reports" / "dbt_docs" / "index.html").read_text()
     assert "criterion_evaluations" in docs  # the analysts' lineage and column docs
