@@ -377,6 +377,8 @@ def ingest_feed(
                 schema=FEED_COUNT_COLUMNS,
             ),
         )
+    for table in [*counts.loaded_by_table, QUARANTINE_TABLE, REGISTRY_TABLE]:
+        wh.analyze(table)
     if not counts.balanced:  # a parser broke its contract: say so loudly, lose nothing
         log.error("feed counts do not add up", extra={"feed": feed, **counts.as_row()})
     log.info("feed ingested", extra=counts.as_row())

@@ -187,6 +187,7 @@ def write_patient_keys(wh: Warehouse, key: str) -> int:
         }
     )
     wh.load_frame(KEYS_TABLE, frame)
+    wh.analyze(KEYS_TABLE)
     return frame.height
 
 

@@ -167,6 +167,13 @@ class Warehouse:
             self.execute(f"drop table if exists {table}")
             self.ensure_table(table, dict(frame.schema))
             self.load_frame(table, frame)
+        self.analyze(table)
+
+    def analyze(self, table: str) -> None:
+        """Refresh planner statistics after a bulk load (PostgreSQL plans joins on a freshly
+        loaded table as if it held one row until autovacuum runs; DuckDB needs nothing)."""
+        if self.engine == "postgres":
+            self.execute(f"analyze {table}")
 
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         rows = self.query(sql, params)
