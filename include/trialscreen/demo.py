@@ -141,6 +141,7 @@ def run_demo(
     docs = reports / "data_docs" / "gx" / "uncommitted" / "data_docs" / "local_site"
     print(f"  Data Docs         {docs / 'index.html'}")
     print(f"  warehouse         {warehouse}")
-    print(f"                    (duckdb {warehouse} -c 'from marts.eligible_candidates')")
+    query = f"duckdb.connect('{warehouse}', read_only=True).sql('from marts.eligible_candidates')"
+    print(f'                    (.venv/bin/python -c "import duckdb; {query}.show()")')
     print(f"  known answers     {feeds / 'expected'}")
     return 0 if ok else 1
