@@ -387,9 +387,7 @@ def ingest_feed(
 
 def new_file_counts(warehouse: str | Path, drop: Path) -> dict[str, int]:
     """How many files of each feed in the drop have not been ingested yet (no PHI)."""
-    from trialscreen.warehouse import Warehouse as _Warehouse
-
-    with _Warehouse.connect(warehouse) as wh:
+    with Warehouse.connect(warehouse) as wh:
         ensure_tables(wh)
         result = {}
         for feed in schema.FEEDS:

@@ -184,10 +184,7 @@ class Warehouse:
         return bool(
             self.scalar(
                 "select count(*) from information_schema.tables "
-                "where table_schema = ? and table_name = ?"
-                if self.engine == "duckdb"
-                else "select count(*) from information_schema.tables "
-                "where table_schema = %s and table_name = %s",
+                f"where table_schema = {self.param} and table_name = {self.param}",
                 [schema, name],
             )
         )
