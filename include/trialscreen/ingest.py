@@ -13,6 +13,14 @@ and ``audit.feed_counts`` keeps those numbers. Records of types the pipeline doe
 A file that cannot be read at all counts as one record, quarantined whole.
 One feed is loaded in one transaction: raw rows, quarantine rows and the file registry land
 together or not at all.
+
+Concurrency: on PostgreSQL the feed transaction first takes a transaction-level advisory
+lock (one per warehouse), then reads the registry of known files. A second ingest started
+at the same moment waits for the first to commit and then finds its files already
+registered, so nothing is loaded twice. DuckDB allows one writing process per file.
+
+Every ingest run gets a ``load_id`` (``audit.loads``: the next integer, allocated under that
+lock the first time the run lands a feed) written on each raw row it lands.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ log = logging.getLogger(__name__)
 QUARANTINE_TABLE = "quarantine.records"
 REGISTRY_TABLE = "audit.ingested_files"
 FEED_COUNTS_TABLE = "audit.feed_counts"
+LOADS_TABLE = "audit.loads"
+# pg_advisory_xact_lock(classid, objid): serializes ingest transactions in one database
+INGEST_LOCK = (0x7473, 1)  # "ts", 1
 
 QUARANTINE_TABLE_COLUMNS: dict[str, pl.DataType] = {
     "run_id": pl.String(),
@@ -54,6 +65,11 @@ REGISTRY_COLUMNS: dict[str, pl.DataType] = {
     "duplicates_skipped": pl.Int64(),
     "quarantined": pl.Int64(),
     "ignored": pl.Int64(),
+}
+LOADS_COLUMNS: dict[str, pl.DataType] = {
+    "load_id": pl.Int64(),
+    "run_id": pl.String(),
+    "started_at": schema.TS,
 }
 FEED_COUNT_COLUMNS: dict[str, pl.DataType] = {
     "run_id": pl.String(),
@@ -145,6 +161,26 @@ def ensure_tables(wh: Warehouse) -> None:
     wh.ensure_table(QUARANTINE_TABLE, QUARANTINE_TABLE_COLUMNS)
     wh.ensure_table(REGISTRY_TABLE, REGISTRY_COLUMNS)
     wh.ensure_table(FEED_COUNTS_TABLE, FEED_COUNT_COLUMNS)
+    wh.ensure_table(LOADS_TABLE, LOADS_COLUMNS)
+
+
+def _lock_ingest(wh: Warehouse) -> None:
+    """Inside a transaction: wait until no other ingest transaction runs (PostgreSQL)."""
+    if wh.engine == "postgres":
+        wh.execute(f"select pg_advisory_xact_lock({wh.param}, {wh.param})", list(INGEST_LOCK))
+
+
+def load_id_for(wh: Warehouse, run_id: str) -> int:
+    """The run's load id: the one already allocated, else the next integer (call inside the
+    ingest transaction, after ``_lock_ingest``, so two runs never get the same number)."""
+    found = wh.scalar(f"select load_id from {LOADS_TABLE} where run_id = {wh.param}", [run_id])
+    if found is not None:
+        return int(found)
+    next_id = int(wh.scalar(f"select coalesce(max(load_id), 0) + 1 from {LOADS_TABLE}"))
+    now = datetime.now(UTC).replace(tzinfo=None)
+    row = {"load_id": next_id, "run_id": run_id, "started_at": now}
+    wh.load_frame(LOADS_TABLE, pl.DataFrame([row], schema=LOADS_COLUMNS))
+    return next_id
 
 
 def _known_hashes(wh: Warehouse, feed: str) -> set[str]:
@@ -173,14 +209,18 @@ def _unsupported_file(feed: str, rel: str, path: Path) -> ParsedFile:
 
 
 def _insert_new_rows(
-    wh: Warehouse, table: str, frame: pl.DataFrame, run_id: str, now: datetime
+    wh: Warehouse, table: str, frame: pl.DataFrame, run_id: str, now: datetime, load_id: int
 ) -> pl.DataFrame:
     """Append rows not yet landed; return loaded row counts per source_file.
 
     Dedup is on ``(record_id, record_hash)`` against the table and within the batch (first
     occurrence by file and position wins), done in SQL so it scales with the engine.
     """
-    batch = frame.with_columns(pl.lit(run_id).alias("run_id"), pl.lit(now).alias("loaded_at"))
+    batch = frame.with_columns(
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(now).alias("loaded_at"),
+        pl.lit(load_id, dtype=pl.Int64).alias("load_id"),
+    )
     wh.execute("drop table if exists _ts_batch")
     wh.execute(
         "create temporary table _ts_batch ("
@@ -244,7 +284,7 @@ class _Batch:
         self.rows += parsed.rows_out + parsed.quarantined.height
 
 
-def _flush(wh: Warehouse, batch: _Batch, counts: FeedCounts, run_id: str) -> None:
+def _flush(wh: Warehouse, batch: _Batch, counts: FeedCounts, run_id: str, load_id: int) -> None:
     """Write one batch: new raw rows, quarantine rows, registry rows (inside the feed's
     transaction). Rows of earlier flushes are already in the tables, so the anti-join in
     ``_insert_new_rows`` also catches duplicates across flushes."""
@@ -263,7 +303,7 @@ def _flush(wh: Warehouse, batch: _Batch, counts: FeedCounts, run_id: str) -> Non
             continue
         frame = pl.concat(frames, how="vertical")
         table = f"raw.{schema.raw_table(feed, entity)}"
-        loaded = _insert_new_rows(wh, table, frame, run_id, now)
+        loaded = _insert_new_rows(wh, table, frame, run_id, now, load_id)
         n_loaded = int(loaded.get_column("loaded").sum()) if loaded.height else 0
         counts.loaded += n_loaded
         counts.duplicates_skipped += frame.height - n_loaded
@@ -328,32 +368,36 @@ def ingest_feed(
     accepts, parse, parse_many = _parsers()[feed]
     started = time.perf_counter()
     counts = FeedCounts(feed=feed)
-    known = _known_hashes(wh, feed)
-    todo: list[tuple[Path, str, int]] = []
-    unsupported: list[ParsedFile] = []
-    for path in discover(drop, feed):
-        counts.files_seen += 1
-        digest = content_hash(path)
-        if digest in known:
-            counts.files_skipped += 1
-            # file names can carry PHI (Synthea names bundles after the patient): log the hash
-            log.info("file already ingested", extra={"feed": feed, "file_sha256": digest[:16]})
-            if progress:
-                progress(1)
-            continue
-        known.add(digest)
-        if accepts(path):
-            todo.append((path, digest, path.stat().st_size))
-        else:
-            rel = path.relative_to(drop).as_posix()
-            unsupported.append(_unsupported_file(feed, rel, path))
-            todo.append((path, digest, path.stat().st_size))
-
-    batch = _Batch()
-    by_rel = {p.source_file: p for p in unsupported}
-    parseable = [p for p, _, _ in todo if accepts(p)]
-    parsed_iter = parse_many(parseable, drop)
     with wh.transaction():
+        # the registry is read under the ingest lock: a concurrent ingest of the same drop
+        # waits here, then sees these files as already ingested (no record lands twice)
+        _lock_ingest(wh)
+        load_id = load_id_for(wh, run_id)
+        known = _known_hashes(wh, feed)
+        todo: list[tuple[Path, str, int]] = []
+        unsupported: list[ParsedFile] = []
+        for path in discover(drop, feed):
+            counts.files_seen += 1
+            digest = content_hash(path)
+            if digest in known:
+                counts.files_skipped += 1
+                # file names can carry PHI (Synthea names bundles after the patient): log a hash
+                log.info("file already ingested", extra={"feed": feed, "file_sha256": digest[:16]})
+                if progress:
+                    progress(1)
+                continue
+            known.add(digest)
+            if accepts(path):
+                todo.append((path, digest, path.stat().st_size))
+            else:
+                rel = path.relative_to(drop).as_posix()
+                unsupported.append(_unsupported_file(feed, rel, path))
+                todo.append((path, digest, path.stat().st_size))
+
+        batch = _Batch()
+        by_rel = {p.source_file: p for p in unsupported}
+        parseable = [p for p, _, _ in todo if accepts(p)]
+        parsed_iter = parse_many(parseable, drop)
         for path, digest, size in todo:
             rel = path.relative_to(drop).as_posix()
             parsed = by_rel[rel] if rel in by_rel else next(parsed_iter)
@@ -361,8 +405,8 @@ def ingest_feed(
             if progress:
                 progress(1)
             if batch.rows >= FLUSH_ROWS:
-                _flush(wh, batch, counts, run_id)
-        _flush(wh, batch, counts, run_id)
+                _flush(wh, batch, counts, run_id, load_id)
+        _flush(wh, batch, counts, run_id, load_id)
         counts.seconds = round(time.perf_counter() - started, 3)
         wh.load_frame(
             FEED_COUNTS_TABLE,

@@ -105,8 +105,14 @@ RAW_COLUMNS: dict[str, dict[str, pl.DataType]] = {
     },
 }
 
-# Added by the loader to every raw table.
-LOAD_COLUMNS: dict[str, pl.DataType] = {"run_id": pl.String(), "loaded_at": TS}
+# Added by the loader to every raw table. ``load_id`` increases with every ingest run of a
+# warehouse (``audit.loads``); rows above the last load a quality gate passed are the ones
+# not validated yet (docs/decisions.md, "Load id").
+LOAD_COLUMNS: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "loaded_at": TS,
+    "load_id": pl.Int64(),
+}
 
 QUARANTINE_COLUMNS: dict[str, pl.DataType] = {
     "feed": pl.String(),
