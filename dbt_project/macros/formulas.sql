@@ -1,12 +1,12 @@
 {#
-    Clinical formulas, written once (STYLE: "Clinical formulas live once, as macros").
+    Clinical formulas, written once (docs/style.md#clinical-formulas).
     Every argument is a SQL expression. Results are floating point; callers round for
     display only. Unit tests: models/intermediate/normalized/int_formulas__worked_examples.yml.
 #}
 
 {#- Cockcroft-Gault creatinine clearance, mL/min (NOT normalized to 1.73 m2).
     CrCl = (140 - age) x weight[kg] / (72 x SCr[mg/dL]), x 0.85 if female.
-    Source: REFERENCE_FACTS.md A1/A2 (Cockcroft & Gault, Nephron 1976).
+    Source: Cockcroft DW, Gault MH. Nephron 1976;16(1):31-41, doi:10.1159/000180580.
     is_female: a boolean SQL expression; null -> null (callers compute both sexes when the
     sex is neither male nor female). SCr <= 0 -> null. -#}
 {% macro cockcroft_gault(age, weight_kg, scr_mg_dl, is_female) -%}
@@ -19,7 +19,8 @@
 {%- endmacro %}
 
 {#- Body surface area by Mosteller, m2: sqrt(height[cm] x weight[kg] / 3600).
-    Source: REFERENCE_FACTS.md F (80 kg / 180 cm -> 2.000). -#}
+    Source: Mosteller RD, N Engl J Med 1987;317(17):1098; test vector 80 kg / 180 cm -> 2.000
+    (InsightRX/clinPK tests/testthat/test_calc_bsa.R). -#}
 {% macro bsa_mosteller(height_cm, weight_kg) -%}
     sqrt(
         cast(case when {{ height_cm }} > 0 then {{ height_cm }} end as {{ type_double() }})
@@ -28,7 +29,8 @@
     )
 {%- endmacro %}
 
-{#- Creatinine clearance normalized to 1.73 m2: CrCl x 1.73 / BSA (REFERENCE_FACTS.md A4, F). -#}
+{#- Creatinine clearance normalized to 1.73 m2: CrCl x 1.73 / BSA
+    (docs/clinical-rules.md#cockcroft-gault). -#}
 {% macro crcl_normalized(crcl, bsa) -%}
     (
         cast({{ crcl }} as {{ type_double() }}) * 1.73

@@ -1,7 +1,7 @@
 {#
     Custom schema names are used as-is (staging, intermediate, marts, reference, restricted,
     audit) instead of dbt's default `<target_schema>_<custom>`: the warehouse contract
-    (SPEC §7) names these schemas, and analysts' grants refer to them.
+    (docs/specification.md#schemas) names these schemas, and analysts' grants refer to them.
 
     Write-audit-publish: with `--vars '{wap: true}'` (what `trialscreen run` and the DAG
     pass) the published schemas `marts` and `restricted` are written as `marts_candidate`

@@ -1,4 +1,5 @@
-"""``trialscreen bench``: the benchmark on generated populations (SPEC §9, §10).
+"""``trialscreen bench``: the benchmark on generated populations
+(docs/specification.md#performance-expectations).
 
 For every size a population is generated once and cached (``<out>/pop_<n>_<seed>``, reused
 when its manifest matches), then measured side by side in one run:

@@ -1,8 +1,11 @@
-"""``trialscreen`` command line (SPEC §10). Thin: it parses arguments and calls the package.
+"""TrialScreen: nightly pre-screening of a hospital's patients for clinical trials.
 
 Exit status 0 when the command did what it says; otherwise 1 with a one-line reason on
-stderr (no traceback unless ``-vv``).
+stderr (no traceback unless -vv). The contract of every command is in
+docs/specification.md#command-line.
 """
+
+# Thin: this module parses arguments and calls the package; it decides nothing itself.
 
 from __future__ import annotations
 
@@ -144,8 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="the nightly job: ingest, build, validate, publish")
     run.add_argument("--input", type=Path, required=True, help="drop dir with fhir/ hl7/ csv/")
-    run.add_argument("--screening-date", type=_date, default=date.today())
-    run.add_argument("--warehouse", default="trialscreen.duckdb")
+    run.add_argument(
+        "--screening-date",
+        type=_date,
+        default=date.today(),
+        help="screen as of this date, YYYY-MM-DD (default: today)",
+    )
+    run.add_argument(
+        "--warehouse",
+        default="trialscreen.duckdb",
+        help="DuckDB file or duckdb:///path, or a postgresql:// URL (default: %(default)s)",
+    )
     run.add_argument("--trial", action="append", help="trial id or YAML path (repeatable)")
     run.add_argument("--reports-dir", type=Path, default=None, help="default: beside the warehouse")
     run.set_defaults(func=cmd_run)

@@ -1,4 +1,4 @@
-"""Pseudonymized patient keys (SPEC §7).
+"""Pseudonymized patient keys (docs/specification.md#patient-key).
 
 ``patient_key`` = first 16 hex characters of HMAC-SHA256(key, MRN), both as UTF-8 text. The
 key comes from ``TRIALSCREEN_PSEUDONYM_KEY`` and never enters the warehouse, the repo or a

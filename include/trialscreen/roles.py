@@ -1,4 +1,5 @@
-"""Warehouse roles and grants on PostgreSQL (SPEC §7): who may read and write which schema.
+"""Warehouse roles and grants on PostgreSQL (docs/specification.md#phi-rules): who may read and
+write which schema.
 
 ``ensure_roles(admin_url)`` runs as an administrator (a superuser, or a role with CREATEROLE
 that may become the roles it manages) and converges the warehouse to the table below. It is

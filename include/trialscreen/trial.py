@@ -1,4 +1,4 @@
-"""Trial definitions as data (SPEC §1, §6).
+"""Trial definitions as data (docs/specification.md#trials-are-data).
 
 A trial is a YAML file under ``include/trials/`` (``axiom.yml``). :func:`load_trial` validates
 it into a :class:`TrialDefinition` (pydantic, ``extra="forbid"``) and raises
@@ -103,7 +103,7 @@ class HeightRule(_Model):
 
 
 class Windows(_Model):
-    """Look-back windows in days, inclusive at both ends (SPEC §4)."""
+    """Look-back windows in days, inclusive at both ends (docs/clinical-rules.md#windows)."""
 
     labs: PositiveInt = 28
     performance: PositiveInt = 28

@@ -7,8 +7,9 @@ publication; a warning is reported.
 
 Every frame is read with the warehouse's native client (:meth:`Warehouse.query_frame`) and
 handed to GX as a pandas dataframe asset: GX's SQL datasource silently fails on DuckDB
-(SPEC §1). Only the columns a suite lists are read; identifier columns of raw tables are read
-as presence flags, so no MRN, name, birth date or file name reaches GX or its Data Docs.
+(docs/specification.md#stack-notes). Only the columns a suite lists are read; identifier columns of
+raw tables are read as presence flags, so no MRN, name, birth date or file name reaches GX or its
+Data Docs.
 
 Data Docs accumulate in a file context under ``<reports_dir>/data_docs``. Each asset is one
 GX expectation suite, validation definition and checkpoint named after the asset

@@ -4,7 +4,7 @@ Everything above this module speaks plain SQL through ``Warehouse.execute``/``qu
 bulk-loads polars frames through ``Warehouse.load_frame``; only connection handling and the
 bulk path differ per engine. DuckDB goes through its native client (Arrow in, no row loop);
 PostgreSQL through SQLAlchemy 2 with ``COPY ... FROM STDIN`` for bulk rows. SQLAlchemy
-reflection is never used (it does not work on duckdb-engine, SPEC §1).
+reflection is never used (it does not work on duckdb-engine, docs/specification.md#stack-notes).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 {#
     Fixed codes of the standards the rules are written against (not trial parameters and not
     site value sets, which live in seeds): DICOM modalities and SNOMED CT concepts named by
-    RECIST 1.1 and SPEC §3.1. Returned as Jinja lists so models render them as SQL literals
-    from one place.
+    RECIST 1.1 and docs/clinical-rules.md#coding-of-clinical-inputs. Returned as Jinja lists so
+    models render them as SQL literals from one place.
 #}
 {% macro clinical_codes() -%}
     {{ return({

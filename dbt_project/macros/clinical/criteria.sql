@@ -1,13 +1,15 @@
 {#
-    Building blocks of criterion decisions (SPEC §5). Every argument is a SQL expression.
+    Building blocks of criterion decisions (docs/specification.md#criterion-statuses).
+    Every argument is a SQL expression.
     Unit tests: models/intermediate/clinical/_clinical__unit_tests.yml.
 #}
 
 {#- Decide `value operator threshold` for a result that may carry a comparator
     (`<`, `<=`, `>`, `>=`, or null for an exact value). A comparator result is decided only
-    when every value it allows gives the same answer (SPEC §5: ANC `>5.0` meets >= 1.0,
-    `<0.5` fails, `<2.0` is unknown). Returns 'met', 'not_met', 'unknown', or null when the
-    value or the threshold is null. `operator` is a SQL expression ('>=' etc.). -#}
+    when every value it allows gives the same answer (docs/clinical-rules.md#comparator-results:
+    ANC `>5.0` meets >= 1.0, `<0.5` fails, `<2.0` is unknown). Returns 'met', 'not_met',
+    'unknown', or null when the value or the threshold is null. `operator` is a SQL
+    expression ('>=' etc.). -#}
 {% macro comparator_status(value, comparator, operator, threshold) -%}
     case
         when {{ value }} is null or {{ threshold }} is null then null
@@ -57,7 +59,7 @@
 {%- endmacro %}
 
 {#- Two statuses computed under different assumptions (e.g. both sexes in Cockcroft-Gault):
-    decided only when they agree (SPEC §6). -#}
+    decided only when they agree (docs/clinical-rules.md#cockcroft-gault). -#}
 {% macro agree_status(a, b) -%}
     case
         when {{ a }} is null or {{ b }} is null then null

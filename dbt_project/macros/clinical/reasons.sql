@@ -1,6 +1,6 @@
 {#
-    Text for the human reasons of criterion_evaluations (SPEC §5: "ANC 0.8 ×10⁹/L on
-    2026-11-02 < 1.0"). Cross-database: casts and `||` only.
+    Text for the human reasons of criterion_evaluations (docs/clinical-rules.md#evidence-and-reason:
+    "ANC 0.8 ×10⁹/L on 2026-11-02 < 1.0"). Cross-database: casts and `||` only.
 #}
 
 {#- A number as short text: whole numbers without decimals ('12', '100'), others rounded to

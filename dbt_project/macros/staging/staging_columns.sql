@@ -26,8 +26,8 @@
         {{ patient_mrn }} as patient_mrn,
 {%- endmacro %}
 
-{#- FHIR status vocabulary (SPEC §2.1/§2.2). The parsers already map HL7 OBX-11; this maps
-    what may still arrive raw: HL7 letters, spelling variants. -#}
+{#- FHIR status vocabulary (docs/clinical-rules.md#counting-results). The parsers already map
+    HL7 OBX-11; this maps what may still arrive raw: HL7 letters, spelling variants. -#}
 {% macro normalize_result_status(column, status_default='null') -%}
     case {{ clean_lower(column) }}
         when 'f' then 'final'
@@ -96,7 +96,8 @@
         upper({{ clean_text('source.abnormal_flag') }}) as abnormal_flag,
         -- status
         {{ normalize_result_status('source.status', status_default) }} as status,
-        -- timestamps (naive UTC); effective time falls back to the issue time (SPEC §2.1)
+        -- timestamps (naive UTC); effective time falls back to the issue time
+        -- (docs/specification.md#fhir-r4)
         cast(coalesce(source.effective_at, source.issued_at) as {{ dbt.type_timestamp() }}) as effective_at,
         cast(source.issued_at as {{ dbt.type_timestamp() }}) as issued_at,
         -- order, method and body site
@@ -168,7 +169,7 @@
 {%- endmacro %}
 
 {#- FHIR only: the latest delivered version of every Patient, as (patient_ref, patient_mrn),
-    to resolve Observation/Condition/Medication subjects (SPEC §2.1). -#}
+    to resolve Observation/Condition/Medication subjects (docs/specification.md#fhir-r4). -#}
 {% macro fhir_patient_refs() -%}
     select
         patient_ref,

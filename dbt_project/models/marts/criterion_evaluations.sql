@@ -1,7 +1,7 @@
 -- One row per (patient, trial, cohort, criterion) with exactly one status and the evidence
--- behind it (SPEC §5, §7). Criterion models (int_criteria__*) decide per (trial, criterion,
--- patient); the cohorts a criterion applies to come from config.trial_criteria.
--- Pseudonymized: patient_key only, no MRN, name or birth date.
+-- behind it (docs/specification.md#criterion-evaluations). Criterion models (int_criteria__*)
+-- decide per (trial, criterion, patient); the cohorts a criterion applies to come from
+-- config.trial_criteria. Pseudonymized: patient_key only, no MRN, name or birth date.
 with
 
 criteria as (

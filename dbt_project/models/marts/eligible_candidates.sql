@@ -1,4 +1,5 @@
--- The rows of screening_results a coordinator works through (SPEC §7): candidate_status
+-- The rows of screening_results a coordinator works through
+-- (docs/specification.md#eligible-candidates): candidate_status
 -- ready_for_review or missing_data, plus
 --   first_eligible_on: the earliest screening date (up to this run's) on which the patient
 --     was a candidate for the trial and cohort, per screening_candidate_history;

@@ -1,7 +1,7 @@
--- Attrition per trial and cohort (SPEC §7): criteria in definition order; at each step the
--- patients still in (no not_met among this and the earlier criteria), those this criterion
--- removes, and the status counts of the criterion itself. unknown and review never remove
--- a patient (SPEC §5).
+-- Attrition per trial and cohort (docs/specification.md#screening-funnel): criteria in definition
+-- order; at each step the patients still in (no not_met among this and the earlier criteria), those
+-- this criterion removes, and the status counts of the criterion itself. unknown and review never
+-- remove a patient (docs/specification.md#criterion-statuses).
 with
 
 evaluations as (

@@ -1,7 +1,8 @@
--- One row per (patient, trial, cohort) (SPEC §5, §7): the candidate status, counts per
--- criterion status, the criterion ids per status in criterion order, and the derived values
--- a coordinator reads (age, performance status with display-only equivalents, labs, ×ULN,
--- Cockcroft-Gault both ways). Pseudonymized: patient_key only.
+-- One row per (patient, trial, cohort) (docs/specification.md#candidate-status,
+-- #screening-results): the candidate status, counts per criterion status, the criterion ids per
+-- status in criterion order, and the derived values a coordinator reads (age, performance status
+-- with display-only equivalents, labs, ×ULN, Cockcroft-Gault both ways). Pseudonymized: patient_key
+-- only.
 with
 
 evaluations as (

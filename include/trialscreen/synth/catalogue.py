@@ -2,7 +2,7 @@
 
 Kept apart from the scenario logic so a reader can check the clinical numbers in one place.
 Unit entries are ``(spelling, multiplier)``: the written value is the canonical value times
-the multiplier (REFERENCE_FACTS §D). The oracle has its own inverse table on purpose.
+the multiplier (factors: seed unit_conversions). The oracle has its own inverse table on purpose.
 """
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ ICI_DRUGS = (
     ("text", None, "Keytruda 200 mg IV q3w"),
     ("text", None, "OPDIVO (nivolumab) infusion"),
 )
-# Antiretrovirals: identified by ATC J05A* (SPEC §6 hiv).
+# Antiretrovirals: identified by ATC J05A* (docs/clinical-rules.md#hiv).
 ART_DRUGS = (
     ("J05AR20", "bictegravir / emtricitabine / tenofovir alafenamide"),
     ("J05AJ03", "dolutegravir"),

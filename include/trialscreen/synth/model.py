@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-# Code systems (real URIs; SPEC §2.1, §3.1).
+# Code systems (real URIs; docs/clinical-rules.md#coding-of-clinical-inputs).
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"

@@ -1,4 +1,5 @@
-"""The expected outcome: SPEC §3-6 written out as plainly as possible, patient by patient.
+"""The expected outcome: docs/clinical-rules.md written out as plainly as possible, patient by
+patient.
 
 This is the known answer the dbt pipeline is compared against, so it deliberately shares no
 code with the pipeline (or with the generator's tables): units, codes and plausibility
@@ -16,7 +17,7 @@ Interpretation choices (each one also commented where it is applied):
    lower value for lower-limit criteria and the higher for ×ULN ones. An unusable result in
    a tie counts as worst.
 4. The latest result decides even when it is unusable (unmappable unit, implausible value):
-   the criterion is then unknown, never an older value (SPEC §3).
+   the criterion is then unknown, never an older value (docs/clinical-rules.md#unusable-results).
 5. Comparator results decide only when every value they allow falls on one side.
    values.csv reports the comparator's bound as the value (``<0.5`` -> 0.5).
 6. ULN = the result's own reference high (converted with the result's unit) when it lies in
@@ -173,7 +174,8 @@ _CELLS = {
     "cells/uL": 0.001,
     "{cells}/uL": 0.001,
 }
-# unit spelling -> factor to the canonical unit (SPEC §3, REFERENCE_FACTS §D)
+# unit spelling -> factor to the canonical unit (docs/specification.md#canonical-units; factors:
+# seed unit_conversions)
 UNIT_TO_CANONICAL: dict[str, dict[str, float]] = {
     "anc": _CELLS,
     "platelets": _CELLS,
@@ -677,7 +679,7 @@ class _Evaluator:
 
 
 def _vl_class(o: Obs) -> str:
-    """undetectable / detectable / unknown (SPEC §3.1 HIV)."""
+    """undetectable / detectable / unknown (docs/clinical-rules.md#hiv-status)."""
     if o.value_code is not None:
         return "undetectable" if o.value_code == "260415000" else "unknown"
     if o.value is None:
@@ -732,7 +734,7 @@ def evaluate(p: PatientRecord, screening_date: date) -> Outcome:
 
 
 def candidate_status(statuses: Iterable[str]) -> str:
-    """SPEC §5: any not_met -> ineligible; else any unknown -> missing_data; else ready."""
+    """Candidate status: any not_met -> ineligible; else any unknown -> missing_data; else ready."""
     s = list(statuses)
     if "not_met" in s:
         return "ineligible"

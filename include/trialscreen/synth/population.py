@@ -21,7 +21,8 @@ from typing import Any
 from trialscreen.synth import catalogue as cat
 from trialscreen.synth.model import Cond, Med, Obs, PatientRecord
 
-# Bad records (SPEC §2.4), one per selected patient: index % BAD_EVERY == BAD_OFFSET.
+# Bad records (docs/specification.md#bad-input), one per selected patient: index % BAD_EVERY ==
+# BAD_OFFSET.
 BAD_KINDS = (
     "fhir_no_subject",
     "csv_no_mrn",
@@ -237,7 +238,7 @@ def _diagnosis(b: _Builder, clean: bool) -> None:
         c = r.choice(cat.OTHER_CANCERS)
         b.cond("icd-10-cm", icd(c[0]), c[1], onset)
     cancer = dx != "no_cancer"
-    # a diagnosis record that must not count (SPEC §3.1)
+    # a diagnosis record that must not count (docs/clinical-rules.md#counting-conditions)
     if primary is not None and not clean and r.random() < 0.12:
         quirk = r.choice(("refuted", "entered-in-error", "resolved", "future_onset"))
         b.scenario["diagnosis_quirk"] = quirk

@@ -1,5 +1,5 @@
--- Rule min_age (SPEC §6 `age`): age in whole years on the screening date >= threshold; the
--- birthday itself counts. Evidence: the patient record the birth date came from.
+-- Rule min_age (docs/clinical-rules.md#age): age in whole years on the screening date >= threshold;
+-- the birthday itself counts. Evidence: the patient record the birth date came from.
 with
 
 population as (

@@ -1,4 +1,4 @@
--- Rule diagnosis (SPEC §6 diagnosis_sts, diagnosis_asps): a counting condition of the
+-- Rule diagnosis (docs/clinical-rules.md#diagnosis): a counting condition of the
 -- criterion's `diagnosis` concepts (coded) or `diagnosis_text` concepts (text-matched,
 -- flagged in the reason). Met with advanced-disease evidence (`advanced` concepts, e.g.
 -- metastasis C77-C79), review without it (a clinician confirms "advanced / not curable by

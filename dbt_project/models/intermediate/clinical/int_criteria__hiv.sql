@@ -1,7 +1,7 @@
--- Rule hiv (SPEC §6): no HIV on record -> met; HIV -> met only with active antiretroviral
--- therapy and an undetectable viral load within the HIV window; HIV with a detectable viral
--- load or without ART -> not_met; HIV without a usable viral load in the window (or "<N"
--- above the limit) -> unknown. Status inputs: int_hiv__status.
+-- Rule hiv (docs/clinical-rules.md#hiv): no HIV on record -> met; HIV -> met only with active
+-- antiretroviral therapy and an undetectable viral load within the HIV window; HIV with a
+-- detectable viral load or without ART -> not_met; HIV without a usable viral load in the window
+-- (or "<N" above the limit) -> unknown. Status inputs: int_hiv__status.
 with
 
 criteria as (

@@ -1,9 +1,9 @@
 {%- set codes = clinical_codes() -%}
--- Rule ici_refractory_progression (SPEC §6): applies only to patients with prior immune
--- checkpoint inhibitor therapy (int_medications__ici). Progression after the first ICI start
--- (disease status 97509-4 = worsened, or a counting progression condition) -> met; none
--- recorded -> review (the protocol accepts a physician's rationale); no prior ICI -> met,
--- the clause does not apply.
+-- Rule ici_refractory_progression (docs/clinical-rules.md#ici-refractory-progression): applies only
+-- to patients with prior immune checkpoint inhibitor therapy (int_medications__ici). Progression
+-- after the first ICI start (disease status 97509-4 = worsened, or a counting progression
+-- condition) -> met; none recorded -> review (the protocol accepts a physician's rationale); no
+-- prior ICI -> met, the clause does not apply.
 with
 
 population as (

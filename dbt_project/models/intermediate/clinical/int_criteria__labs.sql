@@ -1,9 +1,9 @@
--- Rules lab and lab_uln (SPEC §5, §6: anc, platelets, hemoglobin, albumin, sodium;
--- bilirubin, ast, alt). The latest result in the window (int_labs__latest_in_window) is
--- compared with the criterion's threshold, or with uln_multiplier x ULN (int_labs__uln),
--- the multiplier raised by a modifier condition the patient has (Gilbert, liver metastases;
--- config.trial_criterion_concepts). An unusable latest result is unknown with its issue;
--- a comparator result decides only when it decides (macro comparator_status).
+-- Rules lab and lab_uln (docs/clinical-rules.md#lab-thresholds, #lab-uln: anc, platelets,
+-- hemoglobin, albumin, sodium; bilirubin, ast, alt). The latest result in the window
+-- (int_labs__latest_in_window) is compared with the criterion's threshold, or with uln_multiplier x
+-- ULN (int_labs__uln), the multiplier raised by a modifier condition the patient has (Gilbert,
+-- liver metastases; config.trial_criterion_concepts). An unusable latest result is unknown with its
+-- issue; a comparator result decides only when it decides (macro comparator_status).
 with
 
 population as (

@@ -1,7 +1,7 @@
--- Rule measurable_disease (SPEC §3.1, §6; RECIST 1.1): met when any counting lesion in the
--- tumor window is measurable (int_tumor__measurable_disease). Lesions present but none
--- measurable -> not_met (the reason names the largest lesion and why, e.g. no imaging
--- method); only unusable sizes -> unknown; no measurement in the window -> unknown.
+-- Rule measurable_disease (docs/clinical-rules.md#measurable-disease; RECIST 1.1): met when any
+-- counting lesion in the tumor window is measurable (int_tumor__measurable_disease). Lesions
+-- present but none measurable -> not_met (the reason names the largest lesion and why, e.g. no
+-- imaging method); only unusable sizes -> unknown; no measurement in the window -> unknown.
 with
 
 population as (

@@ -1,7 +1,7 @@
--- Rule performance_status (SPEC §6, REFERENCE_FACTS B3): on the latest assessment date,
--- ECOG <= ecog_max, or Karnofsky (Lansky for young patients) >= karnofsky_min, each judged on
--- the scale it was recorded in. ECOG and KPS the same day with different outcomes -> review.
--- The equivalence table is never used to decide (display only, in screening_results).
+-- Rule performance_status (docs/clinical-rules.md#performance-status): on the latest assessment
+-- date, ECOG <= ecog_max, or Karnofsky (Lansky for young patients) >= karnofsky_min, each judged on
+-- the scale it was recorded in. ECOG and KPS the same day with different outcomes -> review. The
+-- equivalence table is never used to decide (display only, in screening_results).
 with
 
 population as (

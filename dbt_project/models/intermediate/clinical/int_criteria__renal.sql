@@ -1,9 +1,9 @@
--- Rule renal (SPEC §6): serum creatinine <= uln_multiplier x ULN, OR Cockcroft-Gault
--- creatinine clearance >= the trial's threshold (config.trial_settings cg_compare: the
--- normalized mL/min/1.73 m2 value, or the absolute mL/min value). Met when either arm is met,
--- not_met when both are not met, else unknown. For sex other/unknown the CG arm decides only
--- when both sexes agree. Both CrCl values are named in the reason whenever computable;
--- under 18 the reason says CG is an extrapolation. A creatinine comparator flips for CG
+-- Rule renal (docs/clinical-rules.md#renal): serum creatinine <= uln_multiplier x ULN, OR
+-- Cockcroft-Gault creatinine clearance >= the trial's threshold (config.trial_settings cg_compare:
+-- the normalized mL/min/1.73 m2 value, or the absolute mL/min value). Met when either arm is met,
+-- not_met when both are not met, else unknown. For sex other/unknown the CG arm decides only when
+-- both sexes agree. Both CrCl values are named in the reason whenever computable; under 18 the
+-- reason says CG is an extrapolation. A creatinine comparator flips for CG
 -- (creatinine < v means CrCl > the computed value).
 with
 

@@ -1,7 +1,7 @@
--- Rule review (SPEC §6 research_biopsy, informed_consent, contraception, swallow_pills):
--- structured data cannot decide these; a person must. A coded condition of the criterion's
--- `mention` concepts (pregnancy, dysphagia R13, gastrostomy Z93.1) is named in the reason
--- and becomes the evidence.
+-- Rule review (docs/clinical-rules.md#review-items: research_biopsy, informed_consent,
+-- contraception, swallow_pills): structured data cannot decide these; a person must. A coded
+-- condition of the criterion's `mention` concepts (pregnancy, dysphagia R13, gastrostomy Z93.1) is
+-- named in the reason and becomes the evidence.
 with
 
 population as (

@@ -1,7 +1,7 @@
 -- Counting conditions matched to the concepts of seed condition_codes, one row per
 -- (patient, concept, condition). Coded systems match by code prefix (`C78` matches `C787`) or exactly (seed match_type);
 -- code_system 'text' rows match case-insensitive substrings of the condition's text or
--- display (SPEC §3.1) and are flagged matched_on = 'text'.
+-- display (docs/clinical-rules.md#counting-conditions) and are flagged matched_on = 'text'.
 -- Counting: is_counting (clinical/verification status) and onset (else recorded date) on
 -- or before the screening date.
 with

@@ -1,8 +1,8 @@
 {%- set codes = clinical_codes() -%}
--- HIV status per (trial, patient) (SPEC §3.1, §6): HIV on record (a counting B20/Z21
--- condition, concept 'hiv' in seed condition_codes, or a detectable HIV-1 viral load on or
--- before the screening date), active antiretroviral therapy, and the latest viral load in the
--- HIV window classified as undetectable / detectable / undecidable. The "undetectable below"
+-- HIV status per (trial, patient) (docs/clinical-rules.md#hiv-status, #hiv): HIV on record (a
+-- counting B20/Z21 condition, concept 'hiv' in seed condition_codes, or a detectable HIV-1 viral
+-- load on or before the screening date), active antiretroviral therapy, and the latest viral load
+-- in the HIV window classified as undetectable / detectable / undecidable. The "undetectable below"
 -- limit is the hiv criterion's threshold in config.trial_criteria.
 with
 

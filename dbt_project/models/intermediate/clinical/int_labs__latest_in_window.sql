@@ -1,9 +1,9 @@
 -- The value each (trial, patient, analyte) is judged on: the most recent counting result
--- effective within the window (SPEC §4), inclusive at both ends, as of the screening date.
--- Ties on the same timestamp: the later-issued, then a usable over an unusable result, then
--- the worse value (lower for ">=" criteria, higher otherwise). The latest result is kept even
--- when it is unusable (value_issue not null), so the criterion turns unknown instead of
--- silently falling back to an older value.
+-- effective within the window (docs/clinical-rules.md#labs-latest-in-window), inclusive at both
+-- ends, as of the screening date. Ties on the same timestamp: the later-issued, then a usable over
+-- an unusable result, then the worse value (lower for ">=" criteria, higher otherwise). The latest
+-- result is kept even when it is unusable (value_issue not null), so the criterion turns unknown
+-- instead of silently falling back to an older value.
 with
 
 observations as (

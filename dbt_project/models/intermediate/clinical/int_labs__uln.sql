@@ -1,7 +1,7 @@
--- The upper limit of normal for each latest result (SPEC §6): the result's own reference
--- range high when it lies within the analyte's plausible-ULN range (seed
--- plausible_uln_ranges), else the institutional range (seed institutional_reference_ranges,
--- the patient's sex, else the 'any' row). uln_source records which one was used.
+-- The upper limit of normal for each latest result (docs/clinical-rules.md#uln): the result's own
+-- reference range high when it lies within the analyte's plausible-ULN range (seed
+-- plausible_uln_ranges), else the institutional range (seed institutional_reference_ranges, the
+-- patient's sex, else the 'any' row). uln_source records which one was used.
 with
 
 latest as (

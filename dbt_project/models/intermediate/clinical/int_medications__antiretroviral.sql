@@ -1,6 +1,7 @@
--- Active antiretroviral therapy on the screening date (SPEC §3.1): an antiretroviral record
--- whose status is active, or a MedicationStatement (or CSV medication row) whose period has no end or ends on or
--- after the screening date. One row per patient with active ART (the latest-started record).
+-- Active antiretroviral therapy on the screening date
+-- (docs/clinical-rules.md#counting-medications): an antiretroviral record whose status is active,
+-- or a MedicationStatement (or CSV medication row) whose period has no end or ends on or after the
+-- screening date. One row per patient with active ART (the latest-started record).
 with
 
 art as (

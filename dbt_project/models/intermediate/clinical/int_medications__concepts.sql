@@ -1,9 +1,9 @@
 -- Medication records matched to the concepts of seed medication_codes (ici,
 -- antiretroviral), one row per (patient, concept, medication). ATC matches by prefix
 -- (`L01FF` matches `L01FF01`; pre-2022 `L01XC`), RxNorm by exact code, code_system 'text'
--- rows by case-insensitive substring of the drug text (generic or brand name; SPEC §3.1).
--- Only records started on or before the screening date, and not cancelled, draft or
--- entered-in-error, count as therapy.
+-- rows by case-insensitive substring of the drug text (generic or brand name;
+-- docs/clinical-rules.md#counting-medications). Only records started on or before the screening
+-- date, and not cancelled, draft or entered-in-error, count as therapy.
 with
 
 medications as (

@@ -1,5 +1,6 @@
--- Prior immune checkpoint inhibitor therapy per patient (SPEC §6 ici_refractory_progression):
--- the first ICI start (any counting status) and the record behind it.
+-- Prior immune checkpoint inhibitor therapy per patient
+-- (docs/clinical-rules.md#ici-refractory-progression): the first ICI start (any counting status)
+-- and the record behind it.
 with
 
 ici as (

@@ -1,8 +1,8 @@
 -- Performance status per (trial, patient) on the latest assessment date in the window
--- (SPEC §6): the ECOG and the Karnofsky/Lansky score recorded that day (latest of each),
--- each judged on its own scale by the criterion model. Lansky arrives as analyte 'lansky' or
--- as a Karnofsky-coded result with scale 'lansky'. The equivalent on the other scale
--- comes from seed ecog_karnofsky_equivalence, for display only.
+-- (docs/clinical-rules.md#performance-status): the ECOG and the Karnofsky/Lansky score recorded
+-- that day (latest of each), each judged on its own scale by the criterion model. Lansky arrives as
+-- analyte 'lansky' or as a Karnofsky-coded result with scale 'lansky'. The equivalent on the other
+-- scale comes from seed ecog_karnofsky_equivalence, for display only.
 with
 
 observations as (

@@ -1,6 +1,6 @@
--- Creatinine clearance by Cockcroft-Gault per (trial, patient) (SPEC §6, REFERENCE_FACTS A,
--- F): the latest creatinine in the lab window, the latest weight within the weight window,
--- height = the latest measured at age >= adult age (any date) for adults, else within the
+-- Creatinine clearance by Cockcroft-Gault per (trial, patient)
+-- (docs/clinical-rules.md#cockcroft-gault): the latest creatinine in the lab window, the latest
+-- weight within the weight window, height = the latest measured at age >= adult age (any date) for adults, else within the
 -- child window. CrCl (mL/min) and CrCl normalized to 1.73 m2 (BSA by Mosteller) are both
 -- computed whenever the inputs allow, for both sexes (the criterion decides for other/unknown
 -- sex only when both agree). Weight rule from the trial: actual (default), ideal (Devine),

@@ -1,9 +1,9 @@
 {%- set codes = clinical_codes() -%}
 -- Tumor measurements (LOINC 21889-1) in the tumor window, one row per (trial, lesion
--- observation), classified by RECIST 1.1 (SPEC §3.1, §6): CT/MR or a method text containing
--- "caliper" -> the small-lesion size; CR/DX (chest x-ray) -> the chest x-ray size; a lymph
--- node body site -> short axis against the nodal size; no recognized method -> not measurable.
--- Sizes come from config.trial_settings.
+-- observation), classified by RECIST 1.1 (docs/clinical-rules.md#tumor-measurements): CT/MR or a
+-- method text containing "caliper" -> the small-lesion size; CR/DX (chest x-ray) -> the chest x-ray
+-- size; a lymph node body site -> short axis against the nodal size; no recognized method -> not
+-- measurable. Sizes come from config.trial_settings.
 with
 
 observations as (

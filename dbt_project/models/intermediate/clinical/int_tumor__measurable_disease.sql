@@ -1,6 +1,6 @@
--- Measurable disease per (trial, patient) (SPEC §6): met when any counting lesion in the
--- window is measurable (RECIST, int_tumor__lesions). The evidence is the largest measurable
--- lesion, else the largest lesion.
+-- Measurable disease per (trial, patient) (docs/clinical-rules.md#measurable-disease): met when any
+-- counting lesion in the window is measurable (RECIST, int_tumor__lesions). The evidence is the
+-- largest measurable lesion, else the largest lesion.
 with
 
 lesions as (

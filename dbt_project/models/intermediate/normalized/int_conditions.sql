@@ -1,9 +1,9 @@
 -- int_conditions: one row per condition record (latest delivered version of each), codes
--- normalized, with whether it counts (SPEC §3.1): clinicalStatus active/recurrence/relapse
--- or absent, and verificationStatus not refuted/entered-in-error. The onset-before-screening
--- rule belongs to the criteria models (they know the screening date).
--- A condition sent with two codings (ICD-10-CM site + ICD-O-3 morphology) gives two rows,
--- the second with condition_id suffixed ':alt', so every concept match sees both codes.
+-- normalized, with whether it counts (docs/clinical-rules.md#counting-conditions): clinicalStatus
+-- active/recurrence/relapse or absent, and verificationStatus not refuted/entered-in-error. The
+-- onset-before-screening rule belongs to the criteria models (they know the screening date). A
+-- condition sent with two codings (ICD-10-CM site + ICD-O-3 morphology) gives two rows, the second
+-- with condition_id suffixed ':alt', so every concept match sees both codes.
 
 with
 

@@ -1,6 +1,7 @@
 -- int_medications: one row per medication record (latest delivered version of each) across
 -- MedicationRequest/Statement/Administration and the CSV extract, with `drug_text` (display
--- and text, lowercased) for case-insensitive name matching (SPEC §3.1).
+-- and text, lowercased) for case-insensitive name matching
+-- (docs/clinical-rules.md#counting-medications).
 
 with
 

@@ -1,5 +1,5 @@
 -- int_observations: one row per observation that counts, with its value in the analyte's
--- canonical unit (SPEC §2, §3).
+-- canonical unit (docs/specification.md#normalization).
 --
 --   1. latest delivered version of every record (a FHIR resource re-delivered with changes:
 --      the latest loaded version wins)

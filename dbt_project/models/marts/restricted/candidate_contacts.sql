@@ -1,7 +1,7 @@
 {{ config(schema='restricted') }}
--- Re-identification of candidates for coordinators only (SPEC §7): patient_key -> MRN,
--- name, birth date, for every patient who is a candidate in at least one trial cohort of
--- this run. Schema `restricted`; never granted to analysts.
+-- Re-identification of candidates for coordinators only (docs/specification.md#candidate-contacts):
+-- patient_key -> MRN, name, birth date, for every patient who is a candidate in at least one trial
+-- cohort of this run. Schema `restricted`; never granted to analysts.
 with
 
 candidates as (

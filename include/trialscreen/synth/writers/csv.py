@@ -1,4 +1,5 @@
-"""The flat CSV extract (SPEC §2.3) in exactly the columns of ``csv_contract.CSV_FILES``.
+"""The flat CSV extract (docs/specification.md#csv-extract) in exactly the columns of
+``csv_contract.CSV_FILES``.
 
 Timestamps alternate between ``...Z`` and naive ISO text (naive = UTC by the contract). A
 condition with an extra coding (ICD-O-3 morphology beside the ICD-10-CM site) becomes one

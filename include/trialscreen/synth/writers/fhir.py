@@ -1,4 +1,4 @@
-"""FHIR R4 Bulk Data NDJSON and Synthea-style transaction bundles (SPEC §2.1).
+"""FHIR R4 Bulk Data NDJSON and Synthea-style transaction bundles (docs/specification.md#fhir-r4).
 
 Observation NDJSON is split into numbered parts (one per chunk of patients); every second
 part is gzipped, so readers meet both ``Observation.<n>.ndjson`` and ``.ndjson.gz``.

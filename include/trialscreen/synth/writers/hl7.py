@@ -1,4 +1,4 @@
-"""HL7 v2 ORU^R01 batch files (SPEC §2.2), messy the way real lab feeds are.
+"""HL7 v2 ORU^R01 batch files (docs/specification.md#hl7-v2), messy the way real lab feeds are.
 
 One message per (order, report time): a panel is one message, a correction is a later
 message with the same OBR-3 and OBX-11 ``C``. Files hold up to ``PER_FILE`` messages; the
