@@ -1,23 +1,22 @@
-"""Shared fixtures. The external reference data is read in place from ../shared/."""
+"""Fixtures used across the suite. The external reference data the tests read is a curated copy
+inside the repository, in tests/data/ (see tests/data/README.md)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("TRIALSCREEN_SHARED", REPO.parent / "shared"))
-EXTERNAL = SHARED / "data" / "external"
+EXTERNAL = Path(__file__).resolve().parent / "data"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(scope="session")
 def external_dir() -> Path:
     if not EXTERNAL.is_dir():
-        pytest.fail(f"reference data not found at {EXTERNAL} (set TRIALSCREEN_SHARED)")
+        pytest.fail(f"test data not found at {EXTERNAL}")
     return EXTERNAL
 
 

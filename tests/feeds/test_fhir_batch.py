@@ -1,5 +1,5 @@
 """parse_fhir_files (many small bundles decoded together) against parse_fhir_file (one at a
-time): every ParsedFile must be identical, on the 152 Synthea SMART bundles and on broken
+time): every ParsedFile must be identical, on the Synthea SMART bundles in tests/data and on broken
 and tricky files built in tmp_path."""
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def _write_tricky(folder: Path, adan: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def drop(external_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Path]:
-    """All 152 Synthea bundles (symlinked) plus the tricky files, in one folder."""
+    """The 18 Synthea bundles of tests/data (symlinked) plus the tricky files, in one folder."""
     source = external_dir / BUNDLES / "bundles"
     root = tmp_path_factory.mktemp("drop")
     folder = root / "fhir"
@@ -182,7 +182,7 @@ def test_batched_equals_one_file_at_a_time(
     batched: tuple[list[ParsedFile], float],
 ) -> None:
     paths, root = drop
-    assert len(paths) == 152 + 16
+    assert len(paths) == 18 + 16
     assert [r.source_file for r in batched[0]] == [p.relative_to(root).as_posix() for p in paths]
     assert_same(batched[0], single[0])
 

@@ -8,7 +8,6 @@ built in tmp_path from a real sample.
 from __future__ import annotations
 
 import csv
-import os
 import re
 import time
 from datetime import date, datetime
@@ -30,10 +29,9 @@ from trialscreen.feeds.hl7v2 import (
 )
 
 SAMPLES = "hl7v2-oru-samples"
-# Parametrization needs the index at collection time; same location rule as conftest.py.
-_SHARED = Path(os.environ.get("TRIALSCREEN_SHARED", Path(__file__).resolve().parents[3] / "shared"))
-_INDEX = _SHARED / "data" / "external" / SAMPLES / "index.csv"
-INDEX_ROWS = list(csv.DictReader(_INDEX.open(encoding="utf-8"))) if _INDEX.is_file() else []
+# Parametrization needs the index at collection time: the data is in tests/data (conftest.py).
+_INDEX = Path(__file__).resolve().parents[1] / "data" / SAMPLES / "index.csv"
+INDEX_ROWS = list(csv.DictReader(_INDEX.open(encoding="utf-8")))
 FILES = [row["file"] for row in INDEX_ROWS]
 
 # Messages quarantined whole (one record), with the reason.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trialscreen.feeds.csv_contract import CSV_FILES
+from trialscreen.feeds.csv.contract import CSV_FILES
 from trialscreen.synth import generate
 from trialscreen.synth.model import Cond, Med, Obs, PatientRecord
 from trialscreen.synth.oracle import CRITERIA, VALUE_COLUMNS, candidate_status, evaluate

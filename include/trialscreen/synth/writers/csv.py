@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from trialscreen.feeds.csv_contract import CSV_FILES
+from trialscreen.feeds.csv.contract import CSV_FILES
 from trialscreen.synth.model import Obs, PatientRecord
 
 
