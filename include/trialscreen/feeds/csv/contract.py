@@ -4,9 +4,38 @@ Dates are ISO 8601 (``YYYY-MM-DD``); timestamps ISO 8601 with an offset or ``Z``
 UTC). Empty cells are null. ``value`` cells may carry a comparator prefix (``<0.5``,
 ``>=10``). Column order does not matter; unknown extra columns are ignored; a missing
 required column quarantines the whole file. The README documents every column from here.
+
+``CONTRACT_MAPPINGS`` turns each file of the contract into its raw entity.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+
+import polars as pl
+
+from trialscreen.codesystems import DICOM, SNOMED
+from trialscreen.feeds import ParsedFile
+from trialscreen.feeds.csv.mapping import (
+    Mapping,
+    _apply,
+    _bad_date,
+    _bad_number,
+    _bad_timestamp,
+    _cells,
+    _code_system,
+    _comparator,
+    _const,
+    _date,
+    _lower,
+    _missing,
+    _numeric,
+    _status,
+    _subject,
+    _timestamp,
+    _unless,
+)
+from trialscreen.feeds.csv.read import _data_head, _file_quarantined
 
 # file stem -> {column: description}; the first columns listed are required.
 CSV_FILES: dict[str, dict[str, str]] = {
@@ -99,4 +128,313 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "conditions": ("mrn", "condition_id"),
     "medications": ("mrn", "medication_id", "start_date"),
     "tumor_measurements": ("mrn", "measurement_id", "size_value", "size_unit", "measured_at"),
+}
+
+LOINC_PERFORMANCE = {"ecog": "89247-1", "karnofsky": "89243-0", "lansky": "89243-0"}
+PERFORMANCE_DISPLAY = {
+    "ecog": "ECOG performance status",
+    "karnofsky": "Karnofsky performance status",
+    "lansky": "Lansky play-performance status",
+}
+PERFORMANCE_MAX = {"ecog": 5, "karnofsky": 100, "lansky": 100}
+LOINC_TUMOR_SIZE = "21889-1"
+DICOM_MODALITIES = ("CT", "MR", "CR", "DX")
+RECORD_TYPES = {
+    "request": "MedicationRequest",
+    "statement": "MedicationStatement",
+    "administration": "MedicationAdministration",
+}
+DEFAULT_RECORD_TYPE = "MedicationStatement"  # an empty record_type: a medication list entry
+
+
+# ---------------------------------------------------------------- dialects
+
+
+def _parse_contract(raw: pl.DataFrame, stem: str, source_file: str, data: bytes) -> ParsedFile:
+    if stem not in CSV_FILES:
+        return _file_quarantined(source_file, f"unknown CSV entity '{stem}'", _data_head(data))
+    names = [c.strip().lower() for c in raw.columns]
+    if len(set(names)) != len(names):
+        error = "not valid CSV: duplicate column names in the header"
+        return _file_quarantined(source_file, error, _data_head(data))
+    missing = [c for c in REQUIRED[stem] if c not in names]
+    if missing:
+        error = f"missing required column(s): {', '.join(missing)}"
+        return _file_quarantined(source_file, error, _data_head(data))
+    cells = _cells(raw, names, CSV_FILES[stem])
+    return _apply(CONTRACT_MAPPINGS[stem](), raw, cells, source_file)
+
+
+# ---------------------------------------------------------------- contract mappings
+
+
+def _contract_patients() -> Mapping:
+    return Mapping(
+        "patients",
+        {
+            "record_id": pl.col("mrn"),
+            **_subject(),
+            "family_name": pl.col("family_name"),
+            "given_name": pl.col("given_name"),
+            "birth_date": _date("birth_date"),
+            "sex": pl.col("sex"),
+            "deceased_at": _timestamp("deceased_at"),
+        },
+        [_missing("mrn"), _bad_date("birth_date", required=True), _bad_timestamp("deceased_at")],
+        timestamps=("deceased_at",),
+        dates=("birth_date",),
+    )
+
+
+def _value_columns(value: str = "value") -> dict[str, pl.Expr]:
+    """Comparator + number when the cell is numeric; the text kept otherwise."""
+    numeric = _numeric(value)
+    return {
+        "value_numeric": numeric,
+        "value_comparator": _comparator(value),
+        "value_text": pl.when(numeric.is_null()).then(pl.col(value)),
+    }
+
+
+def _contract_lab_results() -> Mapping:
+    numeric = _numeric("value")
+    value_type = (
+        pl.when(numeric.is_not_null()).then(pl.lit("quantity"))
+        .when(pl.col("value_code").is_not_null()).then(pl.lit("coded"))
+        .when(pl.col("value").is_not_null()).then(pl.lit("string"))
+        .otherwise(pl.lit("none"))
+    )  # fmt: skip
+    ref_text = pl.coalesce(
+        pl.col("ref_range"),
+        pl.when(pl.col("ref_low").is_not_null() | pl.col("ref_high").is_not_null()).then(
+            pl.concat_str(
+                [pl.col("ref_low").fill_null(""), pl.col("ref_high").fill_null("")], separator="-"
+            )
+        ),
+    )
+    return Mapping(
+        "observations",
+        {
+            "record_id": pl.col("result_id"),
+            **_subject(),
+            "category": _const("laboratory"),
+            "loinc": pl.col("loinc"),
+            "local_code": pl.col("local_code"),
+            "code_display": pl.col("test_name"),
+            "value_type": value_type,
+            **_value_columns(),
+            "value_unit": pl.col("unit"),
+            "value_code": pl.col("value_code"),
+            "value_code_system": _code_system("value_code_system"),
+            "ref_low": _numeric("ref_low"),
+            "ref_high": _numeric("ref_high"),
+            "ref_text": ref_text,
+            "abnormal_flag": pl.col("abnormal_flag"),
+            "status": _status("status", "final"),
+            "effective_at": _timestamp("collected_at"),
+            "issued_at": _timestamp("reported_at"),
+            "order_id": pl.col("order_id"),
+        },
+        [
+            _missing("mrn"),
+            _missing("result_id"),
+            _unless(
+                pl.col("loinc").is_not_null() | pl.col("local_code").is_not_null(),
+                "lab result has neither loinc nor local_code",
+            ),
+            _bad_timestamp("collected_at", required=True),
+            _bad_timestamp("reported_at"),
+        ],
+        timestamps=("collected_at", "reported_at"),
+        numbers=("value", "ref_low", "ref_high"),
+    )
+
+
+def _contract_vitals() -> Mapping:
+    return Mapping(
+        "observations",
+        {
+            "record_id": pl.col("vital_id"),
+            **_subject(),
+            "category": _const("vital-signs"),
+            "loinc": pl.col("loinc"),
+            "value_type": _const("quantity"),
+            **_value_columns(),
+            "value_unit": pl.col("unit"),
+            "status": _status("status", "final"),
+            "effective_at": _timestamp("measured_at"),
+        },
+        [
+            _missing("mrn"),
+            _missing("vital_id"),
+            _missing("loinc"),
+            _bad_number("value", required=True),
+            _bad_timestamp("measured_at", required=True),
+        ],
+        timestamps=("measured_at",),
+        numbers=("value",),
+    )
+
+
+def _contract_performance_status() -> Mapping:
+    scale = _lower("scale")
+    score = pl.col("score").str.extract(r"^(\d+)$", 1).cast(pl.Int64, strict=False)
+    maximum = scale.replace_strict(PERFORMANCE_MAX, default=None, return_dtype=pl.Int64)
+    known_scale = scale.is_in(list(LOINC_PERFORMANCE))
+    return Mapping(
+        "observations",
+        {
+            "record_id": pl.col("assessment_id"),
+            **_subject(),
+            "category": _const("survey"),
+            "loinc": scale.replace_strict(LOINC_PERFORMANCE, default=None, return_dtype=pl.String),
+            "local_code": scale,  # keeps Lansky distinguishable from Karnofsky (same LOINC)
+            "code_display": scale.replace_strict(
+                PERFORMANCE_DISPLAY, default=None, return_dtype=pl.String
+            ),
+            "value_type": _const("integer"),
+            "value_numeric": score.cast(pl.Float64),
+            "status": _status("status", "final"),
+            "effective_at": _timestamp("assessed_at"),
+        },
+        [
+            _missing("mrn"),
+            _missing("assessment_id"),
+            pl.coalesce(
+                _missing("scale"),
+                _unless(known_scale, "unknown scale in column 'scale' (ecog, karnofsky, lansky)"),
+            ),
+            pl.coalesce(
+                _missing("score"),
+                _unless(score.is_not_null(), "non-integer value in column 'score'"),
+                _unless(
+                    ~known_scale | score.is_between(0, maximum),
+                    "score out of range for its scale",
+                ),
+            ),
+            _bad_timestamp("assessed_at", required=True),
+        ],
+        timestamps=("assessed_at",),
+    )
+
+
+def _contract_tumor_measurements() -> Mapping:
+    unit = _lower("size_unit")
+    method = pl.col("method").str.to_uppercase()
+    coded = method.is_in(list(DICOM_MODALITIES))
+    return Mapping(
+        "observations",
+        {
+            "record_id": pl.col("measurement_id"),
+            **_subject(),
+            "category": _const("imaging"),
+            "loinc": _const(LOINC_TUMOR_SIZE),
+            "code_display": _const("Tumor size"),
+            "value_type": _const("quantity"),
+            "value_numeric": _numeric("size_value"),
+            "value_comparator": _comparator("size_value"),
+            "value_unit": unit,
+            "status": _status("status", "final"),
+            "effective_at": _timestamp("measured_at"),
+            "method_code": pl.when(coded).then(method),
+            "method_system": pl.when(coded).then(_const(DICOM)),
+            "method_text": pl.when(~coded).then(pl.col("method")),
+            "body_site_code": pl.col("body_site_code"),
+            "body_site_system": pl.when(pl.col("body_site_code").is_not_null()).then(
+                _const(SNOMED)
+            ),
+            "body_site_text": pl.col("body_site_text"),
+        },
+        [
+            _missing("mrn"),
+            _missing("measurement_id"),
+            _bad_number("size_value", required=True),
+            pl.coalesce(
+                _missing("size_unit"),
+                _unless(unit.is_in(["mm", "cm"]), "size_unit must be mm or cm"),
+            ),
+            _bad_timestamp("measured_at", required=True),
+        ],
+        timestamps=("measured_at",),
+        numbers=("size_value",),
+    )
+
+
+def _contract_conditions() -> Mapping:
+    return Mapping(
+        "conditions",
+        {
+            "record_id": pl.col("condition_id"),
+            **_subject(),
+            "code_system": _code_system("code_system"),
+            "code": pl.col("code"),
+            "code_display": pl.col("display"),
+            "code_text": pl.col("display"),
+            "clinical_status": _lower("clinical_status"),
+            "verification_status": _lower("verification_status"),
+            "onset_at": _timestamp("onset_date"),
+            "recorded_at": _timestamp("recorded_date"),
+            "abatement_at": _timestamp("abatement_date"),
+        },
+        [
+            _missing("mrn"),
+            _missing("condition_id"),
+            _unless(
+                pl.col("code").is_not_null() | pl.col("display").is_not_null(),
+                "condition has neither code nor display",
+            ),
+            _bad_timestamp("onset_date"),
+            _bad_timestamp("recorded_date"),
+            _bad_timestamp("abatement_date"),
+        ],
+        timestamps=("onset_date", "recorded_date", "abatement_date"),
+    )
+
+
+def _contract_medications() -> Mapping:
+    record_type = _lower("record_type")
+    resource_type = pl.coalesce(
+        record_type.replace_strict(RECORD_TYPES, default=None, return_dtype=pl.String),
+        pl.when(record_type.is_null()).then(_const(DEFAULT_RECORD_TYPE)),
+    )
+    return Mapping(
+        "medications",
+        {
+            "record_id": pl.col("medication_id"),
+            **_subject(),
+            "resource_type": resource_type,
+            "code_system": _code_system("code_system"),
+            "code": pl.col("code"),
+            "code_display": pl.col("name"),
+            "code_text": pl.col("name"),
+            "status": _lower("status"),
+            "start_at": _timestamp("start_date"),
+            "end_at": _timestamp("end_date"),
+        },
+        [
+            _missing("mrn"),
+            _missing("medication_id"),
+            _unless(
+                resource_type.is_not_null(),
+                "unknown record_type (request, statement, administration)",
+            ),
+            _unless(
+                pl.col("code").is_not_null() | pl.col("name").is_not_null(),
+                "medication has neither code nor name",
+            ),
+            _bad_timestamp("start_date", required=True),
+            _bad_timestamp("end_date"),
+        ],
+        timestamps=("start_date", "end_date"),
+    )
+
+
+CONTRACT_MAPPINGS: dict[str, Callable[[], Mapping]] = {
+    "patients": _contract_patients,
+    "lab_results": _contract_lab_results,
+    "vitals": _contract_vitals,
+    "performance_status": _contract_performance_status,
+    "tumor_measurements": _contract_tumor_measurements,
+    "conditions": _contract_conditions,
+    "medications": _contract_medications,
 }

@@ -1,0 +1,110 @@
+"""Reading one CSV file: bytes (gunzipped), UTF-8, every cell as a string.
+
+A file that cannot be read as UTF-8 CSV raises ``UnreadableFileError`` (PHI-free message)
+and becomes one file-scope quarantine row.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zlib
+from pathlib import Path
+
+import polars as pl
+
+from trialscreen import schema
+from trialscreen.feeds import ParsedFile
+
+FEED = "csv"
+PAYLOAD_LIMIT = 64 * 1024  # bytes of a quarantined file kept as its raw payload
+
+_DUPLICATED = re.compile(r"_duplicated_\d+$")
+
+
+class UnreadableFileError(Exception):
+    """The file cannot be read as UTF-8 CSV; the message is PHI-free."""
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _relative_posix(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _read_bytes(path: Path) -> bytes:
+    """File bytes, gunzipped for ``.gz``; a truncated or corrupt gzip is unreadable."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot read file: {exc.strerror}") from None
+    if path.name.lower().endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error):
+            raise UnreadableFileError("truncated or corrupt gzip stream") from None
+    return data
+
+
+def _read_frame(data: bytes) -> pl.DataFrame:
+    """All cells as strings; invalid UTF-8 or broken CSV structure makes the file unreadable."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFileError(f"not valid UTF-8 (byte offset {exc.start})") from None
+    if not data.strip():
+        raise UnreadableFileError("empty file: no header row")
+    try:
+        frame = pl.read_csv(io.BytesIO(data), infer_schema=False, raise_if_empty=True)
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # polars quotes the offending cell in some messages: keep only the structural reason.
+        reason = (
+            "rows have more fields than the header"
+            if "more fields" in first_line
+            else "malformed CSV (unbalanced quotes or inconsistent fields)"
+        )
+        raise UnreadableFileError(f"not valid CSV: {reason}") from None
+    except pl.exceptions.DuplicateError:
+        raise UnreadableFileError("not valid CSV: duplicate column names in the header") from None
+    # polars renames a repeated header to "<name>_duplicated_<n>": which one is meant is unknown.
+    if any(_DUPLICATED.search(c) for c in frame.columns):
+        raise UnreadableFileError("not valid CSV: duplicate column names in the header")
+    return frame
+
+
+def _payload_head(path: Path) -> str:
+    """The first 64 KiB of the file as read (for the file-scope quarantine row)."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(PAYLOAD_LIMIT).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _file_quarantined(source_file: str, error: str, payload: str) -> ParsedFile:
+    row: dict[str, object] = {
+        "feed": FEED,
+        "scope": "file",
+        "source_file": source_file,
+        "source_position": None,
+        "error": error,
+        "raw_payload": payload,
+    }
+    return ParsedFile(
+        feed=FEED,
+        source_file=source_file,
+        quarantined=schema.quarantine_frame([row]),
+        records_in=1,
+    )
+
+
+def _data_head(data: bytes) -> str:
+    return data[:PAYLOAD_LIMIT].decode("utf-8", errors="replace")
