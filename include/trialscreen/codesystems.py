@@ -1,6 +1,7 @@
-"""Code-system URIs (real URIs; SPEC §2.1, §3.1): the one place each is spelled.
+"""Code-system URIs: the one place each is spelled.
 
-The feed parsers compare codings against these and the synthetic-data writers emit them.
+Real URIs (docs/clinical-rules.md#coding-of-clinical-inputs). The feed parsers compare
+codings against these and the synthetic-data writers emit them.
 """
 
 from __future__ import annotations

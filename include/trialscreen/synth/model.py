@@ -11,16 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-# Code systems (real URIs; docs/clinical-rules.md#coding-of-clinical-inputs).
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
-ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
-ICDO3 = "http://terminology.hl7.org/CodeSystem/icd-o-3"
-SNOMED = "http://snomed.info/sct"
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-ATC = "http://www.whocc.no/atc"
-DICOM = "http://dicom.nema.org/resources/ontology/DCM"
-V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+from trialscreen.codesystems import ATC, ICD10CM, ICDO3, RXNORM, SNOMED
 
 # Short names used in the neutral model and in the CSV contract -> FHIR system URI.
 SYSTEM_URI = {

@@ -15,13 +15,9 @@ from typing import IO, Any
 
 import orjson
 
+from trialscreen.codesystems import DICOM, LOINC, SNOMED, UCUM, V2_0203
 from trialscreen.synth.model import (
-    DICOM,
-    LOINC,
-    SNOMED,
     SYSTEM_URI,
-    UCUM,
-    V2_0203,
     Cond,
     Med,
     Obs,
