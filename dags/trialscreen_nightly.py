@@ -11,11 +11,15 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.sdk import Param, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+
+if TYPE_CHECKING:
+    from airflow.sdk.bases.decorator import Task
 
 REPO = Path(os.environ.get("TRIALSCREEN_HOME", Path(__file__).resolve().parents[1]))
 DBT_DIR = REPO / "dbt_project"
@@ -48,15 +52,17 @@ A run with no new files still runs: the screening date moves every night, so win
 """
 
 
-def _context() -> tuple[dict, pendulum.Date, str]:
+def _context() -> tuple[dict[str, Any], pendulum.Date, str]:
     """The run's params, screening date (the logical date) and Airflow run id."""
     from airflow.sdk import get_current_context
 
     context = get_current_context()
-    return context["params"], pendulum.parse(context["ds"]).date(), context["run_id"]
+    logical = pendulum.parse(context["ds"])
+    assert isinstance(logical, pendulum.DateTime)  # ds is YYYY-MM-DD: parse gives a DateTime
+    return context["params"], logical.date(), context["run_id"]
 
 
-def _warehouse(params: dict) -> str:
+def _warehouse(params: dict[str, Any]) -> str:
     return str(params["warehouse"])
 
 
@@ -98,7 +104,7 @@ def trialscreen_nightly() -> None:
         params, _, _ = _context()
         return new_file_counts(_warehouse(params), Path(params["input_dir"]))
 
-    def ingest(feed: str):  # noqa: ANN202 - a task factory
+    def ingest(feed: str) -> Task[[str], dict[str, object]]:  # a task factory
         @task(task_id=f"ingest_{feed}")
         def _ingest(run: str) -> dict[str, object]:
             from trialscreen.pipeline import ingest_feed
@@ -140,7 +146,7 @@ def trialscreen_nightly() -> None:
         return {"success": outcome.success, "result": outcome.as_json()}
 
     @task
-    def publish(run: str, validation: dict) -> dict[str, int]:
+    def publish(run: str, validation: dict[str, Any]) -> dict[str, int]:
         from trialscreen.pipeline import ValidationFailed, finish_run
         from trialscreen.pipeline import publish as do_publish
 

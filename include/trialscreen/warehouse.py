@@ -219,7 +219,8 @@ class DuckDBWarehouse(Warehouse):
     def query_frame(self, sql: str) -> pl.DataFrame:
         # duckdb 2.x: execute() results have no .pl() and an unfetched result blocks the
         # connection; a relation from sql() converts straight to polars via Arrow
-        return self.con.sql(sql).pl()
+        frame: pl.DataFrame = self.con.sql(sql).pl()  # the duckdb stubs type .pl() as Any
+        return frame
 
     def column_type(self, dtype: pl.DataType) -> str:
         return _duck_type(dtype)
