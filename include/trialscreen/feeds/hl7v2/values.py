@@ -1,0 +1,117 @@
+"""HL7 v2 field values: TS/DTM timestamps and dates, numbers with comparators, OBX-7
+reference ranges and OBX-11 result statuses. Pure functions of text (cached where values
+repeat).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+
+STATUS_MAP: dict[str, str] = {
+    "F": "final",
+    "C": "corrected",
+    "A": "amended",
+    "U": "final",
+    "P": "preliminary",
+    "R": "preliminary",
+    "S": "preliminary",
+    "I": "registered",
+    "O": "registered",
+    "X": "cancelled",
+    "N": "cancelled",
+    "D": "entered-in-error",
+    "W": "entered-in-error",
+}
+
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+_NUMBER_RE = re.compile(rf"^{_NUMBER}$")
+_COMPARED_RE = re.compile(rf"^(<=|>=|<|>|=)?\s*({_NUMBER})$")
+_RANGE_RE = re.compile(rf"^({_NUMBER})\s*(?:-|–|_|to|TO|To)\s*({_NUMBER})(.*)$", re.DOTALL)
+_BOUND_RE = re.compile(rf"^(<=|>=|<|>|≤|≥)\s*({_NUMBER})(.*)$", re.DOTALL)
+_DIGIT_RE = re.compile(r"\d")
+_TS_RE = re.compile(
+    r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,6})\d*)?(?:([+-])(\d{2})(\d{2}))?$"
+)
+
+
+def _inline_numeric(value: str) -> tuple[float | None, str | None]:
+    """``12.5``, ``.2``, ``-10``, ``<0.5``, ``>= 10`` -> (number, comparator)."""
+    m = _COMPARED_RE.match(value.strip())
+    if not m:
+        return None, None
+    comparator = m.group(1) if m.group(1) in ("<", "<=", ">", ">=") else None
+    return float(m.group(2)), comparator
+
+
+def _structured_numeric(c: list[str]) -> tuple[float | None, str | None]:
+    """SN ``comparator^num1^separator^num2``: a plain or compared number; ratios/ranges -> None."""
+    comparator = c[0].strip()
+    num1 = c[1].strip() if len(c) > 1 else ""
+    separator = c[2].strip() if len(c) > 2 else ""
+    num2 = c[3].strip() if len(c) > 3 else ""
+    if separator or num2 or not _NUMBER_RE.match(num1):
+        return None, None
+    return float(num1), comparator if comparator in ("<", "<=", ">", ">=") else None
+
+
+def map_status(raw: str) -> str | None:
+    """OBX-11 result status -> FHIR ObservationStatus (unknown codes kept lowercased)."""
+    code = raw.strip()
+    if not code:
+        return None
+    return STATUS_MAP.get(code.upper(), code.lower())
+
+
+@lru_cache(maxsize=4096)
+def parse_reference_range(text: str) -> tuple[float | None, float | None]:
+    """(low, high) from one unambiguous range; anything with a second number -> (None, None)."""
+    s = text.strip()
+    if len(s) > 2 and s[0] == "(" and s.find(")") > 0:
+        inner, tail = s[1 : s.find(")")], s[s.find(")") + 1 :]
+        if _DIGIT_RE.search(tail):
+            return None, None
+        s = inner.strip()
+    m = _RANGE_RE.match(s)
+    if m and not _DIGIT_RE.search(m.group(3)):
+        return float(m.group(1)), float(m.group(2))
+    m = _BOUND_RE.match(s)
+    if m and not _DIGIT_RE.search(m.group(3)):
+        if m.group(1) in ("<", "<=", "≤"):
+            return None, float(m.group(2))
+        return float(m.group(2)), None
+    return None, None
+
+
+@lru_cache(maxsize=65536)
+def parse_ts(raw: str) -> datetime | None:
+    """HL7 TS/DTM ``YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]`` -> naive UTC; invalid -> None."""
+    if not raw:
+        return None
+    m = _TS_RE.match(raw.strip())
+    if not m:
+        return None
+    year, month, day, hour, minute, second, frac, sign, off_h, off_m = m.groups()
+    try:
+        value = datetime(
+            int(year),
+            int(month or 1),
+            int(day or 1),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int((frac or "0").ljust(6, "0")),
+        )
+    except ValueError:
+        return None
+    if sign:
+        offset = timedelta(hours=int(off_h), minutes=int(off_m))
+        value = value - offset if sign == "+" else value + offset
+    return value
+
+
+def parse_date(raw: str) -> date | None:
+    """The calendar date of an HL7 TS (no time-zone shift: a birth date is a date)."""
+    ts = parse_ts(raw[:8]) if len(raw) >= 8 else parse_ts(raw)
+    return ts.date() if ts else None
