@@ -5,11 +5,22 @@ bulk-loads polars frames through ``Warehouse.load_frame``; only connection handl
 bulk path differ per engine. DuckDB goes through its native client (Arrow in, no row loop);
 PostgreSQL through SQLAlchemy 2 with ``COPY ... FROM STDIN`` for bulk rows. SQLAlchemy
 reflection is never used (it does not work on duckdb-engine, docs/specification.md#stack-notes).
+
+Values always reach SQL as bound parameters (``Warehouse.param``); the table, schema and
+column names that have to be spelled into SQL text are checked by :func:`identifier`.
+
+``run_lock(url)`` is the one-run-at-a-time lock of a warehouse: a PostgreSQL session
+advisory lock (held on a connection of its own), or an exclusive ``flock`` on
+``<file>.runlock`` beside a DuckDB file. Both vanish with the process that holds them, even
+one killed with ``-9``, so a run row still ``running`` while the lock is free belongs to a
+process that died.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +31,22 @@ from urllib.parse import urlsplit
 import polars as pl
 
 DEFAULT_DUCKDB = "trialscreen.duckdb"
+# pg_try_advisory_lock(classid, objid) of the run lock (advisory locks are per database)
+RUN_LOCK = (0x7473, 0)  # "ts", 0
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process holds the warehouse: a run in progress, or an open DuckDB client."""
+
+
+def identifier(name: str) -> str:
+    """``name`` (``table`` or ``schema.table``) when every part is a plain SQL identifier;
+    ``ValueError`` otherwise. For the names that must be spelled into SQL text."""
+    parts = str(name).split(".")
+    if not 1 <= len(parts) <= 2 or not all(_IDENT.match(p) for p in parts):
+        raise ValueError(f"not a plain SQL identifier: {name!r}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -128,7 +155,9 @@ class Warehouse:
     def ensure_table(self, table: str, columns: dict[str, pl.DataType]) -> None:
         """Create ``schema.table`` if missing; add columns a newer release defined (the
         contract only ever grows: columns are added, never dropped or retyped)."""
-        schema, name = table.split(".", 1)
+        schema, name = identifier(table).split(".", 1)
+        for column in columns:
+            identifier(column)
         self.ensure_schema(schema)
         cols = ", ".join(f"{c} {self.column_type(dt)}" for c, dt in columns.items())
         self.execute(f"create table if not exists {table} ({cols})")
@@ -147,6 +176,7 @@ class Warehouse:
     def ensure_schema(self, schema: str) -> None:
         """Create a schema only when missing: on PostgreSQL ``create schema if not exists``
         needs CREATE on the database even when the schema exists, which the loader lacks."""
+        identifier(schema)
         exists = self.scalar(
             f"select count(*) from information_schema.schemata where schema_name = {self.param}",
             [schema],
@@ -173,7 +203,7 @@ class Warehouse:
         """Refresh planner statistics after a bulk load (PostgreSQL plans joins on a freshly
         loaded table as if it held one row until autovacuum runs; DuckDB needs nothing)."""
         if self.engine == "postgres":
-            self.execute(f"analyze {table}")
+            self.execute(f"analyze {identifier(table)}")
 
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         rows = self.query(sql, params)
@@ -204,7 +234,19 @@ class DuckDBWarehouse(Warehouse):
         super().__init__(url)
         assert url.path is not None
         url.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(url.path))
+        try:
+            self.con = duckdb.connect(str(url.path))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            pid = re.search(r"PID (\d+)", str(exc))
+            raise WarehouseBusy(
+                f"the DuckDB warehouse {url.path} is open in another process"
+                + (f" (PID {pid[1]})" if pid else "")
+                + ": a run in progress, or a client such as a notebook or the duckdb shell. "
+                "DuckDB lets one process write a file at a time: wait for the run to finish "
+                "or close the client, then retry"
+            ) from None
         self._depth = 0
 
     def close(self) -> None:
@@ -267,7 +309,11 @@ class PostgresWarehouse(Warehouse):
         sa_url = url.url.replace("postgresql://", "postgresql+psycopg2://", 1)
         self.sa_engine = sa.create_engine(sa_url, pool_pre_ping=True)
         self.raw = self.sa_engine.raw_connection()
-        self.raw.autocommit = True  # type: ignore[attr-defined]
+        # set on the psycopg2 connection itself: an attribute set on SQLAlchemy's pool proxy
+        # never reaches the driver, and a statement outside transaction() (ensure_table, an
+        # update) was then silently rolled back when the connection closed
+        self._dbapi: Any = self.raw.dbapi_connection
+        self._dbapi.autocommit = True
         self._depth = 0
 
     def close(self) -> None:
@@ -316,7 +362,7 @@ class PostgresWarehouse(Warehouse):
                 self._depth -= 1
             return
         self._depth = 1
-        self.raw.autocommit = False  # type: ignore[attr-defined]
+        self._dbapi.autocommit = False
         try:
             yield
         except BaseException:
@@ -325,5 +371,80 @@ class PostgresWarehouse(Warehouse):
         else:
             self.raw.commit()
         finally:
-            self.raw.autocommit = True  # type: ignore[attr-defined]
+            self._dbapi.autocommit = True
             self._depth = 0
+
+
+# --- the run lock ------------------------------------------------------------------------
+
+_held: dict[str, list[Any]] = {}  # lock key -> [depth, handle]: re-entrant in one process
+
+
+def _lock_key(url: WarehouseUrl) -> str:
+    if url.engine == "duckdb":
+        assert url.path is not None
+        return f"duckdb:{url.path.resolve()}"
+    parts = urlsplit(url.url or "")
+    return f"postgres:{parts.hostname}:{parts.port or 5432}{parts.path}"  # any role, one lock
+
+
+@contextmanager
+def run_lock(value: str | Path | None) -> Iterator[None]:
+    """Hold the warehouse's run lock for the block; ``WarehouseBusy`` at once if another
+    process holds it. Re-entrant within a process (the CLI holds it for the whole run and
+    every step takes it again; an Airflow task holds it for its own step)."""
+    url = WarehouseUrl.parse(value)
+    key = _lock_key(url)
+    if key in _held:
+        _held[key][0] += 1
+        try:
+            yield
+        finally:
+            _held[key][0] -= 1
+        return
+    handle = _acquire_pg(url) if url.engine == "postgres" else _acquire_file(url)
+    _held[key] = [1, handle]
+    try:
+        yield
+    finally:
+        del _held[key]
+        handle.close()
+
+
+def _busy(url: WarehouseUrl, how: str) -> WarehouseBusy:
+    return WarehouseBusy(
+        f"another TrialScreen run holds the run lock of {url.redacted()} ({how}): one run at "
+        "a time per warehouse. Wait for it to finish (audit.pipeline_runs shows it as "
+        "'running') and start again; a run whose process died frees the lock by itself"
+    )
+
+
+def _acquire_pg(url: WarehouseUrl) -> Any:
+    import psycopg2  # type: ignore[import-untyped]
+
+    con = psycopg2.connect(url.url, application_name="trialscreen run lock")
+    con.autocommit = True
+    with con.cursor() as cur:
+        cur.execute("select pg_try_advisory_lock(%s, %s)", list(RUN_LOCK))
+        acquired = bool(cur.fetchone()[0])
+    if not acquired:
+        con.close()
+        raise _busy(url, "PostgreSQL advisory lock")
+    return con
+
+
+def _acquire_file(url: WarehouseUrl) -> Any:
+    import fcntl
+
+    assert url.path is not None
+    url.path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(f"{url.path}.runlock", "a+")  # noqa: SIM115 - held until the run ends
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise _busy(url, f"flock on {url.path}.runlock") from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
