@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 
 from trialscreen import logs
+from trialscreen.errors import summarize
 
 log = logging.getLogger("trialscreen.cli")
 
@@ -220,7 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one line for the operator; the trace only at -vv
         if args.verbose >= 2:
             raise
-        print(f"trialscreen {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        # a database error's text may quote a row: its class and table only (trialscreen.errors)
+        print(f"trialscreen {args.command}: {summarize(exc)}", file=sys.stderr)
         return 1
 
 

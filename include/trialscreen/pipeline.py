@@ -28,6 +28,7 @@ from typing import Any
 import polars as pl
 
 from trialscreen import pseudonym, schema
+from trialscreen.errors import summarize
 from trialscreen.ingest import FeedCounts, ensure_tables
 from trialscreen.ingest import ingest_feed as _ingest_feed
 from trialscreen.run_ids import new_run_id
@@ -353,7 +354,8 @@ def run_pipeline(
         publish(warehouse, run_id)
         result.status = "published"
     except Exception as exc:
-        result.status, result.message = "failed", f"{type(exc).__name__}: {exc}"[:500]
+        # the error's class and table, never its text (a database error quotes the row)
+        result.status, result.message = "failed", summarize(exc)
         finish_run(warehouse, run_id, "failed", message=result.message)
     result.candidates = candidate_counts(warehouse)
     try:

@@ -31,6 +31,8 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from trialscreen.errors import dbt_node_summary, summarize
+
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 PROJECT_DIR_ENV = "TRIALSCREEN_DBT_PROJECT_DIR"  # override (e.g. an installed copy of dbt_project/)
 
@@ -45,7 +47,12 @@ _FAILED_STATUSES = {"error", "fail", "runtime error"}
 
 
 class DbtBuildError(RuntimeError):
-    """dbt did not complete: carries the failed nodes and their messages."""
+    """dbt did not complete: carries the failed nodes and their messages (``failures``).
+
+    The text names the nodes and the kind of failure only: a node's message quotes the
+    database's error text, which may quote a row (docs/decisions.md, "Free text from source
+    records"); it stays in ``failures`` and dbt's log.
+    """
 
     def __init__(self, command: str, failures: list[tuple[str, str]], detail: str = "") -> None:
         self.command = command
@@ -53,7 +60,7 @@ class DbtBuildError(RuntimeError):
         if failures:
             names = ", ".join(name for name, _ in failures)
             lines = [f"dbt {command} failed: {len(failures)} node(s) failed: {names}"]
-            lines += [f"  {name}: {message}" for name, message in failures]
+            lines += [f"  {name}: {dbt_node_summary(message)}" for name, message in failures]
         else:
             lines = [f"dbt {command} failed: {detail or 'no result (see the dbt log)'}"]
         super().__init__("\n".join(lines))
@@ -207,7 +214,7 @@ def run_dbt(
             result = dbtRunner().invoke(cli_args)
     if not result.success:
         failures = _failures(result)
-        detail = str(result.exception) if result.exception else ""
+        detail = summarize(result.exception) if result.exception else ""
         raise DbtBuildError(command, failures, detail)
     return result
 

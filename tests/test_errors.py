@@ -1,0 +1,54 @@
+"""Exception texts summarized for run messages, audit rows, the CLI and the report
+(docs/decisions.md "Free text from source records")."""
+
+from __future__ import annotations
+
+import psycopg2.errors
+import pytest
+
+from trialscreen.errors import dbt_node_summary, keeps_text, summarize
+from trialscreen.pipeline import ValidationFailed
+from trialscreen.transform import DbtBuildError
+
+ROW = "Failing row contains (MRNX000901, Quaresma, 1955-03-14)."
+
+
+def test_a_database_error_keeps_its_class_and_tables_never_its_text() -> None:
+    error = psycopg2.errors.NotNullViolation(
+        f'null value in column "sex" of relation marts_candidate.screening_results\n{ROW}'
+    )
+    assert summarize(error) == "NotNullViolation in marts_candidate.screening_results"
+
+
+def test_a_duckdb_error_keeps_its_class() -> None:
+    import duckdb
+
+    with pytest.raises(duckdb.Error) as caught:
+        duckdb.connect().execute("select cast('Quaresma 1955-03-14' as date)")
+    assert summarize(caught.value) == type(caught.value).__name__
+
+
+def test_a_dbt_error_names_the_node_and_the_kind_of_failure_only() -> None:
+    error = DbtBuildError(
+        "build",
+        [("model.trialscreen.stg_csv__patients", f"Database Error in model x | {ROW}")],
+    )
+    assert "Quaresma" not in str(error) and "1955" not in str(error)
+    assert "model.trialscreen.stg_csv__patients: Database Error" in str(error)
+    assert summarize(error).startswith("DbtBuildError: dbt build failed: 1 node(s) failed")
+    assert dbt_node_summary("Got 3 results, configured to fail if != 0") == (
+        "Got 3 results, configured to fail if != 0"
+    )
+
+
+def test_errors_trialscreen_composes_keep_their_text() -> None:
+    assert keeps_text(ValidationFailed("quality gate failed, nothing published: x"))
+    assert summarize(ValidationFailed("quality gate failed: x")) == (
+        "ValidationFailed: quality gate failed: x"
+    )
+
+
+def test_a_value_error_from_a_library_is_summarized() -> None:
+    with pytest.raises(ValueError) as caught:
+        int("Quaresma")
+    assert summarize(caught.value) == "ValueError"
