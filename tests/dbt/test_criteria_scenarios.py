@@ -1,4 +1,5 @@
-"""Criterion rules at their edges (SPEC §4–§6), on one warehouse built once per session.
+"""Criterion rules at their edges (docs/clinical-rules.md#axiom), on one warehouse built once per
+session.
 
 The fixture writes hand-made raw rows (the CSV feed's raw tables, exactly the columns of
 ``schema.RAW_COLUMNS``) for a small set of scenario patients, the pseudonym keys and the

@@ -1,8 +1,9 @@
 """The same population through the whole pipeline on DuckDB and on PostgreSQL gives the same
-published tables, row for row (SPEC §9: one dbt project, two warehouses).
+published tables, row for row (docs/specification.md#scale: one dbt project, two warehouses).
 
 One generated population is run once per engine (module-scoped fixtures); the tests then compare
-every published table of the analyst and coordinator contract (SPEC §7), the per-feed audit
+every published table of the analyst and coordinator contract
+(docs/specification.md#warehouse-contract), the per-feed audit
 counts and the quarantine rows. Columns that identify the run (``run_id``) or the moment of the
 build are dropped; floats are compared with a relative tolerance of 1e-9.
 """

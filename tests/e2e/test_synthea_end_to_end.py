@@ -45,7 +45,7 @@ def _latest_in_window(
 ) -> dict[str, tuple[tuple, float]]:
     """Per MRN, the latest final Observation with this LOINC in the 28-day window, read
     straight from the bundle JSON. Ties on the timestamp (Synthea has them): the
-    later-issued, then the worse value (SPEC §4)."""
+    later-issued, then the worse value (docs/clinical-rules.md#labs-latest-in-window)."""
     start = SCREENING_DATE - timedelta(days=28)
     latest: dict[str, tuple[datetime, float]] = {}
     for path in bundle_dir.glob("*.json.gz"):

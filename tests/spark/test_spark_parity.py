@@ -1,5 +1,6 @@
 """The dbt project builds on Apache Spark (dbt-spark, local pyspark session) from the same
-landed data as DuckDB, and the marts agree row for row (SPEC §9: one dbt project, every
+landed data as DuckDB, and the marts agree row for row (docs/specification.md#scale: one dbt
+project, every
 warehouse). With tests/e2e/test_postgres_parity.py (DuckDB = PostgreSQL) this shows DuckDB,
 PostgreSQL and Spark produce the same screening_results.
 

@@ -19,7 +19,8 @@ from trialscreen.synth.oracle import CRITERIA, VALUE_COLUMNS, candidate_status, 
 
 SCREENING = date(2026, 11, 15)
 
-# Statuses each criterion can reach under SPEC §5-6 (ici never not_met; review-only items).
+# Statuses each criterion can reach under docs/clinical-rules.md#axiom (ici never not_met;
+# review-only items).
 REACHABLE: dict[str, set[str]] = {
     "age": {"met", "not_met"},
     "diagnosis_sts": {"met", "review", "not_met"},

@@ -1,4 +1,4 @@
-"""CSV feed parser (SPEC §2.3) for two dialects, vectorized with polars.
+"""CSV feed parser (docs/specification.md#csv-extract) for two dialects, vectorized with polars.
 
 * The TrialScreen flat contract (``contract.CSV_FILES``): one file per entity, lowercase
   headers, the entity named by the file stem (``lab_results.csv``,

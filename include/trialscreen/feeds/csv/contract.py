@@ -1,4 +1,5 @@
-"""The flat CSV extract contract (SPEC §2.3): one UTF-8 file per entity, header row required.
+"""The flat CSV extract contract (docs/specification.md#csv-extract): one UTF-8 file per entity,
+header row required.
 
 Dates are ISO 8601 (``YYYY-MM-DD``); timestamps ISO 8601 with an offset or ``Z`` (naive =
 UTC). Empty cells are null. ``value`` cells may carry a comparator prefix (``<0.5``,

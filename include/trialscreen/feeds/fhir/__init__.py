@@ -5,7 +5,8 @@ One file in, one ``ParsedFile`` out; nothing here touches the warehouse.
 Why it is shaped this way:
 
 * Parsing is one polars ``str.json_decode`` per resource type with an explicit struct dtype
-  holding only the fields the pipeline reads (SPEC §1: an explicit schema is ~7x faster than
+  holding only the fields the pipeline reads (docs/specification.md#stack-notes: an explicit schema
+  is ~7x faster than
   inference). Each resource is kept as its JSON text, so the same text feeds the quarantine
   payload and ``record_hash``.
 * ``json_decode`` fails a whole batch on one bad line (not JSON, or a field of the wrong JSON

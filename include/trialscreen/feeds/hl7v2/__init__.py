@@ -1,7 +1,10 @@
-"""HL7 v2 ORU^R01 lab feed parser (SPEC §2.2): one file of messages -> ``ParsedFile``.
+"""HL7 v2 ORU^R01 lab feed parser (docs/specification.md#hl7-v2): one file of messages ->
+``ParsedFile``.
 
-Why plain string splitting: an object-per-field library parses ~2 MB/s here, splitting on
-the separators runs two orders of magnitude faster (SPEC §1). Each message is read once,
+Why plain string splitting: an object-per-field library parses ~2 MB/s here, splitting
+on
+the separators runs two orders of magnitude faster (docs/specification.md#stack-notes). Each
+message is read once,
 segment by segment; rows are plain tuples, turned into one polars frame per entity at the
 end of the file and passed through ``schema.conform``.
 
@@ -95,7 +98,7 @@ SUFFIXES = frozenset({".hl7", ".txt"})
 
 
 def is_hl7_file(path: Path) -> bool:
-    """HL7 drops are named ``*.hl7`` or ``*.txt`` (SPEC §2.2)."""
+    """HL7 drops are named ``*.hl7`` or ``*.txt`` (docs/specification.md#hl7-v2)."""
     return path.suffix.lower() in SUFFIXES
 
 
