@@ -53,13 +53,24 @@ A run with no new files still runs: the screening date moves every night, so win
 
 
 def _context() -> tuple[dict[str, Any], pendulum.Date, str]:
-    """The run's params, screening date (the logical date) and Airflow run id."""
+    """The run's params, screening date and Airflow run id.
+
+    The screening date is the logical date taken in the hospital time zone
+    (``trialscreen.settings.hospital_timezone``), not the UTC ``ds``: a run scheduled at
+    00:30 in UTC+2 screens as of its own local day.
+    """
     from airflow.sdk import get_current_context
 
+    from trialscreen.settings import hospital_timezone
+
     context = get_current_context()
-    logical = pendulum.parse(context["ds"])
-    assert isinstance(logical, pendulum.DateTime)  # ds is YYYY-MM-DD: parse gives a DateTime
-    return context["params"], logical.date(), context["run_id"]
+    logical = context.get("logical_date")
+    if logical is None:  # a run triggered without a logical date: its ds (UTC) is all there is
+        parsed = pendulum.parse(context["ds"])
+        assert isinstance(parsed, pendulum.DateTime)  # ds is YYYY-MM-DD: a DateTime
+        logical = parsed
+    local = pendulum.instance(logical).in_timezone(hospital_timezone())
+    return context["params"], local.date(), context["run_id"]
 
 
 def _warehouse(params: dict[str, Any]) -> str:

@@ -92,10 +92,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from trialscreen.pipeline import run_pipeline
+    from trialscreen.settings import today_in_hospital_zone
 
     result = run_pipeline(
         input_dir=args.input,
-        screening_date=args.screening_date,
+        screening_date=args.screening_date or today_in_hospital_zone(),
         warehouse=args.warehouse,
         trials=args.trial or ["axiom"],
         reports_dir=args.reports_dir,
@@ -151,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--screening-date",
         type=_date,
-        default=date.today(),
-        help="screen as of this date, YYYY-MM-DD (default: today)",
+        default=None,
+        help="screen as of this date, YYYY-MM-DD (default: today in TRIALSCREEN_TIMEZONE)",
     )
     run.add_argument(
         "--warehouse",

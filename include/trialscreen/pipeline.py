@@ -206,7 +206,14 @@ def prepare_build(warehouse: str | Path, trials: list[str]) -> None:
 
 def dbt_vars(screening_date: date, run_id: str) -> dict[str, Any]:
     """The variables every dbt invocation of a run gets (CLI and Cosmos alike)."""
-    return {"screening_date": screening_date.isoformat(), "run_id": run_id, "wap": True}
+    from trialscreen.settings import hospital_timezone
+
+    return {
+        "screening_date": screening_date.isoformat(),
+        "run_id": run_id,
+        "wap": True,
+        "timezone": hospital_timezone(),
+    }
 
 
 def build(warehouse: str | Path, screening_date: date, run_id: str) -> None:

@@ -222,7 +222,14 @@ def run_dbt(
 def _run_vars(
     screening_date: date, run_id: str, extra_vars: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    return {"screening_date": screening_date.isoformat(), "run_id": run_id, **(extra_vars or {})}
+    from trialscreen.settings import hospital_timezone
+
+    return {
+        "screening_date": screening_date.isoformat(),
+        "run_id": run_id,
+        "timezone": hospital_timezone(),  # the hospital time zone (trialscreen.settings)
+        **(extra_vars or {}),
+    }
 
 
 def build_dbt(
