@@ -495,9 +495,17 @@ def test_unknown_entity_stem_quarantines_the_file(tmp_path: Path) -> None:
         _write(tmp_path, "allergies.csv", "mrn,substance\nMRN-0001,latex\n"), tmp_path
     )
     _assert_invariant(parsed)
-    assert parsed.quarantined.select("scope", "error").rows() == [
-        ("file", "unknown CSV entity 'allergies'")
-    ]
+    [(scope, error)] = parsed.quarantined.select("scope", "error").rows()
+    assert scope == "file"
+    assert error.startswith("unknown CSV entity: the file name's stem (9 characters, sha256 ")
+    assert "allergies" not in error  # a file name may carry a patient's name
+
+
+def test_unknown_entity_error_never_quotes_the_file_name(tmp_path: Path) -> None:
+    name = "Smith_John_1970-01-01_MRNC0001.csv"
+    parsed = parse_csv_file(_write(tmp_path, name, "mrn,x\nMRNC0001,1\n"), tmp_path)
+    [error] = parsed.quarantined.get_column("error").to_list()
+    assert not {"smith", "john", "1970", "mrnc0001"} & set(error.lower().replace("_", " ").split())
 
 
 def test_header_only_file_yields_an_empty_table(tmp_path: Path) -> None:

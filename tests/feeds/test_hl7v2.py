@@ -62,14 +62,18 @@ NUMERIC_EXCLUSIONS: dict[str, tuple[int, str]] = {
         for name in ("L46_nm_Hello", "L53_nm_symbols", "L60_nm_10", "L67_nm_neg1", "L74_nm_1_5")
     },
 }
+# How a reason names an OBX: set id and type only in their standard shapes, else lengths
+_OBX = (
+    r"OBX #\d+ \(set id (\d{1,4}|-|not a number, \d+ characters), "
+    r"type ([A-Z]{1,3}|-|not a data type code, \d+ characters)\)"
+)
 # Every quarantine reason the parser may write: templates with ordinals, never a value.
 ERROR_TEMPLATES = [
     r"message has no PID segment",
     r"PID #\d+ has no patient identifier in PID-3",
-    r"OBX #\d+ \(set id [\w-]+, type [\w-]+\) has no OBX-3 observation code",
-    r"OBX #\d+ \(set id [\w-]+, type [\w-]+\): OBX fields appear shifted \(.*\)",
-    r"OBX #\d+ \(set id [\w-]+, type [\w-]+\): observation time \((OBX-14|OBR-7)\) is not an "
-    r"HL7 timestamp",
+    _OBX + r" has no OBX-3 observation code",
+    _OBX + r": OBX fields appear shifted \(.*\)",
+    _OBX + r": observation time \((OBX-14|OBR-7)\) is not an HL7 timestamp",
     r"OBX #\d+ precedes the PID segment",
     r"segments before the first MSH segment \(no message header\)",
 ]
@@ -181,6 +185,23 @@ def test_field_shifted_obx_is_quarantined_not_landed_with_unit_as_flag(external_
     assert obs["loinc"].to_list() == ["35659-2", "11294-6"]  # the two unshifted OBX land
     assert "5198-7" not in obs["loinc"].to_list()
     assert obs.row(0, named=True)["value_unit"] == "a"
+
+
+def test_a_reason_names_a_shifted_set_id_and_type_by_length_only(tmp_path: Path) -> None:
+    """Fields shifted by a sender put names, dates and MRNs in OBX-1/OBX-2: the reason gives
+    their lengths, never their text (docs/decisions.md "Free text from source records")."""
+    message = "\r".join(
+        [
+            "MSH|^~\\&|LAB|HOSP|TS|HOSP|20261110090000||ORU^R01|M1|P|2.5.1",
+            "PID|1||MRNX0006^^^HOSP^MR||SMITH^JOHN||19700101|M",
+            "OBX|SMITH^JOHN|DOB 1970-01-01 MRNX0006|||5|mg||||||F",
+        ]
+    )
+    [error] = _write(tmp_path, "shifted.hl7", message + "\r").quarantined["error"].to_list()
+    assert error == (
+        "OBX #1 (set id not a number, 10 characters, type not a data type code, 23 characters)"
+        " has no OBX-3 observation code"
+    )
 
 
 def test_unshifting_the_hcv_obx_lands_the_sn_comparator(tmp_path: Path, external_dir: Path) -> None:

@@ -36,7 +36,7 @@ from trialscreen.feeds.csv.mapping import (
     _timestamp,
     _unless,
 )
-from trialscreen.feeds.csv.read import _data_head, _file_quarantined
+from trialscreen.feeds.csv.read import _data_head, _file_quarantined, unknown_entity
 
 # file stem -> {column: description}; the first columns listed are required.
 CSV_FILES: dict[str, dict[str, str]] = {
@@ -153,7 +153,8 @@ DEFAULT_RECORD_TYPE = "MedicationStatement"  # an empty record_type: a medicatio
 
 def _parse_contract(raw: pl.DataFrame, stem: str, source_file: str, data: bytes) -> ParsedFile:
     if stem not in CSV_FILES:
-        return _file_quarantined(source_file, f"unknown CSV entity '{stem}'", _data_head(data))
+        error = unknown_entity(stem, CSV_FILES)
+        return _file_quarantined(source_file, error, _data_head(data))
     names = [c.strip().lower() for c in raw.columns]
     if len(set(names)) != len(names):
         error = "not valid CSV: duplicate column names in the header"

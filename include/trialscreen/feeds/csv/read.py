@@ -7,9 +7,11 @@ and becomes one file-scope quarantine row.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import re
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
@@ -103,6 +105,17 @@ def _file_quarantined(source_file: str, error: str, payload: str) -> ParsedFile:
         source_file=source_file,
         quarantined=schema.quarantine_frame([row]),
         records_in=1,
+    )
+
+
+def unknown_entity(stem: str, known: Iterable[str]) -> str:
+    """The quarantine reason for a file whose name names no known entity: the stem's length
+    and hash, never the name itself (senders name files after patients; docs/decisions.md
+    "Free text from source records")."""
+    digest = hashlib.sha256(stem.encode("utf-8")).hexdigest()[:12]
+    return (
+        f"unknown CSV entity: the file name's stem ({len(stem)} characters, sha256 {digest}) "
+        f"is none of {', '.join(sorted(known))}"
     )
 
 

@@ -31,7 +31,7 @@ from trialscreen.feeds.csv.mapping import (
     _subject,
     _timestamp,
 )
-from trialscreen.feeds.csv.read import FEED, _data_head, _file_quarantined
+from trialscreen.feeds.csv.read import FEED, _data_head, _file_quarantined, unknown_entity
 
 # Synthea v3 export files the pipeline does not use: counted in ``ignored``, not quarantined.
 SYNTHEA_UNUSED = frozenset(
@@ -68,7 +68,8 @@ def _parse_synthea(raw: pl.DataFrame, stem: str, source_file: str, data: bytes) 
     if stem in SYNTHEA_UNUSED:
         return ParsedFile(feed=FEED, source_file=source_file, ignored={stem: raw.height})
     if stem not in SYNTHEA_REQUIRED:
-        return _file_quarantined(source_file, f"unknown CSV entity '{stem}'", _data_head(data))
+        error = unknown_entity(stem, SYNTHEA_REQUIRED)
+        return _file_quarantined(source_file, error, _data_head(data))
     names = [c.strip() for c in raw.columns]
     missing = [c for c in SYNTHEA_REQUIRED[stem] if c not in names]
     if missing:

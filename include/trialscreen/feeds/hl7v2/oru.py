@@ -36,6 +36,9 @@ NUMERIC_TYPES = frozenset({"NM", "SN"})
 _RUN_ON_TEMPLATE = r"{sep}[ \t]+(?=OBX{sep})"
 
 _MISSING = object()
+# the shapes OBX-1 (set id) and OBX-2 (value type) have; anything else is not named
+_SET_ID = re.compile(r"^\d{0,4}$")
+_DATA_TYPE = re.compile(r"^[A-Z]{0,3}$")
 
 
 @dataclass
@@ -356,8 +359,17 @@ class _Order:
 
 
 def _label(n: int, set_id: str, value_type: str) -> str:
-    """How an OBX is named in a quarantine reason: ordinal, set id, type (never a value)."""
-    return f"OBX #{n} (set id {set_id or '-'}, type {value_type or '-'})"
+    """How an OBX is named in a quarantine reason: ordinal, set id, type — each only when it
+    has the shape the standard gives it (a number, a data type code); otherwise its length,
+    never its text (shifted fields put names and dates there; docs/decisions.md "Free text
+    from source records")."""
+    set_text = set_id if _SET_ID.match(set_id) else f"not a number, {len(set_id)} characters"
+    type_text = (
+        value_type
+        if _DATA_TYPE.match(value_type)
+        else f"not a data type code, {len(value_type)} characters"
+    )
+    return f"OBX #{n} (set id {set_text or '-'}, type {type_text or '-'})"
 
 
 def _sha256(*parts: str) -> str:
