@@ -43,8 +43,9 @@ screening date), from the feed files in the drop directory.
 3. `prepare_build` pseudonymizes new MRNs and writes the trial definition to `config.*`.
 4. `dbt` (Cosmos) builds staging → intermediate → marts into the `*_candidate` schemas.
 5. `validate` runs the Great Expectations suites on the feeds and the candidate tables.
-6. `publish` swaps the candidate tables in (one transaction); skipped when validation fails,
-   so yesterday's tables stay published and the run fails.
+6. `publish` swaps the candidate tables in (one transaction, each table lock waited for at
+   most `TRIALSCREEN_PUBLISH_LOCK_TIMEOUT`); skipped when validation fails, so yesterday's
+   tables stay published and the run fails.
 7. `reports` writes the screening report and Data Docs; `notify` logs counts (no PHI).
 
 A run with no new files still runs: the screening date moves every night, so windows
@@ -128,14 +129,15 @@ def trialscreen_nightly() -> None:
 
     @task
     def prepare_build(run: str) -> dict[str, object]:
-        from trialscreen.pipeline import dbt_vars, prepare_build
+        from trialscreen.pipeline import dbt_vars, prepare_build, transform_url
         from trialscreen.transform import dbt_target
 
         params, screening_date, _ = _context()
         prepare_build(_warehouse(params), [params["trial"]])
-        # dbt connects as the transformer role when the deployment names one (compose does);
-        # the engine is a deployment setting: Cosmos renders its profile target at parse time
-        target = dbt_target(os.environ.get("TRIALSCREEN_TRANSFORM_URL") or _warehouse(params))
+        # dbt connects as the transformer role when the deployment names one (compose does:
+        # TRIALSCREEN_TRANSFORM_URL, the same URL validate, publish and reports use); the
+        # engine is a deployment setting: Cosmos renders its profile target at parse time
+        target = dbt_target(transform_url(_warehouse(params)))
         if target.target != DBT_TARGET:
             raise ValueError(
                 f"params.warehouse is a {target.target} warehouse but this deployment builds "

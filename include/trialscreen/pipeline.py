@@ -12,12 +12,25 @@ DAG runs the same functions as tasks, with dbt as a Cosmos task group in the mid
 
 When validation fails nothing is published: yesterday's marts stay in place, the run row
 says why, and the Data Docs show the failed expectations.
+
+Roles (PostgreSQL, docs/deployment.md): ``warehouse`` is the loader's URL (start, ingest,
+pseudonym keys, config, the run row); dbt, the quality gate, publish and the reports connect
+with :func:`transform_url` (``$TRIALSCREEN_TRANSFORM_URL``, the transformer, when the
+deployment names one), which owns the candidate and published schemas.
+
+One run at a time: every step holds the warehouse's run lock (``warehouse.run_lock``; the
+CLI holds it for the whole run) and a second run refuses with ``WarehouseBusy``. A run found
+``running`` by the next ``start_run`` (which holds the lock, so that run's process is gone)
+is marked ``abandoned``; the records it landed are checked by the next gate, which
+validates every raw row whose ``load_id`` is above the last one a gate passed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -31,8 +44,8 @@ from trialscreen import pseudonym, schema
 from trialscreen.errors import summarize
 from trialscreen.ingest import FeedCounts, ensure_tables
 from trialscreen.ingest import ingest_feed as _ingest_feed
-from trialscreen.run_ids import new_run_id
-from trialscreen.warehouse import Warehouse
+from trialscreen.run_ids import check_run_id, new_run_id
+from trialscreen.warehouse import Warehouse, WarehouseUrl, identifier, run_lock
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +59,50 @@ RUNS_COLUMNS: dict[str, pl.DataType] = {
     "warehouse": pl.String(),
     "started_at": schema.TS,
     "finished_at": schema.TS,
-    "status": pl.String(),  # running | published | failed
+    "status": pl.String(),  # running | published | failed | abandoned
     "feed_counts": pl.String(),  # JSON: {feed: {records_in, loaded, ...}}
     "validation_result": pl.String(),  # JSON summary of the quality gate
     "message": pl.String(),  # one line, PHI-free
+    # the highest raw load_id this run's quality gate passed (null: the gate did not pass)
+    "validated_load_id": pl.Int64(),
 }
 KEYS_TABLE = "restricted.patient_keys"
 # dbt writes these schemas as <schema>_candidate during a run; publish swaps them in.
 PUBLISHED_SCHEMAS = ("marts", "restricted")
 CANDIDATE_SUFFIX = "_candidate"
+TRANSFORM_URL_ENV = "TRIALSCREEN_TRANSFORM_URL"
+PUBLISH_LOCK_TIMEOUT_ENV = "TRIALSCREEN_PUBLISH_LOCK_TIMEOUT"
+DEFAULT_PUBLISH_LOCK_TIMEOUT = "60s"
+_LOCK_TIMEOUT = re.compile(r"^\d+(ms|s|min|h)?$")
+
+
+def transform_url(warehouse: str | Path) -> str:
+    """The URL of dbt, the quality gate, publish and the reports: ``$TRIALSCREEN_TRANSFORM_URL``
+    when the warehouse is PostgreSQL and that variable names a role on the same database (the
+    compose deployment: the loader lands, the transformer builds and publishes), else the
+    warehouse URL itself."""
+    url = WarehouseUrl.parse(warehouse)
+    override = os.environ.get(TRANSFORM_URL_ENV, "").strip()
+    if url.engine != "postgres" or not override:
+        return str(warehouse)
+    other = WarehouseUrl.parse(override)
+    if other.engine != "postgres" or _database(other) != _database(url):
+        raise ValueError(
+            f"{TRANSFORM_URL_ENV} ({other.redacted()}) is not the warehouse's database "
+            f"({url.redacted()}): the transformer must build where the loader lands"
+        )
+    return override
+
+
+def _database(url: WarehouseUrl) -> tuple[str, int, str]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.url or "")
+    return (parts.hostname or "", parts.port or 5432, parts.path.strip("/"))
+
+
+class PublishLockTimeout(RuntimeError):
+    """Publish could not lock a published table in time: nothing was published."""
 
 
 def code_version() -> str:
@@ -110,10 +158,14 @@ def _now() -> datetime:
 
 
 def _read_run(wh: Warehouse, run_id: str) -> dict[str, Any]:
-    frame = wh.query_frame(f"select * from {RUNS_TABLE} where run_id = '{run_id}'")
-    if frame.height == 0:
+    columns = list(RUNS_COLUMNS)
+    rows = wh.query(
+        f"select {', '.join(columns)} from {RUNS_TABLE} where run_id = {wh.param}",
+        [check_run_id(run_id)],
+    )
+    if not rows:
         raise LookupError(f"run {run_id} was never started")
-    return frame.row(0, named=True)
+    return dict(zip(columns, rows[0], strict=True))
 
 
 def _write_run(wh: Warehouse, row: dict[str, Any]) -> None:
@@ -138,9 +190,11 @@ def start_run(
 
     definitions = [load_trial(t) for t in trials]
     pseudonym.pseudonym_key()  # fail now, not after an hour of ingestion
-    run_id = run_id or new_run_id()
-    with Warehouse.connect(warehouse) as wh:
+    run_id = check_run_id(run_id or new_run_id())
+    with run_lock(warehouse), Warehouse.connect(warehouse) as wh:
         ensure_tables(wh)
+        wh.ensure_table(RUNS_TABLE, RUNS_COLUMNS)
+        _abandon_stale_runs(wh, run_id)
         _write_run(
             wh,
             {
@@ -156,14 +210,50 @@ def start_run(
                 "feed_counts": None,
                 "validation_result": None,
                 "message": None,
+                "validated_load_id": None,
             },
         )
     return run_id
 
 
+def _abandon_stale_runs(wh: Warehouse, run_id: str) -> list[str]:
+    """Called holding the run lock, so a run still ``running`` has no live process (it would
+    hold the lock): mark it ``abandoned``. Its raw rows carry a load id above the last one a
+    gate passed, so the next quality gate validates them before anything is published."""
+    stale = [
+        r[0]
+        for r in wh.query(
+            f"select run_id from {RUNS_TABLE} where status = 'running' and run_id <> {wh.param}",
+            [run_id],
+        )
+    ]
+    for old in stale:
+        wh.execute(
+            f"update {RUNS_TABLE} set status = 'abandoned', finished_at = {wh.param}, "
+            f"message = {wh.param} where run_id = {wh.param} and status = 'running'",
+            [
+                _now(),
+                f"abandoned: still running when run {run_id} started with the run lock free "
+                "(its process ended without finishing); the next quality gate checks the "
+                "records it landed",
+                old,
+            ],
+        )
+        log.warning("run abandoned", extra={"run_id": old, "found_by": run_id})
+    return stale
+
+
+def _refuse_abandoned(wh: Warehouse, run_id: str) -> None:
+    if _read_run(wh, run_id)["status"] == "abandoned":
+        raise RuntimeError(
+            f"run {run_id} was marked abandoned by a later run: start a new run instead"
+        )
+
+
 def ingest_feed(warehouse: str | Path, drop: Path, feed: str, run_id: str) -> FeedCounts:
-    with Warehouse.connect(warehouse) as wh:
+    with run_lock(warehouse), Warehouse.connect(warehouse) as wh:
         ensure_tables(wh)
+        _refuse_abandoned(wh, run_id)
         return _ingest_feed(wh, Path(drop), feed, run_id)
 
 
@@ -197,7 +287,7 @@ def prepare_build(warehouse: str | Path, trials: list[str]) -> None:
     from trialscreen.trial import load_trial, trial_tables
 
     definitions = [load_trial(t) for t in trials]
-    with Warehouse.connect(warehouse) as wh:
+    with run_lock(warehouse), Warehouse.connect(warehouse) as wh:
         ensure_tables(wh)
         write_patient_keys(wh, pseudonym.pseudonym_key())
         for table, frame in trial_tables(definitions).items():
@@ -219,7 +309,10 @@ def dbt_vars(screening_date: date, run_id: str) -> dict[str, Any]:
 def build(warehouse: str | Path, screening_date: date, run_id: str) -> None:
     from trialscreen.transform import seed_and_build
 
-    seed_and_build(str(warehouse), screening_date, run_id, extra_vars={"wap": True})
+    with run_lock(warehouse):
+        seed_and_build(
+            transform_url(warehouse), screening_date, check_run_id(run_id), extra_vars={"wap": True}
+        )
 
 
 def candidate_schema_map() -> dict[str, str]:
@@ -227,17 +320,39 @@ def candidate_schema_map() -> dict[str, str]:
 
 
 def validate(warehouse: str | Path, reports_dir: Path, run_id: str, screening_date: date) -> Any:
-    """Validate the landed feeds and the candidate tables; record the result on the run."""
+    """Validate the raw rows not validated yet and the candidate tables; record the result
+    on the run, and when the gate passes, the highest load id it covered.
+
+    The feeds suite reads the rows with ``after_load_id < load_id <= through_load_id``:
+    after the last load a gate passed (any run's, this one excluded) through the latest
+    load, so rows landed by an abandoned run, or by a run whose gate failed, are checked
+    by the next gate, not published unchecked."""
+    from trialscreen.ingest import LOADS_TABLE
     from trialscreen.validate import validate as gx_validate
 
-    outcome = gx_validate(
-        str(warehouse),
-        Path(reports_dir),
-        run_id,
-        screening_date,
-        schema_map=candidate_schema_map(),
-    )
-    _update_run(warehouse, run_id, validation_result=outcome.as_json())
+    with run_lock(warehouse):
+        with Warehouse.connect(warehouse) as wh:
+            after = wh.scalar(
+                f"select coalesce(max(validated_load_id), 0) from {RUNS_TABLE} "
+                f"where run_id <> {wh.param}",
+                [check_run_id(run_id)],
+            )
+            through = wh.scalar(f"select coalesce(max(load_id), 0) from {LOADS_TABLE}")
+        scope = {"after_load_id": int(after or 0), "through_load_id": int(through or 0)}
+        outcome = gx_validate(
+            transform_url(warehouse),
+            Path(reports_dir),
+            run_id,
+            screening_date,
+            schema_map=candidate_schema_map(),
+            settings={"feeds": scope},
+        )
+        _update_run(
+            warehouse,
+            run_id,
+            validation_result=outcome.as_json(),
+            validated_load_id=scope["through_load_id"] if outcome.success else None,
+        )
     return outcome
 
 
@@ -250,30 +365,61 @@ def _tables_in(wh: Warehouse, schema_name: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def publish(warehouse: str | Path, run_id: str) -> dict[str, int]:
+def _publish_lock_timeout(value: str | None) -> str:
+    timeout = (value or os.environ.get(PUBLISH_LOCK_TIMEOUT_ENV) or "").strip()
+    timeout = timeout or DEFAULT_PUBLISH_LOCK_TIMEOUT
+    if not _LOCK_TIMEOUT.match(timeout):
+        raise ValueError(
+            f"{PUBLISH_LOCK_TIMEOUT_ENV}: '{timeout}' is not a PostgreSQL duration such as "
+            "500ms, 60s or 5min"
+        )
+    return timeout
+
+
+def publish(warehouse: str | Path, run_id: str, lock_timeout: str | None = None) -> dict[str, int]:
     """Swap every candidate table into its published schema in one transaction.
 
-    Tables are copied (``create table as``) rather than renamed so that PostgreSQL default
-    privileges of the published schema apply to them (analysts keep their grants).
+    Runs as the transformer (:func:`transform_url`), which owns the candidate and published
+    schemas. Tables are copied (``create table as``) rather than renamed so that the
+    PostgreSQL default privileges of the published schema apply to them (analysts keep their
+    grants, ``roles.py``). Each table lock is waited for at most ``lock_timeout``
+    (``$TRIALSCREEN_PUBLISH_LOCK_TIMEOUT``, default 60s, ``set local lock_timeout``): a long
+    analyst query on a published table then fails the publish with
+    :class:`PublishLockTimeout` rather than stalling the night (and every query queued
+    behind it); the transaction rolls back and yesterday's tables stay published.
     """
+    timeout = _publish_lock_timeout(lock_timeout)
     published: dict[str, int] = {}
-    with Warehouse.connect(warehouse) as wh:
-        with wh.transaction():
-            for target in PUBLISHED_SCHEMAS:
-                source = target + CANDIDATE_SUFFIX
-                tables = _tables_in(wh, source)
-                if not tables:
-                    continue
-                wh.ensure_schema(target)
-                for table in tables:
-                    wh.execute(f"drop table if exists {target}.{table}")
-                    wh.execute(f"create table {target}.{table} as select * from {source}.{table}")
-                    published[f"{target}.{table}"] = int(
-                        wh.scalar(f"select count(*) from {target}.{table}")
-                    )
-        row = _read_run(wh, run_id)
-        row.update(status="published", finished_at=_now())
-        _write_run(wh, row)
+    with run_lock(warehouse):
+        with Warehouse.connect(warehouse) as wh:
+            _refuse_abandoned(wh, run_id)
+        table = ""
+        with Warehouse.connect(transform_url(warehouse)) as tw:
+            try:
+                with tw.transaction():
+                    if tw.engine == "postgres":
+                        tw.execute("select set_config('lock_timeout', %s, true)", [timeout])
+                    for target in PUBLISHED_SCHEMAS:
+                        source = target + CANDIDATE_SUFFIX
+                        tables = [identifier(t) for t in _tables_in(tw, source)]
+                        if not tables:
+                            continue
+                        tw.ensure_schema(target)
+                        for name in tables:
+                            table = f"{target}.{name}"
+                            tw.execute(f"drop table if exists {table}")
+                            tw.execute(f"create table {table} as select * from {source}.{name}")
+                            published[table] = int(tw.scalar(f"select count(*) from {table}"))
+            except Exception as exc:
+                if getattr(exc, "pgcode", None) != "55P03":  # lock_not_available
+                    raise
+                raise PublishLockTimeout(
+                    f"publish: {table} stayed locked for more than {timeout} (a long query "
+                    "holds it, e.g. an analyst's); nothing was published and yesterday's "
+                    "tables stay in place. Publish again when it ends, or raise "
+                    f"{PUBLISH_LOCK_TIMEOUT_ENV}"
+                ) from None
+        _update_run(warehouse, run_id, status="published", finished_at=_now())
     log.info("published", extra={"run_id": run_id, "tables": len(published)})
     return published
 
@@ -289,11 +435,11 @@ def write_reports(
     (``<reports>/dbt_docs/index.html``, regenerated from the warehouse catalog)."""
     from trialscreen.report import write_report
 
-    report = Path(write_report(str(warehouse), Path(reports_dir), run_id, validation))
+    report = Path(write_report(transform_url(warehouse), Path(reports_dir), run_id, validation))
     if dbt_docs:
         from trialscreen.transform import generate_docs
 
-        generate_docs(str(warehouse), Path(reports_dir) / "dbt_docs")
+        generate_docs(transform_url(warehouse), Path(reports_dir) / "dbt_docs")
     return report
 
 
@@ -315,7 +461,7 @@ def finish_run(
 
 
 def candidate_counts(warehouse: str | Path) -> dict[str, int]:
-    with Warehouse.connect(warehouse) as wh:
+    with Warehouse.connect(transform_url(warehouse)) as wh:
         if not wh.table_exists("marts.screening_results"):
             return {}
         rows = wh.query(
@@ -338,7 +484,23 @@ def run_pipeline(
     run_id: str | None = None,
     dbt_docs: bool = False,
 ) -> RunResult:
-    """The whole nightly job outside Airflow, step by step as the DAG runs it."""
+    """The whole nightly job outside Airflow, step by step as the DAG runs it, holding the
+    warehouse's run lock throughout: a second run refuses at once (``WarehouseBusy``)."""
+    with run_lock(warehouse or "trialscreen.duckdb"):
+        return _run_pipeline(
+            input_dir, screening_date, warehouse, trials, reports_dir, run_id, dbt_docs
+        )
+
+
+def _run_pipeline(
+    input_dir: Path,
+    screening_date: date,
+    warehouse: str | Path | None,
+    trials: list[str] | None,
+    reports_dir: Path | None,
+    run_id: str | None,
+    dbt_docs: bool,
+) -> RunResult:
     warehouse = warehouse or "trialscreen.duckdb"
     trials = trials or ["axiom"]
     reports_dir = Path(reports_dir or Path(str(warehouse)).parent / "reports")

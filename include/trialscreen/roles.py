@@ -10,9 +10,18 @@ runs it at start-up; ``python -m trialscreen.roles`` reads ``TRIALSCREEN_ADMIN_U
     trialscreen_loader        raw, quarantine, audit, config,       (its own tables)
                               restricted (patient_keys)
     trialscreen_transformer   staging, intermediate, marts,         raw, quarantine, config,
-                              restricted, reference, audit          audit, restricted (patient_keys)
+                              restricted, reference, audit,         audit, restricted (patient_keys)
+                              marts_candidate,
+                              restricted_candidate
     trialscreen_analyst       -                                     marts
     trialscreen_coordinator   -                                     marts, restricted
+
+Write-audit-publish (``trialscreen.pipeline``) on these roles: the loader lands feeds and keeps
+the run rows; the transformer builds ``marts_candidate`` and ``restricted_candidate`` (schemas
+made here: it has no CREATE on the database), the quality gate reads them as the transformer,
+and publish copies them into ``marts`` and ``restricted`` as the transformer, whose default
+privileges there give the new tables to the analyst and coordinator again. Nobody else can
+see a candidate schema.
 
 Tables are owned by the role that creates them (the loader for landed feeds, the transformer
 for dbt models). ``ALTER DEFAULT PRIVILEGES FOR ROLE <writer> IN SCHEMA <s>`` grants SELECT to
@@ -55,6 +64,8 @@ SCHEMAS = (
     "marts",
     "restricted",
     "reference",
+    "marts_candidate",
+    "restricted_candidate",
 )
 
 ADMIN_URL_ENV = "TRIALSCREEN_ADMIN_URL"
@@ -85,9 +96,18 @@ ROLES: tuple[RoleSpec, ...] = (
     ),
     RoleSpec(
         TRANSFORMER,
-        writes=("staging", "intermediate", "marts", "restricted", "reference", "audit"),
+        writes=(
+            "staging",
+            "intermediate",
+            "marts",
+            "restricted",
+            "reference",
+            "audit",
+            "marts_candidate",
+            "restricted_candidate",
+        ),
         reads=("raw", "quarantine", "config", "audit", "restricted"),
-        purpose="dbt: builds staging, intermediate, marts, restricted and reference",
+        purpose="dbt, quality gate, publish: builds the candidate schemas, publishes marts",
     ),
     RoleSpec(ANALYST, writes=(), reads=("marts",), purpose="analysts: pseudonymized marts only"),
     RoleSpec(

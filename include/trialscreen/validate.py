@@ -305,7 +305,9 @@ def read_asset(wh: Warehouse, asset: Asset) -> tuple[pl.DataFrame, AssetRead]:
     if not exprs:
         return pl.DataFrame(), AssetRead(asset.name, asset.table, 0, "no listed column found")
     sql = f"select {', '.join(exprs)} from {asset.table}"
-    if asset.where and all(c in present for c in re.findall(r"\b(run_id)\b", asset.where)):
+    # a filter on the loader's columns applies only where the table has them
+    filtered = re.findall(r"\b(run_id|load_id)\b", asset.where or "")
+    if asset.where and all(c in present for c in filtered):
         sql += f" where {asset.where}"
     frame = _conform(query_frame(wh, sql), asset.columns)
     return frame, AssetRead(asset.name, asset.table, frame.height)
