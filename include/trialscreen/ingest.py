@@ -154,7 +154,7 @@ def content_hash(path: Path) -> str:
 def ensure_tables(wh: Warehouse) -> None:
     """Create the raw, quarantine and audit tables this module writes (idempotent)."""
     for feed in schema.FEEDS:
-        for entity, columns in schema.RAW_COLUMNS.items():
+        for entity, columns in schema.TABLE_COLUMNS.items():
             wh.ensure_table(
                 f"raw.{schema.raw_table(feed, entity)}", {**columns, **schema.LOAD_COLUMNS}
             )
@@ -256,6 +256,62 @@ def _insert_new_rows(
     return pl.DataFrame(counts, schema={"source_file": pl.String, "loaded": pl.Int64}, orient="row")
 
 
+def _insert_new_codings(
+    wh: Warehouse,
+    feed: str,
+    entity: str,
+    frame: pl.DataFrame,
+    run_id: str,
+    now: datetime,
+    load_id: int,
+) -> None:
+    """Append the codings child rows of records not yet landed.
+
+    Called before the parents are inserted: a child row is skipped when its parent's
+    ``(record_id, record_hash)`` is already in the parent table, or when an earlier parent
+    of the batch (by file and position) has the same pair (docs/decisions.md "Every coding is
+    kept"). Children without a parent table (Medication resources) dedup on themselves.
+    """
+    table = f"raw.{schema.raw_table(feed, schema.CODINGS)}"
+    parent = f"raw.{schema.raw_table(feed, entity)}" if entity in schema.RAW_COLUMNS else table
+    batch = frame.with_columns(
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(now).alias("loaded_at"),
+        pl.lit(load_id, dtype=pl.Int64).alias("load_id"),
+    )
+    wh.execute("drop table if exists _ts_codings")
+    wh.execute(
+        "create temporary table _ts_codings ("
+        + ", ".join(f"{c} {wh.column_type(t)}" for c, t in batch.schema.items())
+        + ")"
+    )
+    wh.load_frame("_ts_codings", batch)
+    cols = ", ".join(batch.columns)
+    same_entity = "" if parent != table else f"and t.entity = {wh.param}"
+    params = [] if parent != table else [entity]
+    wh.execute(
+        f"""
+        insert into {table} ({cols})
+        with ranked as (
+            select {cols},
+                   dense_rank() over (
+                       partition by entity, record_id, record_hash
+                       order by source_file, source_position
+                   ) as _rn
+            from _ts_codings
+        )
+        select {cols} from ranked b
+        where _rn = 1
+          and not exists (
+              select 1 from {parent} t
+              where t.record_id = b.record_id and t.record_hash = b.record_hash {same_entity}
+          )
+        """,
+        params,
+    )
+    wh.execute("drop table _ts_codings")
+
+
 def _latest_effective(frame: pl.DataFrame) -> datetime | None:
     if "effective_at" in frame.columns and frame.height:
         value = frame.get_column("effective_at").max()
@@ -293,6 +349,14 @@ def _flush(wh: Warehouse, batch: _Batch, counts: FeedCounts, run_id: str, load_i
     feed = counts.feed
     now = datetime.now(UTC).replace(tzinfo=None)
     per_file_loaded: dict[str, int] = {}
+    codings = [p.codings for p, _, _ in batch.files if p.codings.height]
+    all_codings = pl.concat(codings, how="vertical") if codings else None
+    if all_codings is not None:
+        table = f"raw.{schema.raw_table(feed, schema.CODINGS)}"
+        for (entity,), part in all_codings.partition_by("entity", as_dict=True).items():
+            # child rows before their parents: a parent landed earlier skips its children
+            _insert_new_codings(wh, feed, str(entity), part, run_id, now, load_id)
+        counts.loaded_by_table.setdefault(table, 0)
     for entity in schema.ENTITIES:
         frames = [
             schema.conform(entity, p.tables[entity])

@@ -100,10 +100,36 @@ RAW_COLUMNS: dict[str, dict[str, pl.DataType]] = {
         "code_display": pl.String(),
         "code_text": pl.String(),
         "status": pl.String(),
+        # MedicationRequest.intent (proposal/plan are not therapy given); null elsewhere
+        "intent": pl.String(),
         "start_at": TS,
         "end_at": TS,
     },
 }
+
+# Every coding of a condition or medication (docs/decisions.md "Every coding is kept"): a
+# long child table per feed, ``raw.<feed>_codings``, with the lineage of its parent record.
+# The entity table keeps its first (preferred) coding as before. Child rows are not records:
+# they are loaded with their parent's (record_id, record_hash) dedup and not counted.
+CODINGS = "codings"
+CODING_COLUMNS: dict[str, pl.DataType] = {
+    **LINEAGE,  # the parent record's
+    "entity": pl.String(),  # conditions | medications
+    "element": pl.String(),  # code (Condition.code) | medication (the drug)
+    "seq": pl.Int64(),  # 1-based order of the coding within (record, element)
+    "system": pl.String(),  # as sent: URI, OID (urn:oid:...), HL7 table 0396 name, short name
+    "code": pl.String(),
+    "display": pl.String(),
+}
+# Parsers carry a record's codings as a list column until ``split_codings`` turns them into
+# child rows (the list never reaches a raw entity table).
+CODING_LIST = "_codings"
+CODING_ITEM = pl.Struct(
+    {"element": pl.String(), "system": pl.String(), "code": pl.String(), "display": pl.String()}
+)
+# Every raw table of a feed: the entities and the codings child table.
+RAW_TABLES: tuple[str, ...] = (*ENTITIES, CODINGS)
+TABLE_COLUMNS: dict[str, dict[str, pl.DataType]] = {**RAW_COLUMNS, CODINGS: CODING_COLUMNS}
 
 # Added by the loader to every raw table. ``load_id`` increases with every ingest run of a
 # warehouse (``audit.loads``); rows above the last load a quality gate passed are the ones
@@ -129,12 +155,12 @@ def raw_table(feed: str, entity: str) -> str:
 
 
 def empty_frame(entity: str) -> pl.DataFrame:
-    return pl.DataFrame(schema=RAW_COLUMNS[entity])
+    return pl.DataFrame(schema=TABLE_COLUMNS[entity])
 
 
 def conform(entity: str, frame: pl.DataFrame) -> pl.DataFrame:
     """Select and cast a parser's frame to the raw contract (missing columns become null)."""
-    schema = RAW_COLUMNS[entity]
+    schema = TABLE_COLUMNS[entity]
     missing = [
         pl.lit(None, dtype=dt).alias(c) for c, dt in schema.items() if c not in frame.columns
     ]
@@ -145,3 +171,28 @@ def conform(entity: str, frame: pl.DataFrame) -> pl.DataFrame:
 
 def quarantine_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=QUARANTINE_COLUMNS)
+
+
+def split_codings(entity: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """The child rows (``CODING_COLUMNS``) of a parser frame's ``CODING_LIST`` column: one per
+    coding with a code, numbered per (record, element) in the order sent."""
+    if CODING_LIST not in frame.columns or not frame.height:
+        return empty_frame(CODINGS)
+    keys = ["source_file", "source_position", "record_id", "element"]
+    rows = (
+        frame.select(*LINEAGE, pl.col(CODING_LIST).cast(pl.List(CODING_ITEM)))
+        .explode(CODING_LIST)
+        .unnest(CODING_LIST)
+        .filter(pl.col("code").is_not_null() & (pl.col("code").str.strip_chars() != ""))
+        .with_columns(
+            pl.lit(entity).alias("entity"),
+            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over(keys).alias("seq"),
+        )
+    )
+    return conform(CODINGS, rows)
+
+
+def timestamp_columns(entity: str) -> list[str]:
+    """The timestamp columns of an entity's raw table (each has an ``_offset_min`` partner)."""
+    columns = RAW_COLUMNS[entity]
+    return [c for c, dt in columns.items() if dt == TS and f"{c}_offset_min" in columns]

@@ -29,6 +29,9 @@ class ParsedFile:
     )
     records_in: int = 0
     ignored: dict[str, int] = field(default_factory=dict)
+    # every coding of the conditions and medications in ``tables`` (``schema.CODING_COLUMNS``):
+    # child rows of those records, not records themselves (not in ``records_in``/``rows_out``)
+    codings: pl.DataFrame = field(default_factory=lambda: schema.empty_frame(schema.CODINGS))
 
     @property
     def rows_out(self) -> int:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import polars as pl
 
+from trialscreen import schema
+
 from trialscreen.codesystems import DICOM, SNOMED
 from trialscreen.feeds import ParsedFile
 from trialscreen.feeds.csv.mapping import (
@@ -90,6 +92,10 @@ CSV_FILES: dict[str, dict[str, str]] = {
         "code_system": "icd-10-cm | icd-o-3 | snomed | text",
         "code": "the code (C49.9 or C499; 9581/3; SNOMED id); empty when text only",
         "display": "diagnosis text",
+        "alt_code_system": "system of a second coding of the same condition (e.g. icd-o-3"
+        " beside an icd-10-cm site code); a URI or OID is accepted",
+        "alt_code": "the second code (e.g. 9581/3)",
+        "alt_display": "the second code's display",
         "clinical_status": "active | recurrence | relapse | inactive | remission | resolved",
         "verification_status": "confirmed | provisional | differential | unconfirmed | refuted"
         " | entered-in-error",
@@ -104,7 +110,12 @@ CSV_FILES: dict[str, dict[str, str]] = {
         "code_system": "rxnorm | atc | text",
         "code": "RxNorm or ATC code; empty when text only",
         "name": "drug name (generic or brand)",
-        "status": "active | completed | stopped | on-hold | cancelled | draft | entered-in-error",
+        "alt_code_system": "system of a second coding of the same drug (e.g. atc beside an"
+        " rxnorm product code)",
+        "alt_code": "the second code",
+        "status": "active | completed | stopped | on-hold | cancelled | draft | entered-in-error"
+        " | not-done (administration) | not-taken (statement)",
+        "intent": "request intent: order | plan | proposal | ... (plan/proposal: not given)",
         "start_date": "start date or timestamp (required)",
         "end_date": "end date or timestamp",
     },
@@ -372,6 +383,14 @@ def _contract_conditions() -> Mapping:
             "code": pl.col("code"),
             "code_display": pl.col("display"),
             "code_text": pl.col("display"),
+            "alt_code_system": _code_system("alt_code_system"),
+            "alt_code": pl.col("alt_code"),
+            "alt_code_display": pl.col("alt_display"),
+            schema.CODING_LIST: _codings(
+                "code",
+                ("code_system", "code", "display"),
+                ("alt_code_system", "alt_code", "alt_display"),
+            ),
             "clinical_status": _lower("clinical_status"),
             "verification_status": _lower("verification_status"),
             "onset_at": _timestamp("onset_date"),
@@ -409,7 +428,11 @@ def _contract_medications() -> Mapping:
             "code": pl.col("code"),
             "code_display": pl.col("name"),
             "code_text": pl.col("name"),
+            schema.CODING_LIST: _codings(
+                "medication", ("code_system", "code", "name"), ("alt_code_system", "alt_code", None)
+            ),
             "status": _lower("status"),
+            "intent": _lower("intent"),
             "start_at": _timestamp("start_date"),
             "end_at": _timestamp("end_date"),
         },
@@ -429,6 +452,21 @@ def _contract_medications() -> Mapping:
         ],
         timestamps=("start_date", "end_date"),
     )
+
+
+def _codings(element: str, *columns: tuple[str, str, str | None]) -> pl.Expr:
+    """Every coding of the row, (system, code, display) column triplets in order, as
+    ``schema.CODING_ITEM`` structs (docs/decisions.md "Every coding is kept")."""
+    items = [
+        pl.struct(
+            pl.lit(element, dtype=pl.String).alias("element"),
+            _code_system(system).alias("system"),
+            pl.col(code).alias("code"),
+            (pl.col(display) if display else pl.lit(None, dtype=pl.String)).alias("display"),
+        )
+        for system, code, display in columns
+    ]
+    return pl.concat_list(items)
 
 
 CONTRACT_MAPPINGS: dict[str, Callable[[], Mapping]] = {

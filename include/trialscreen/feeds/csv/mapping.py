@@ -116,6 +116,7 @@ def _apply(
         tables={mapping.entity: schema.conform(mapping.entity, table)},
         quarantined=_quarantine_rows(raw, bad, source_file),
         records_in=cells.height,
+        codings=schema.split_codings(mapping.entity, table),
     )
 
 

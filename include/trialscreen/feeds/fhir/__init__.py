@@ -117,6 +117,7 @@ def parse_fhir_file(path: Path, root: Path) -> ParsedFile:
     result.quarantined = _quarantine(acc.quarantine)
     result.ignored = dict(acc.ignored)
     result.records_in = result.rows_out + result.quarantined.height
+    result.codings = acc.coding_frame()
     return result
 
 

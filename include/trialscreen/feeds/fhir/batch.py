@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import polars as pl
 
 from trialscreen import schema
@@ -21,6 +22,7 @@ from trialscreen.feeds.fhir.read import (
     _FileError,
     _quarantine,
     _read_bytes,
+    medication_coding_rows,
 )
 from trialscreen.feeds.fhir.resources import (
     MAPPERS,
@@ -59,6 +61,20 @@ class _Accumulator:
     out: dict[str, list[pl.DataFrame]] = field(
         default_factory=lambda: {e: [] for e in schema.ENTITIES}
     )
+    # child rows: every coding of the mapped records, and the Medication resources' codings
+    codings: list[pl.DataFrame] = field(default_factory=list)
+    medication_rows: list[dict[str, object]] = field(default_factory=list)
+
+    def medication(self, res: dict[str, object], pos: int, digest: str) -> None:
+        self.medication_rows += medication_coding_rows(res, self.source_file, pos, digest)
+
+    def coding_frame(self) -> pl.DataFrame:
+        frames = [*self.codings]
+        if self.medication_rows:
+            frames.append(
+                pl.DataFrame(self.medication_rows, schema=schema.CODING_COLUMNS, orient="row")
+            )
+        return pl.concat(frames) if frames else schema.empty_frame(schema.CODINGS)
 
     def reject(
         self, position: int | None, error: str, payload: str, rec: int | None = None, stage: int = 0
@@ -109,6 +125,13 @@ class _Accumulator:
             self.groups.setdefault(rtype, []).append((line, pos, digest))
         else:
             self.ignored[rtype] += 1
+            if rtype == "Medication":  # a Medication NDJSON file
+                try:
+                    res = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    return
+                if isinstance(res, dict):
+                    self.medication(res, pos, digest)
 
     def _map(self, rtype: str, frame: pl.DataFrame) -> None:
         """One lazy query per type: computed columns, then ``_error``, then the split."""
@@ -128,6 +151,8 @@ class _Accumulator:
             mapped = mapped.filter(pl.col("_error").is_null())
         if mapped.height:
             self.out[entity].append(schema.conform(entity, mapped))
+            if schema.CODING_LIST in mapped.columns:
+                self.codings.append(schema.split_codings(entity, mapped))
 
 
 # ---------------------------------------------------------------------------------------
@@ -167,6 +192,7 @@ class _BatchRun:
         self.rec_order: list[tuple[int, int]] = []  # per record: (group run order, chunk)
         self.rejects: list[list[tuple[tuple[int, ...], dict[str, object]]]] = [[] for _ in slots]
         self.out: dict[str, list[pl.DataFrame]] = {e: [] for e in schema.ENTITIES}
+        self.codings: list[pl.DataFrame] = []
         keys: list[str] = []
         targets: list[str] = []
         for fi, slot in enumerate(slots):
@@ -250,6 +276,8 @@ class _BatchRun:
         if mapped.height:
             out = schema.conform(entity, mapped)
             self.out[entity].append(out.with_columns(mapped.select("_rec", "_file")))
+            if schema.CODING_LIST in mapped.columns:
+                self.codings.append(schema.split_codings(entity, mapped))
 
     def _finish(self) -> None:
         """Slice each entity's rows back per file; build each file's quarantine and counts."""
@@ -265,11 +293,22 @@ class _BatchRun:
             for fi, slot in enumerate(self.slots):
                 if bounds[fi + 1] > bounds[fi]:
                     slot.result.tables[entity] = rows.slice(bounds[fi], bounds[fi + 1] - bounds[fi])
+        # codings carry their own source_file: split them back per file by it
+        codings = pl.concat(self.codings) if self.codings else None
+        by_file = (
+            codings.partition_by("source_file", as_dict=True, maintain_order=True)
+            if codings is not None and codings.height
+            else {}
+        )
         for fi, slot in enumerate(self.slots):
             acc = slot.acc
             if acc is None:
                 continue
             result = slot.result
+            mine = by_file.get((result.source_file,))
+            if mine is not None:
+                acc.codings.append(mine)
+            result.codings = acc.coding_frame()
             acc.quarantine += [row for _, row in sorted(self.rejects[fi], key=lambda kv: kv[0])]
             if (
                 not result.rows_out

@@ -28,6 +28,9 @@ _MED_FIELDS: dict[str, pl.DataType] = {
     "status": _S,
     "medicationCodeableConcept": _CC,
     "medicationReference": _REF,
+    # contained Medication resources a "#id" medicationReference points to
+    "contained": pl.List(pl.Struct({"resourceType": _S, "id": _S, "code": _CC})),
+    "intent": _S,  # MedicationRequest: proposal / plan / order ... (proposal, plan: not given)
     "subject": _REF,
     "patient": _REF,
     "authoredOn": _S,

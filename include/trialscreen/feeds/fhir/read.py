@@ -161,6 +161,9 @@ def _collect_resource(res: object, pos: int, full_url: str | None, acc: _Accumul
         acc.refs[full_url] = f"{rtype}/{rid}"
     if rtype not in USED_TYPES:
         acc.ignored[rtype] += 1
+        if rtype == "Medication":
+            text = orjson.dumps(res, option=orjson.OPT_SORT_KEYS)
+            acc.medication(res, pos, hashlib.sha256(text).hexdigest())
         return
     text = orjson.dumps(res, option=orjson.OPT_SORT_KEYS)
     acc.groups.setdefault(rtype, []).append((text.decode(), pos, hashlib.sha256(text).hexdigest()))
@@ -168,3 +171,41 @@ def _collect_resource(res: object, pos: int, full_url: str | None, acc: _Accumul
 
 def _dump_any(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+# A Medication resource is not a record of the feed (it describes a drug, not something that
+# happened to a patient; it stays counted in ``ignored``): its codings land in the codings
+# child table under entity ``medication_resources`` and record id ``Medication/<id>``, where
+# dbt resolves the ``medicationReference`` of requests, statements and administrations.
+MEDICATION_RESOURCES = "medication_resources"
+
+
+def medication_coding_rows(
+    res: dict[str, object], source_file: str, pos: int, digest: str
+) -> list[dict[str, object]]:
+    """The codings of one Medication resource as ``schema.CODING_COLUMNS`` rows."""
+    rid = res.get("id")
+    code = res.get("code")
+    if not isinstance(rid, str) or not isinstance(code, dict):
+        return []
+    codings = code.get("coding")
+    rows: list[dict[str, object]] = []
+    for coding in codings if isinstance(codings, list) else []:
+        if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
+            continue
+        system, display = coding.get("system"), coding.get("display")
+        rows.append(
+            {
+                "source_file": source_file,
+                "source_position": pos,
+                "record_id": f"Medication/{rid}",
+                "record_hash": digest,
+                "entity": MEDICATION_RESOURCES,
+                "element": "code",
+                "seq": len(rows) + 1,
+                "system": system if isinstance(system, str) else None,
+                "code": coding["code"],
+                "display": display if isinstance(display, str) else None,
+            }
+        )
+    return rows

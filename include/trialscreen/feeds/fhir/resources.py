@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from trialscreen import schema
 from trialscreen.codesystems import ATC, ICD10CM, ICDO3, LOINC, RXNORM, SNOMED
 
 # Resource types the pipeline uses, and the raw entity each one lands in.
@@ -42,6 +43,9 @@ def _first(expr: pl.Expr, *path: str) -> pl.Expr:
 def _coding_where(codings: pl.Expr, system: str) -> pl.Expr:
     """The first coding of a CodeableConcept.coding list with the given system."""
     return codings.list.filter(pl.element().struct.field("system") == system).list.first()
+
+
+_CODING = pl.Struct({"system": pl.String(), "code": pl.String(), "display": pl.String()})
 
 
 def _preferred_coding(codings: pl.Expr, systems: tuple[str, ...]) -> pl.Expr:
@@ -283,6 +287,49 @@ def _second_coding(codings: pl.Expr, primary: pl.Expr, systems: tuple[str, ...])
     return pl.coalesce(*[pl.when(system != s).then(_coding_where(codings, s)) for s in systems])
 
 
+def _coding_items(codings: pl.Expr, element: str) -> pl.Expr:
+    """A CodeableConcept.coding list as ``schema.CODING_ITEM`` structs (every coding kept:
+    docs/decisions.md "Every coding is kept")."""
+    return codings.list.eval(
+        pl.struct(
+            pl.lit(element, dtype=pl.String()).alias("element"),
+            pl.element().struct.field("system"),
+            pl.element().struct.field("code"),
+            pl.element().struct.field("display"),
+        )
+    ).cast(pl.List(schema.CODING_ITEM))
+
+
+def _reference_item(ref: pl.Expr) -> pl.Expr:
+    """A ``medicationReference`` that is not contained, as a coding of element ``reference``:
+    dbt resolves it to the Medication resource (same bundle or a Medication NDJSON file)."""
+    item = pl.struct(
+        pl.lit("reference", dtype=pl.String()).alias("element"),
+        pl.lit(None, dtype=pl.String()).alias("system"),
+        ref.alias("code"),
+        pl.lit(None, dtype=pl.String()).alias("display"),
+    )
+    return pl.when(ref.is_not_null() & ~ref.str.starts_with("#")).then(
+        pl.concat_list(item)
+    ).otherwise(pl.lit([], dtype=pl.List(schema.CODING_ITEM)))
+
+
+def _contained_medication_items(ref: pl.Expr) -> pl.Expr:
+    """Codings of the contained Medication a ``#id`` reference points to (a resource contains
+    one Medication in practice; with several, the codings of all of them are kept)."""
+    meds = pl.col("contained").list.eval(
+        pl.element().filter(pl.element().struct.field("resourceType") == "Medication")
+    )
+    codings = meds.list.eval(
+        pl.element().struct.field("code").struct.field("coding").explode()
+    ).list.drop_nulls()
+    return (
+        pl.when(ref.str.starts_with("#"))
+        .then(_coding_items(codings, "medication"))
+        .otherwise(pl.lit([], dtype=pl.List(schema.CODING_ITEM)))
+    )
+
+
 def _conditions(resolve: Resolver) -> Mapping:
     codings = _f(pl.col("code"), "coding")
     coding = _preferred_coding(codings, (ICD10CM, ICDO3, SNOMED))
@@ -297,6 +344,7 @@ def _conditions(resolve: Resolver) -> Mapping:
         _f(alt, "system").alias("alt_code_system"),
         _f(alt, "code").alias("alt_code"),
         _f(alt, "display").alias("alt_code_display"),
+        _coding_items(codings, "code").alias(schema.CODING_LIST),
         _f(_first(_f(pl.col("clinicalStatus"), "coding")), "code").alias("clinical_status"),
         _f(_first(_f(pl.col("verificationStatus"), "coding")), "code").alias("verification_status"),
         *_ts_columns(
@@ -320,7 +368,24 @@ def _conditions(resolve: Resolver) -> Mapping:
 
 def _medications(resolve: Resolver) -> Mapping:
     med = pl.col("medicationCodeableConcept")
-    coding = _preferred_coding(_f(med, "coding"), (RXNORM, ATC))
+    # medicationReference: bundle fullUrls resolved like subjects; a contained Medication
+    # ("#id") gives its codings here, any other reference is resolved in dbt
+    ref = resolve(_f(pl.col("medicationReference"), "reference"))
+    contained = _contained_medication_items(ref)
+    all_codings = pl.concat_list(
+        _coding_items(_f(med, "coding").fill_null(pl.lit([], dtype=pl.List(_CODING))), "medication"),
+        contained,
+    )
+    coding = _preferred_coding(
+        all_codings.list.eval(
+            pl.struct(
+                pl.element().struct.field("system"),
+                pl.element().struct.field("code"),
+                pl.element().struct.field("display"),
+            )
+        ),
+        (RXNORM, ATC),
+    )
     start = pl.coalesce(
         pl.col("authoredOn"), _f(pl.col("effectivePeriod"), "start"), pl.col("effectiveDateTime")
     )
@@ -333,15 +398,20 @@ def _medications(resolve: Resolver) -> Mapping:
         pl.coalesce(_f(med, "text"), _f(pl.col("medicationReference"), "display")).alias(
             "code_text"
         ),
+        pl.concat_list(all_codings, _reference_item(ref)).alias(schema.CODING_LIST),
+        ref.alias("_medication_ref"),
         pl.col("status").str.to_lowercase(),
+        pl.col("intent").str.to_lowercase(),
         *_ts_columns(start_at=start, end_at=_f(pl.col("effectivePeriod"), "end")),
     ]
     label = pl.col("resourceType")
     checks = [
         *_subject_checks(label),
         (
-            pl.col("code").is_null() & pl.col("code_text").is_null(),
-            label + " has no medication code or text",
+            pl.col("code").is_null()
+            & pl.col("code_text").is_null()
+            & pl.col("_medication_ref").is_null(),
+            label + " has no medication code, text or reference",
         ),
         (_bad_ts("start_at"), label + " start (authoredOn/effective[x]) is not a valid date/time"),
         (_bad_ts("end_at"), label + " effectivePeriod.end is not a valid date/time"),
