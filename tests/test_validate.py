@@ -27,6 +27,7 @@ PHI_FAMILY = "Zyxwvutsson"
 PHI_GIVEN = "Quorabelle"
 PHI_BIRTH = date(1961, 7, 4)
 PHI_FILE = f"fhir/{PHI_FAMILY}_{PHI_GIVEN}_0001.json"
+STATUS_MARKUP = f"<script>alert('{PHI_GIVEN}')</script>"
 
 # patient -> (criterion -> status); everything not listed is met, informed_consent is review
 PATIENTS: dict[str, dict[str, str]] = {
@@ -218,7 +219,9 @@ def _raw_rows(wh: Warehouse, run_id: str) -> None:
             "loinc": "751-8",
             "value_numeric": 2.1,
             "value_unit": "10*9/L",
-            "status": "final",
+            # a sender's status outside the vocabulary: markup and a name (OBX-11 and FHIR
+            # status are free to a careless sender); Data Docs must show '(unlisted)' only
+            "status": STATUS_MARKUP if i == 2 else "final",
             "effective_at": datetime(2026, 11, 1, 8, 0),
         }
         for i in range(3)
@@ -512,6 +515,39 @@ def test_no_phi_in_data_docs(clean, broken, collapsed, reports_dir):
         text = path.read_text(errors="replace")
         for secret in (PHI_MRN, PHI_FAMILY, PHI_GIVEN, PHI_BIRTH.isoformat(), "Quorabelle"):
             assert secret not in text, f"{secret!r} found in {path.relative_to(docs)}"
+
+
+def test_unexpected_raw_values_reach_data_docs_only_as_a_category(clean, reports_dir):
+    """docs/decisions.md "Free text from source records": a raw status outside the
+    vocabulary is validated as '(unlisted)' — counted and shown, never rendered as sent."""
+    [status] = _named(clean.warnings, "raw.fhir_observations", "expect_column_values_to_be_in_set")
+    assert status["observed"].startswith("1 of 3 rows unexpected")
+    site = reports_dir / "data_docs" / "gx" / "uncommitted" / "data_docs" / "local_site"
+    pages = list((site / "validations" / "raw" / "fhir_observations").rglob("*.html"))
+    assert pages
+    text = "".join(p.read_text(errors="replace") for p in pages)
+    assert "(unlisted)" in text
+    for path in (reports_dir / "data_docs").rglob("*"):
+        if path.is_file() and path.suffix in (".html", ".json"):
+            body = path.read_text(errors="replace")
+            assert "alert(" not in body and "<script>alert" not in body, path
+
+
+def test_raw_text_columns_must_be_masked_or_categorized(tmp_path):
+    from trialscreen.validate import SuiteError, load_suite
+
+    asset = (
+        "suite: raw_text\nassets:\n  - name: raw.x\n    table: raw.x\n"
+        "    columns: {run_id: string, status: string, value_numeric: float}\n"
+    )
+    (tmp_path / "raw_text.yml").write_text(asset + "    expectations: []\n")
+    with pytest.raises(SuiteError, match=r"\['status'\].*'masked' or 'categorized'"):
+        load_suite("raw_text", "r1", SCREENING_DATE, directory=tmp_path)
+    (tmp_path / "raw_text.yml").write_text(
+        asset + "    categorized: {status: [final]}\n    expectations: []\n"
+    )
+    suite = load_suite("raw_text", "r1", SCREENING_DATE, directory=tmp_path)
+    assert suite.assets[0].categorized == {"status": ("final",)}
 
 
 def test_suite_files_are_rejected_with_the_field_named(tmp_path):

@@ -52,6 +52,10 @@ DEFAULT_SUITES = ("feeds", "marts")
 SCHEMAS = ("raw", "quarantine", "config", "staging", "intermediate", "marts", "restricted", "audit")
 PHI_COLUMNS = frozenset({"mrn", "family_name", "given_name", "birth_date", "raw_payload"})
 MASK_VALUE = "present"
+# a categorized column's value outside its known values (a sender's code or free text)
+OTHER_VALUE = "(unlisted)"
+# the loader's own columns of raw tables: written by trialscreen, not by a sender
+_LOADER_COLUMNS = frozenset({"run_id", "load_id", "loaded_at"})
 
 _DTYPES: dict[str, pl.DataType] = {
     "string": pl.String(),
@@ -100,6 +104,8 @@ class Asset:
     sql: str | None = None  # a check query (one row of counts)
     where: str | None = None
     masked: tuple[str, ...] = ()
+    # column -> known values; anything else is read as OTHER_VALUE (never the value itself)
+    categorized: dict[str, tuple[str, ...]] = field(default_factory=dict)
     requires: tuple[str, ...] = ()
     required: bool = False  # a missing table is a failure (else: an empty frame)
 
@@ -138,8 +144,8 @@ def _substitute(value: Any, context: Mapping[str, Any], where: str) -> Any:
 
 def _parse_asset(raw: Mapping[str, Any], where: str) -> Asset:
     unknown = set(raw) - {
-        "name", "description", "table", "sql", "where", "columns", "masked", "requires",
-        "required", "expectations",
+        "name", "description", "table", "sql", "where", "columns", "masked", "categorized",
+        "requires", "required", "expectations",
     }  # fmt: skip
     if unknown:
         raise SuiteError(f"{where}: unknown field(s) {sorted(unknown)}")
@@ -164,6 +170,21 @@ def _parse_asset(raw: Mapping[str, Any], where: str) -> Asset:
     for col in masked:
         if col not in columns:
             raise SuiteError(f"{where}.masked: '{col}' is not in columns")
+    categorized = _parse_categorized(raw.get("categorized"), columns, masked, where)
+    if name.startswith("raw."):  # sender-controlled text: masked or categorized only
+        exposed = [
+            c
+            for c, kind in columns.items()
+            if kind == "string"
+            and c not in _LOADER_COLUMNS
+            and c not in masked
+            and c not in categorized
+        ]
+        if exposed:
+            raise SuiteError(
+                f"{where}.columns: {exposed} of a raw table must be listed under 'masked' or "
+                "'categorized' (sender text never reaches Great Expectations as it is)"
+            )
     expectations = []
     for i, exp in enumerate(raw.get("expectations") or []):
         ewhere = f"{where}.expectations[{i}]"
@@ -193,10 +214,37 @@ def _parse_asset(raw: Mapping[str, Any], where: str) -> Asset:
         where=raw.get("where"),
         columns=dict(columns),
         masked=masked,
+        categorized=categorized,
         requires=tuple(raw.get("requires") or ()),
         required=bool(raw.get("required", False)),
         expectations=expectations,
     )
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _parse_categorized(
+    raw: Any, columns: Mapping[str, str], masked: Sequence[str], where: str
+) -> dict[str, tuple[str, ...]]:
+    """``categorized: {status: [final, amended, ...]}``: read the column as itself when it is
+    one of the known values, else as ``(unlisted)`` (so Data Docs, which print unexpected values,
+    show ``(unlisted)`` and a count, never what a sender wrote)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{where}.categorized: a mapping column -> known values is required")
+    out: dict[str, tuple[str, ...]] = {}
+    for col, values in raw.items():
+        if col not in columns or col in masked:
+            raise SuiteError(f"{where}.categorized: '{col}' is not an unmasked listed column")
+        if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+            raise SuiteError(f"{where}.categorized.{col}: a list of known values is required")
+        if OTHER_VALUE in values:
+            raise SuiteError(f"{where}.categorized.{col}: '{OTHER_VALUE}' is the reserved category")
+        out[col] = tuple(values)
+    return out
 
 
 def load_suite(
@@ -300,6 +348,12 @@ def read_asset(wh: Warehouse, asset: Asset) -> tuple[pl.DataFrame, AssetRead]:
             continue
         if col in asset.masked:
             exprs.append(f"case when {col} is null then null else '{MASK_VALUE}' end as {col}")
+        elif col in asset.categorized:
+            known = ", ".join(_sql_text(v) for v in asset.categorized[col])
+            exprs.append(
+                f"case when {col} is null then null when {col} in ({known}) then {col} "
+                f"else '{OTHER_VALUE}' end as {col}"
+            )
         else:
             exprs.append(col)
     if not exprs:
@@ -375,14 +429,22 @@ class ValidationOutcome:
         return " — ".join(parts)
 
 
+def _exception_class(info: Mapping[str, Any]) -> str:
+    """The exception's class from GX's traceback text, never its message (which may quote a
+    value: the outcome goes to the audit row and the report)."""
+    lines = [ln for ln in str(info.get("exception_traceback") or "").splitlines() if ln.strip()]
+    match = re.match(r"^([A-Za-z_][\w.]*)(?::|$)", lines[-1].strip()) if lines else None
+    return f"{match.group(1).rsplit('.', 1)[-1]} raised" if match else "exception raised"
+
+
 def _exception_message(info: Any) -> str | None:
     if not isinstance(info, dict):
         return None
     if info.get("raised_exception"):
-        return str(info.get("exception_message") or "exception")
+        return _exception_class(info)
     for value in info.values():
         if isinstance(value, dict) and value.get("raised_exception"):
-            return str(value.get("exception_message") or "exception")
+            return _exception_class(value)
     return None
 
 
