@@ -107,6 +107,78 @@ def test_report_carries_no_phi_and_no_script(report):
     assert "http://" not in html and "https://" not in html
 
 
+def test_every_text_the_report_renders_from_data_is_escaped():
+    """docs/decisions.md "Free text from source records": every HTML page escapes what it
+    renders from data — here markup in every text field the page shows."""
+    from datetime import date, datetime
+
+    import polars as pl
+
+    from trialscreen.report import ReportData, render
+    from trialscreen.validate import ValidationOutcome
+
+    bad = '<script>x()</script>"><img src=x onerror=y>'
+    data = ReportData(
+        run_id="run-1",
+        screening_date=date(2026, 11, 2),
+        status=bad,
+        run_row={"trial_ids": bad, "started_at": bad, "finished_at": bad, "message": bad},
+        marts_run_id=bad,
+        funnel=pl.DataFrame(
+            {
+                "trial_id": [bad],
+                "cohort_id": [bad],
+                "ordinal": [1],
+                "criterion_id": [bad],
+                "patients_screened": [3],
+                "patients_removed": [1],
+                "patients_remaining": [2],
+            }
+        ),
+        outcomes=pl.DataFrame(
+            {
+                "trial_id": [bad],
+                "cohort_id": [bad],
+                "criterion_id": [bad],
+                "met": [1],
+                "not_met": [1],
+                "unknown": [1],
+                "review": [0],
+            }
+        ),
+        candidates=pl.DataFrame(
+            {"trial_id": [bad], "cohort_id": [bad], "candidate_status": [bad], "patients": [3]}
+        ),
+        volumes=pl.DataFrame(
+            {
+                "run_id": [bad],
+                "feed": [bad],
+                "records_in": [3],
+                "loaded": [1],
+                "duplicates_skipped": [1],
+                "quarantined": [1],
+                "finished_at": [datetime(2026, 11, 2)],
+            }
+        ),
+        freshness=pl.DataFrame(
+            {"feed": [bad], "latest_record_at": [datetime(2026, 11, 1)], "records_this_run": [3]}
+        ),
+        quarantine=pl.DataFrame({"feed": [bad], "scope": [bad], "error": [bad], "records": [1]}),
+        value_issues=pl.DataFrame({"analyte": [bad], "value_issue": [bad], "results": [1]}),
+        validation=ValidationOutcome(
+            run_id="run-1",
+            screening_date=date(2026, 11, 2),
+            success=False,
+            blocking_failures=[{k: bad for k in ("suite", "asset", "expectation", "column")}],
+            warnings=[{"observed": bad}],
+            suites=[bad],
+        ),
+    )
+    page = render(data, docs_href=bad)
+    assert "<script" not in page.lower() and "<img" not in page.lower()
+    assert "&lt;script&gt;" in page
+
+
 def test_report_renders_without_marts(tmp_path):
     from trialscreen.report import write_report
 

@@ -381,7 +381,7 @@ def _cohort_sections(data: ReportData) -> str:
             parts.append(
                 f'<div class="cards" id="{_id("candidates", trial, cohort)}">'
                 + "".join(
-                    f'<div class="card" data-metric="{_id(label)}"><b>{n}</b>{E(label)}</div>'
+                    f'<div class="card" data-metric="{_id(label)}"><b>{int(n)}</b>{E(label)}</div>'
                     for label, n in cards
                 )
                 + "</div>"
@@ -494,7 +494,7 @@ def _validation_section(data: ReportData, docs_href: str | None) -> str:
         )
         parts.append(
             f"<p>{badge} {len(v.blocking_failures)} blocking failure(s), "
-            f"{len(v.warnings)} warning(s), {v.expectations_evaluated} expectations "
+            f"{len(v.warnings)} warning(s), {int(v.expectations_evaluated)} expectations "
             f"({E(', '.join(v.suites))}).</p>"
         )
         cols = ["suite", "asset", "expectation", "column", "observed"]
