@@ -87,6 +87,7 @@ joined as (
         dx.matched_on as dx_matched_on,
         dx.code as dx_code,
         dx.code_label as dx_label,
+        dx.matched_term as dx_term,
         adv.condition_id as adv_condition_id,
         adv.code as adv_code,
         adv.code_label as adv_label,
@@ -130,7 +131,25 @@ select
     dx_evidence_id as evidence_id,
     cast(dx_date as {{ dbt.type_timestamp() }}) as evidence_at,
 
-    -- reason
+    -- reason (analysts): codes and seed terms only; reason_detail (coordinators, schema
+    -- restricted) quotes the source's display or text (docs/decisions.md "Free text from
+    -- source records")
+    case
+        when status = 'not_met'
+            then 'No ' || label || ' diagnosis on record'
+        else label || ' diagnosis '
+            || case
+                when dx_matched_on = 'text'
+                    then 'text-matched the ' || label || ' term list ("' || coalesce(dx_term, '') || '")'
+                else coalesce(dx_code, '')
+            end
+            || coalesce(' since ' || {{ fmt_date('dx_date') }}, '')
+            || case
+                when status = 'met'
+                    then '; advanced disease: ' || coalesce(adv_code, '')
+                else '; no metastasis or advanced stage coded: a clinician confirms advanced / not curable by surgery'
+            end
+    end as reason,
     case
         when status = 'not_met'
             then 'No ' || label || ' diagnosis on record'
@@ -145,6 +164,6 @@ select
                     then '; advanced disease: ' || coalesce(adv_code, '') || ' (' || coalesce(adv_label, '') || ')'
                 else '; no metastasis or advanced stage coded: a clinician confirms advanced / not curable by surgery'
             end
-    end as reason
+    end as reason_detail
 
 from joined

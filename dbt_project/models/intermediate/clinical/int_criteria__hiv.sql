@@ -61,9 +61,15 @@ described as (
                 end
         end as viral_load_text,
         case
+            when on_active_art then 'on active ART (' || coalesce(art_drug_label, '') || ')'
+            else 'no active antiretroviral therapy'
+        end as art_text,
+        -- coordinators only: the drug text as sent (docs/decisions.md "Free text from source
+        -- records")
+        case
             when on_active_art then 'on active ART (' || coalesce(art_drug, '') || ')'
             else 'no active antiretroviral therapy'
-        end as art_text
+        end as art_detail
     from joined
 
 )
@@ -98,6 +104,13 @@ select
             then hiv_text || '; no viral load in the ' || cast(window_days as {{ dbt.type_string() }})
                 || ' days to ' || {{ fmt_date(screening_date()) }} || '; ' || art_text
         else hiv_text || '; ' || viral_load_text || '; ' || art_text
-    end as reason
+    end as reason,
+    case
+        when not on_active_art or not has_hiv then null
+        when viral_load_observation_id is null
+            then hiv_text || '; no viral load in the ' || cast(window_days as {{ dbt.type_string() }})
+                || ' days to ' || {{ fmt_date(screening_date()) }} || '; ' || art_detail
+        else hiv_text || '; ' || viral_load_text || '; ' || art_detail
+    end as reason_detail
 
 from described

@@ -47,7 +47,8 @@ progression_events as (
         evidence_id,
         effective_at as event_at,
         effective_date as event_date,
-        'disease status worsened' as event_text
+        'disease status worsened' as event_text,
+        'disease status worsened' as event_detail
     from observations
     where analyte = 'disease_status'
         and value_code = '{{ codes.disease_worsened }}'
@@ -62,7 +63,12 @@ progression_events as (
         evidence_id,
         cast(evidence_date as {{ dbt.type_timestamp() }}) as event_at,
         evidence_date as event_date,
-        'progression condition ' || coalesce(code_label, '') as event_text
+        case
+            when matched_on = 'text'
+                then 'progression condition (text matched "' || coalesce(matched_term, '') || '")'
+            else 'progression condition ' || coalesce(code, '')
+        end as event_text,
+        'progression condition ' || coalesce(code_label, '') as event_detail
     from diagnoses
     where concept = 'progression'
 
@@ -92,6 +98,7 @@ joined as (
         population.patient_mrn,
         ici.first_ici_medication_id,
         ici.first_ici_drug,
+        ici.first_ici_label,
         ici.first_ici_start_date,
         ici.evidence_source as ici_evidence_source,
         ici.evidence_id as ici_evidence_id,
@@ -101,6 +108,7 @@ joined as (
         progression_after_ici.event_at,
         progression_after_ici.event_date,
         progression_after_ici.event_text,
+        progression_after_ici.event_detail,
         case
             when ici.first_ici_medication_id is null then 'met'
             when progression_after_ici.event_id is not null then 'met'
@@ -137,17 +145,30 @@ select
     cast(coalesce(event_at, cast(first_ici_start_date as {{ dbt.type_timestamp() }}))
         as {{ dbt.type_timestamp() }}) as evidence_at,
 
-    -- reason
+    -- reason (analysts): drug code and seed term; reason_detail (coordinators, schema
+    -- restricted) the drug and condition texts as sent (docs/decisions.md "Free text from
+    -- source records")
+    case
+        when first_ici_medication_id is null
+            then 'No prior immune checkpoint inhibitor on record: the clause does not apply'
+        when event_id is not null
+            then 'Prior ICI ' || coalesce(first_ici_label, '') || ' from '
+                || coalesce({{ fmt_date('first_ici_start_date') }}, 'unknown date')
+                || '; ' || event_text || ' on ' || {{ fmt_date('event_date') }}
+        else 'Prior ICI ' || coalesce(first_ici_label, '') || ' from '
+            || coalesce({{ fmt_date('first_ici_start_date') }}, 'unknown date')
+            || ' without recorded progression after it: a physician documents the rationale'
+    end as reason,
     case
         when first_ici_medication_id is null
             then 'No prior immune checkpoint inhibitor on record: the clause does not apply'
         when event_id is not null
             then 'Prior ICI ' || coalesce(first_ici_drug, '') || ' from '
                 || coalesce({{ fmt_date('first_ici_start_date') }}, 'unknown date')
-                || '; ' || event_text || ' on ' || {{ fmt_date('event_date') }}
+                || '; ' || event_detail || ' on ' || {{ fmt_date('event_date') }}
         else 'Prior ICI ' || coalesce(first_ici_drug, '') || ' from '
             || coalesce({{ fmt_date('first_ici_start_date') }}, 'unknown date')
             || ' without recorded progression after it: a physician documents the rationale'
-    end as reason
+    end as reason_detail
 
 from joined

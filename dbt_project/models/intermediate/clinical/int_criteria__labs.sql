@@ -194,7 +194,9 @@ select
             then 'Latest ' || label || ' on ' || {{ fmt_date('effective_date') }} || ' is unusable ('
                 || coalesce(value_issue, 'no value') || ': '
                 || coalesce({{ double_text('value_raw') }}, '') || ' '
-                || coalesce(unit_raw, '') || '); older results are not used'
+                -- a unit outside the seed's aliases is sender text: restricted only
+                || case when value_issue = 'unmapped_unit' then '(unit withheld)' else coalesce(unit_raw, '') end
+                || '); older results are not used'
         when limit_value is null
             then value_text || ': no upper limit of normal (result range absent or implausible, '
                 || 'no institutional range)'
@@ -203,6 +205,13 @@ select
         when status = 'not_met'
             then value_text || ' ' || {{ operator_negated_display('limit_operator') }} || ' ' || limit_text
         else value_text || ' cannot decide ' || {{ operator_display('limit_operator') }} || ' ' || limit_text
-    end as reason
+    end as reason,
+    -- coordinators only (restricted.criterion_evidence): the unit as sent
+    case
+        when observation_id is not null and value_issue = 'unmapped_unit'
+            then 'Latest ' || label || ' on ' || {{ fmt_date('effective_date') }} || ' is unusable ('
+                || value_issue || ': ' || coalesce({{ double_text('value_raw') }}, '') || ' '
+                || coalesce(unit_raw, '') || '); older results are not used'
+    end as reason_detail
 
 from described

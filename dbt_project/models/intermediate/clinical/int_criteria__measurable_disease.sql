@@ -85,7 +85,12 @@ select
         else
             case when is_nodal then 'Nodal lesion (short axis) ' else 'Lesion ' end
             || coalesce({{ fmt_num('size_mm', 1) }} || ' mm', 'size unusable')
-            || coalesce(' by ' || method_code, '')
+            -- a recognized method only: an unrecognized method code is sender text
+            || case
+                when method_class = 'caliper' then ' by caliper'
+                when method_class is not null then coalesce(' by ' || upper(method_code), '')
+                else ''
+            end
             || ' on ' || {{ fmt_date('effective_date') }}
             || case
                 when status = 'met' then ' ≥ ' || {{ fmt_num('minimum_size_mm', 1) }} || ' mm: measurable'

@@ -195,13 +195,25 @@ select
             then 'Latest creatinine on ' || {{ fmt_date('creatinine_effective_at') }} || ' is unusable ('
                 || coalesce(creatinine_issue, 'no value') || ': '
                 || coalesce({{ double_text('creatinine_value_raw') }}, '') || ' '
-                || coalesce(creatinine_unit_raw, '') || '); older results are not used'
+                -- a unit outside the seed's aliases is sender text: restricted only
+                || case
+                    when creatinine_issue = 'unmapped_unit' then '(unit withheld)'
+                    else coalesce(creatinine_unit_raw, '')
+                end
+                || '); older results are not used'
         else
             case status
                 when 'met' then 'Met: '
                 when 'not_met' then 'Not met: '
                 else 'Undecided: '
             end || creatinine_text || '; ' || cg_text
-    end as reason
+    end as reason,
+    -- coordinators only (restricted.criterion_evidence): the unit as sent
+    case
+        when creatinine_observation_id is not null and creatinine_issue = 'unmapped_unit'
+            then 'Latest creatinine on ' || {{ fmt_date('creatinine_effective_at') }} || ' is unusable ('
+                || creatinine_issue || ': ' || coalesce({{ double_text('creatinine_value_raw') }}, '') || ' '
+                || coalesce(creatinine_unit_raw, '') || '); older results are not used'
+    end as reason_detail
 
 from described

@@ -76,7 +76,18 @@ select
     mentions.evidence_id,
     cast(mentions.evidence_date as {{ dbt.type_timestamp() }}) as evidence_at,
 
-    -- reason
+    -- reason (analysts): the code; reason_detail (coordinators, schema restricted) adds the
+    -- source's display (docs/decisions.md "Free text from source records")
+    criteria.label || ': confirmed by the study team'
+        || case
+            when mentions.concept is not null
+                then '; coded ' || mentions.concept || ' on record: ' || coalesce(mentions.code, '')
+                    || coalesce(' since ' || {{ fmt_date('mentions.evidence_date') }}, '')
+                    || case when mentions.n_mentions > 1
+                        then ' and ' || cast(mentions.n_mentions - 1 as {{ dbt.type_string() }}) || ' more'
+                        else '' end
+            else ''
+        end as reason,
     criteria.label || ': confirmed by the study team'
         || case
             when mentions.concept is not null
@@ -87,7 +98,7 @@ select
                         then ' and ' || cast(mentions.n_mentions - 1 as {{ dbt.type_string() }}) || ' more'
                         else '' end
             else ''
-        end as reason
+        end as reason_detail
 
 from criteria
 inner join population

@@ -148,6 +148,7 @@ select
     -- antiretroviral therapy
     art.medication_id as art_medication_id,
     art.drug as art_drug,
+    art.drug_label as art_drug_label,
     art.medication_id is not null as on_active_art,
 
     -- latest viral load in the window

@@ -44,7 +44,8 @@ select
     evidence_id,
 
     -- values
-    coalesce(drug_text, code) as drug,
+    coalesce(drug_text, code) as drug,  -- free text: coordinators only
+    drug_label,
 
     -- dates
     start_date,

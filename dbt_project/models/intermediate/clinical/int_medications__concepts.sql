@@ -31,6 +31,8 @@ matches as (
 
     select
         medication_codes.concept,
+        medication_codes.code_system as matched_system,
+        medication_codes.code_pattern as matched_pattern,
         counting.*
     from counting
     inner join medication_codes
@@ -52,6 +54,17 @@ matches as (
             and lower(coalesce(counting.drug_text, '')) like '%' || lower(medication_codes.code_pattern) || '%'
         )
 
+),
+
+labelled as (
+
+    -- the seed term a text match found (vocabulary), for the analysts' drug label
+    select
+        *,
+        min(case when matched_system = 'text' then matched_pattern end)
+            over (partition by concept, medication_id) as matched_term
+    from matches
+
 )
 
 select distinct
@@ -66,11 +79,19 @@ select distinct
     -- drug
     code_system,
     code,
+    -- the source's display and text: free text (docs/decisions.md "Free text from source
+    -- records"), for coordinator-facing reasons only
     drug_text,
+    -- the code and the seed term that matched: fit for the analysts' marts
+    case
+        when matched_term is null then coalesce(code, concept)
+        when code is null then matched_term
+        else code || ' (' || matched_term || ')'
+    end as drug_label,
     status,
 
     -- dates
     start_date,
     end_date
 
-from matches
+from labelled
