@@ -2,9 +2,8 @@
 -- (patient, concept, condition). Coded systems match by code prefix (`C78` matches `C787`) or exactly (seed match_type);
 -- code_system 'text' rows match case-insensitive substrings of the condition's text or
 -- display (docs/clinical-rules.md#counting-conditions) and are flagged matched_on = 'text'.
--- Counting: not refuted / entered in error, onset (else recorded date) on or before the
--- screening date, and - unless the concept is lifelong (seed condition_concepts) - an active
--- clinical status and no abatement on or before the screening date.
+-- Counting: is_counting (clinical/verification status) and onset (else recorded date) on
+-- or before the screening date.
 with
 
 conditions as (
@@ -19,19 +18,11 @@ condition_codes as (
 
 ),
 
-condition_concepts as (
-
-    select * from {{ ref('condition_concepts') }}
-
-),
-
 counting as (
 
-    -- status, onset and abatement are checked per concept below (a lifelong concept counts
-    -- whatever its clinical status and abatement, unless refuted or entered in error)
     select *
     from conditions
-    where not is_refuted
+    where is_counting
         and coalesce(onset_date, recorded_date, {{ screening_date() }}) <= {{ screening_date() }}
 
 ),
@@ -49,14 +40,6 @@ coded_matches as (
         and (
             (condition_codes.match_type = 'prefix' and counting.code like condition_codes.code_pattern || '%')
             or (condition_codes.match_type = 'exact' and counting.code = condition_codes.code_pattern)
-            or (condition_codes.match_type = 'suffix' and counting.code like '%' || condition_codes.code_pattern)
-            -- ICD-O-3 behaviour /6 (metastatic site) of a listed /3 morphology is that tumour
-            or (
-                condition_codes.match_type = 'exact'
-                and condition_codes.code_system = 'icdo3'
-                and condition_codes.code_pattern like '%/3'
-                and counting.code = substr(condition_codes.code_pattern, 1, 5) || '6'
-            )
         )
     where condition_codes.code_system <> 'text'
 
@@ -79,31 +62,11 @@ text_matches as (
 
 ),
 
-all_matches as (
+matches as (
 
     select * from coded_matches
     union all
     select * from text_matches
-
-),
-
-matches as (
-
-    -- clinical status and abatement (docs/clinical-rules.md#counting-conditions): an abatement
-    -- on or before the screening date ends the condition; lifelong concepts (HIV, Gilbert
-    -- syndrome: condition_concepts.lifelong) count whatever their status and abatement
-    select all_matches.*
-    from all_matches
-    left join condition_concepts
-        on all_matches.concept = condition_concepts.concept
-    where coalesce(condition_concepts.lifelong, false)
-        or (
-            all_matches.is_counting
-            and (
-                all_matches.abatement_date is null
-                or all_matches.abatement_date > {{ screening_date() }}
-            )
-        )
 
 )
 
