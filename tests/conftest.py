@@ -1,16 +1,59 @@
-"""Fixtures used across the suite. The external reference data the tests read is a curated copy
-inside the repository, in tests/data/ (see tests/data/README.md)."""
+"""Fixtures used across the suite, and how the suite runs in parallel.
+
+The external reference data the tests read is a curated copy inside the repository, in
+tests/data/ (see tests/data/README.md).
+
+``make test`` runs on pytest-xdist workers with ``--dist loadfile`` (pyproject addopts): a
+test module goes to one worker whole, so the module fixtures that build warehouses are built
+once; and the modules are queued heaviest first (``--no-loadscope-reorder`` keeps the order
+of collection, set below) so that a long end-to-end build does not start last and become the
+tail of the run. (``--dist loadgroup`` with ``xdist_group`` marks would allow groups across
+modules, but with pytest 9.2 and xdist 3.8 it silently stops grouping: pytest-xdist issue
+1386.) Without ``-n`` nothing changes. Fixtures that start servers or write files keep them
+per worker (tests/pg.py; ``tmp_path_factory`` is per worker; ``trialscreen.transform`` gives
+every dbt call its own temporary target and log directory).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-EXTERNAL = Path(__file__).resolve().parent / "data"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+EXTERNAL = TESTS / "data"
+sys.path.insert(0, str(TESTS))
+
+# test modules by measured duration, slowest first (--durations of a full run); then the
+# other modules with a test marked with one of HEAVY_MARKS, then the rest, each in collection
+# order
+HEAVIEST_FIRST: tuple[str, ...] = ()
+HEAVY_MARKS = {"slow", "spark", "postgres", "browser"}
+
+
+def _module(item: pytest.Item) -> str:
+    return item.path.relative_to(TESTS).as_posix()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    # the xdist controller queues the modules in the order the workers collected them
+    rank = {name: position for position, name in enumerate(HEAVIEST_FIRST)}
+    heavy = {
+        _module(item)
+        for item in items
+        if HEAVY_MARKS.intersection(mark.name for mark in item.iter_markers())
+    }
+    order = {
+        module: rank.get(module, len(rank) + (0 if module in heavy else 1))
+        for module in map(_module, items)
+    }
+    items.sort(key=lambda item: order[_module(item)])  # stable: test order within a module
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,14 @@
 """A disposable PostgreSQL cluster from the installed server binaries (no Docker, no service).
 
 ``initdb`` into a temp directory, ``pg_ctl start`` on a free loopback port with the socket in
-the same directory, and ``pg_ctl stop`` at the end. Used by the session fixture ``pg_url``.
+the same directory, and ``pg_ctl stop`` at the end. Used by the session fixture ``pg_cluster``:
+with pytest-xdist every worker starts its own cluster (own directory, own port), and a port
+taken between choosing it and binding it (another worker, another test run) is retried.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -95,7 +98,24 @@ class PgCluster:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_cluster() -> PgCluster:
-    root = Path(tempfile.mkdtemp(prefix="trialscreen-pg-"))
-    os.chmod(root, 0o755)
-    return PgCluster(root=root, port=_free_port()).start()
+def _port_was_taken(cluster: PgCluster) -> bool:
+    log = cluster.root / "pg.log"
+    return log.is_file() and "could not bind" in log.read_text(errors="replace")
+
+
+def start_cluster(attempts: int = 3) -> PgCluster:
+    """A started cluster in a new temp directory; another free port if the first was taken."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    for attempt in range(1, attempts + 1):
+        root = Path(tempfile.mkdtemp(prefix=f"trialscreen-pg-{worker}-"))
+        os.chmod(root, 0o755)
+        cluster = PgCluster(root=root, port=_free_port())
+        try:
+            return cluster.start()
+        except subprocess.CalledProcessError:
+            retry = attempt < attempts and _port_was_taken(cluster)
+            with contextlib.suppress(subprocess.CalledProcessError):
+                cluster.stop()  # removes the directory even when the server never started
+            if not retry:
+                raise
+    raise RuntimeError(f"no free port for PostgreSQL after {attempts} attempts")
