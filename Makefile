@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: install demo test lint format bench docs clean
+.PHONY: install demo test test-fast lint format bench docs clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -31,8 +31,15 @@ install: $(VENV)/.installed $(MANIFEST)
 demo: install
 	$(BIN)/trialscreen demo --patients $${PATIENTS:-1000} --out demo
 
+# The whole suite, nothing skipped, on PYTEST_WORKERS (2) xdist workers, one module per worker
+# at a time (pyproject addopts); PYTEST_ARGS adds options (-x, -k ...; -n 0 runs it serially).
 test: install
-	$(BIN)/pytest -q $${PYTEST_ARGS:-}
+	$(BIN)/pytest -q -n $${PYTEST_WORKERS:-2} $${PYTEST_ARGS:-}
+
+# The inner loop (about a minute on 2 cores): everything but the tests that build whole
+# warehouses or need PostgreSQL, Spark or a browser; make test runs those too.
+test-fast: install
+	$(BIN)/pytest -q -n $${PYTEST_WORKERS:-2} -m "not slow and not spark and not postgres and not browser" $${PYTEST_ARGS:-}
 
 lint: install
 	$(BIN)/ruff check include dags tests

@@ -12,6 +12,8 @@ import pytest
 
 from trialscreen.bench import run_bench
 
+pytestmark = pytest.mark.slow  # the benchmark: generation, loading and dbt
+
 
 def _positive(value: object) -> bool:
     return isinstance(value, int | float) and value > 0

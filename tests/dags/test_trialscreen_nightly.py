@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # migrates an Airflow metadata DB and runs the DAG
+
 REPO = Path(__file__).resolve().parents[2]
 SCREENING_DATE = date(2026, 11, 20)
 MART_TABLES = ("criterion_evaluations", "screening_results", "eligible_candidates")
@@ -109,7 +111,6 @@ def _marts(warehouse: Path) -> dict[str, list[tuple]]:
         return result
 
 
-@pytest.mark.slow
 def test_dag_test_run_publishes_what_the_cli_publishes(
     dagbag,
     population: Path,

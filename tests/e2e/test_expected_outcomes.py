@@ -16,6 +16,8 @@ from trialscreen.synth import generate
 from trialscreen.synth.oracle import VALUE_COLUMNS
 from trialscreen.warehouse import Warehouse
 
+pytestmark = pytest.mark.slow  # whole pipeline on generated populations
+
 KEY = "e2e-test-key"
 SCREENING_DATE = date(2026, 11, 20)
 # several seeds, 2,000+ patients together (issue 3)

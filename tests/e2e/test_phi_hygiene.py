@@ -45,6 +45,8 @@ from trialscreen.pipeline import run_pipeline
 from trialscreen.synth import generate
 from trialscreen.warehouse import Warehouse
 
+pytestmark = pytest.mark.slow  # whole pipeline on a generated population
+
 KEY = "phi-hygiene-test-key"
 SCREENING_DATE = date(2026, 11, 20)
 PATIENTS, SEED = 120, 37  # the generator writes a bad record for patient 37 of each 150

@@ -16,6 +16,8 @@ from trialscreen import pseudonym
 from trialscreen.pipeline import run_pipeline
 from trialscreen.warehouse import Warehouse
 
+pytestmark = pytest.mark.slow  # whole pipeline on the Synthea data
+
 # the bundles' observations end 2021-03-28 (PROVENANCE.md): screen a few days later
 SCREENING_DATE = date(2021, 4, 1)
 KEY = "synthea-test-key"

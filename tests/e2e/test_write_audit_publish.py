@@ -12,6 +12,8 @@ from trialscreen import pipeline, pseudonym
 from trialscreen.synth import generate
 from trialscreen.warehouse import Warehouse
 
+pytestmark = pytest.mark.slow  # whole pipeline, several runs
+
 SCREENING_DATE = date(2026, 11, 20)
 PUBLISHED = ("criterion_evaluations", "screening_results", "eligible_candidates")
 
