@@ -249,12 +249,19 @@ def test_results_stream_per_batch(
     """The first batch is yielded before later files are read."""
     paths, root = drop
     monkeypatch.setattr(fhir, "BATCH_FILES", 2)
-    results = parse_fhir_files([*paths[:2], root / "fhir" / "does-not-exist.json"], root)
+    late = root / "fhir" / "written-later.json"
+    results = parse_fhir_files([*paths[:2], late], root)
     first = next(results)
     assert first.source_file == paths[0].relative_to(root).as_posix()
     assert next(results).source_file == paths[1].relative_to(root).as_posix()
-    with pytest.raises(FileNotFoundError):
-        next(results)
+    # written only now: the parser reads it after yielding the first batch
+    late.write_bytes(b'{"resourceType":"Patient","id":"late"}')
+    try:
+        third = next(results)
+    finally:
+        late.unlink()
+    assert third.records_in == 1  # read: one record (the file could not be opened earlier)
+    assert third.quarantined.get_column("scope").to_list() in ([], ["record"])
 
 
 def test_throughput_print(

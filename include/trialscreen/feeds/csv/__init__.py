@@ -20,6 +20,7 @@ from pathlib import Path
 from trialscreen.feeds import ParsedFile
 from trialscreen.feeds.csv.contract import CONTRACT_MAPPINGS, CSV_FILES, REQUIRED, _parse_contract
 from trialscreen.feeds.csv.mapping import CODE_SYSTEMS, Mapping
+from trialscreen.feeds.csv.oversize import apply_cut, cut_oversize_rows
 from trialscreen.feeds.csv.read import (
     FEED,
     PAYLOAD_LIMIT,
@@ -69,13 +70,14 @@ def parse_csv_file(path: Path, root: Path) -> ParsedFile:
     stem = entity_stem(path)
     try:
         data = _read_bytes(path)
+        data, cut = cut_oversize_rows(data)  # rows over the record limit, quarantined alone
         raw = _read_frame(data)
     except UnreadableFileError as exc:
         return _file_quarantined(source_file, str(exc), _payload_head(path))
 
     if is_synthea_header(raw.columns):
-        return _parse_synthea(raw, stem, source_file, data)
-    return _parse_contract(raw, stem, source_file, data)
+        return apply_cut(_parse_synthea(raw, stem, source_file, data), cut)
+    return apply_cut(_parse_contract(raw, stem, source_file, data), cut)
 
 
 def entity_stem(path: Path) -> str:

@@ -6,18 +6,16 @@ and becomes one file-scope quarantine row.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import re
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
 
 from trialscreen import schema
-from trialscreen.feeds import ParsedFile
+from trialscreen.feeds import ParsedFile, bounded
 
 FEED = "csv"
 PAYLOAD_LIMIT = 64 * 1024  # bytes of a quarantined file kept as its raw payload
@@ -40,17 +38,16 @@ def _relative_posix(path: Path, root: Path) -> str:
 
 
 def _read_bytes(path: Path) -> bytes:
-    """File bytes, gunzipped for ``.gz``; a truncated or corrupt gzip is unreadable."""
+    """File bytes, gunzipped for ``.gz``, within the limits (``feeds.bounded``); a truncated
+    or corrupt gzip, a gzip bomb, an oversize file, a symlink or a FIFO is unreadable."""
     try:
-        data = path.read_bytes()
+        return bounded.read_file(path)
+    except bounded.BadGzip:
+        raise UnreadableFileError("truncated or corrupt gzip stream") from None
+    except bounded.RefusedInput as exc:
+        raise UnreadableFileError(exc.reason) from None
     except OSError as exc:
-        raise UnreadableFileError(f"cannot read file: {exc.strerror}") from None
-    if path.name.lower().endswith(".gz"):
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error):
-            raise UnreadableFileError("truncated or corrupt gzip stream") from None
-    return data
+        raise UnreadableFileError(f"cannot read file ({type(exc).__name__})") from None
 
 
 def _read_frame(data: bytes) -> pl.DataFrame:
@@ -85,9 +82,9 @@ def _read_frame(data: bytes) -> pl.DataFrame:
 def _payload_head(path: Path) -> str:
     """The first 64 KiB of the file as read (for the file-scope quarantine row)."""
     try:
-        with path.open("rb") as handle:
+        with bounded.open_regular(path) as handle:
             return handle.read(PAYLOAD_LIMIT).decode("utf-8", errors="replace")
-    except OSError:
+    except (OSError, bounded.RefusedInput):
         return ""
 
 

@@ -6,18 +6,16 @@ whole-file quarantine row for a file that cannot be read.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import re
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
 import polars as pl
 
-from trialscreen import schema
-from trialscreen.feeds import ParsedFile
+from trialscreen import limits, schema
+from trialscreen.feeds import ParsedFile, bounded
 from trialscreen.feeds.fhir.resources import USED_TYPES
 
 if TYPE_CHECKING:
@@ -73,25 +71,23 @@ def _ndjson_type(path: Path) -> str | None:
 
 
 def _read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if not path.name.lower().endswith(".gz"):
-        return raw
+    """The file's bytes, gunzipped, read within the limits (``feeds.bounded``): a gzip bomb,
+    an oversize file, a symlink or a FIFO is a file error, never read whole."""
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        reason = (
-            "gzip stream is truncated" if isinstance(exc, EOFError) else "not a valid gzip file"
-        )
-        raise _FileError(reason, _partial_gunzip(raw)) from None
+        return bounded.read_file(path)
+    except bounded.BadGzip as exc:
+        raise _FileError(exc.reason, exc.partial or _raw_head(path)) from None
+    except bounded.RefusedInput as exc:
+        raise _FileError(exc.reason, exc.partial) from None
 
 
-def _partial_gunzip(raw: bytes) -> bytes:
-    """What a broken gzip still yields (for the payload), else the raw bytes."""
+def _raw_head(path: Path) -> bytes:
+    """The first bytes of a broken gzip as stored (for the payload)."""
     try:
-        out = zlib.decompressobj(wbits=47).decompress(raw, PAYLOAD_LIMIT)
-    except zlib.error:
-        return raw[:PAYLOAD_LIMIT]
-    return out or raw[:PAYLOAD_LIMIT]
+        with bounded.open_regular(path) as handle:
+            return handle.read(PAYLOAD_LIMIT)
+    except bounded.RefusedInput:
+        return b""
 
 
 def _payload(data: bytes) -> str:
@@ -119,11 +115,15 @@ def _file_quarantine(result: ParsedFile, exc: _FileError) -> ParsedFile:
 
 def _collect_ndjson(data: bytes, rtype: str | None, acc: _Accumulator) -> None:
     """One resource per line; positions are 1-based line numbers; blank lines are skipped."""
-    records = [
-        (line.decode("utf-8", errors="replace"), n, hashlib.sha256(line).hexdigest())
-        for n, line in enumerate(data.splitlines(), 1)
-        if line.strip()
-    ]
+    limit = limits.current().max_record_bytes
+    records = []
+    for n, line in enumerate(data.splitlines(), 1):
+        if len(line) > limit:  # quarantined alone, never decoded
+            acc.reject(n, limits.record_too_large("line", len(line), limit), _payload(line))
+        elif line.strip():
+            records.append(
+                (line.decode("utf-8", errors="replace"), n, hashlib.sha256(line).hexdigest())
+            )
     acc.groups[rtype if rtype in USED_TYPES else None] = records
 
 
@@ -166,6 +166,10 @@ def _collect_resource(res: object, pos: int, full_url: str | None, acc: _Accumul
             acc.medication(res, pos, hashlib.sha256(text).hexdigest())
         return
     text = orjson.dumps(res, option=orjson.OPT_SORT_KEYS)
+    limit = limits.current().max_record_bytes
+    if len(text) > limit:
+        acc.reject(pos, limits.record_too_large("resource", len(text), limit), _payload(text))
+        return
     acc.groups.setdefault(rtype, []).append((text.decode(), pos, hashlib.sha256(text).hexdigest()))
 
 

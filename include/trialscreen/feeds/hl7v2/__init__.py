@@ -60,9 +60,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from trialscreen.feeds import ParsedFile
+from trialscreen import limits
+from trialscreen.feeds import ParsedFile, bounded
 from trialscreen.feeds.hl7v2.rows import (
     FEED,
+    FILE_PAYLOAD_LIMIT,
     OBSERVATION_COLUMNS,
     PATIENT_COLUMNS,
     _file_quarantine,
@@ -109,7 +111,9 @@ def parse_hl7_file(path: Path, root: Path) -> ParsedFile:
     except ValueError:
         source_file = path.as_posix()
     try:
-        data = path.read_bytes()
+        data = bounded.read_file(path)  # within the file limit; never a symlink or a FIFO
+    except bounded.RefusedInput as exc:
+        return _file_quarantine(source_file, exc.reason, exc.partial)
     except OSError as exc:
         return _file_quarantine(source_file, f"file cannot be read ({type(exc).__name__})", b"")
     return parse_hl7_bytes(data, source_file)
@@ -123,10 +127,25 @@ def parse_hl7_bytes(data: bytes, source_file: str) -> ParsedFile:
         reason = "file is empty" if not segments else "no MSH segment found: not an HL7 v2 file"
         return _file_quarantine(source_file, reason, data)
     builder = _FileBuilder(source_file)
+    limit = limits.current().max_record_bytes
     with _gc_paused():
         for position, message in _messages(segments):
+            size = _message_bytes(message, limit)
+            if size > limit:  # quarantined alone, never parsed; the file goes on
+                payload = "\r".join(message)[:FILE_PAYLOAD_LIMIT]
+                error = limits.record_too_large("message", size, limit)
+                builder.quarantine_record(position, error, payload)
+                continue
             builder.add_message(position, message)
     return builder.result()
+
+
+def _message_bytes(message: list[str], limit: int) -> int:
+    """The message's size in UTF-8 bytes (segments joined by CR); exact only near the limit."""
+    chars = sum(map(len, message)) + len(message) - 1
+    if chars * 4 <= limit:  # a character is at most 4 bytes: surely under the limit
+        return chars
+    return len("\r".join(message).encode("utf-8", errors="replace"))
 
 
 @contextmanager
