@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,7 +38,8 @@ from pathlib import Path
 import polars as pl
 
 from trialscreen import schema
-from trialscreen.feeds import ParsedFile
+from trialscreen.feeds import ParsedFile, bounded
+from trialscreen.feeds.contain import contain_values
 from trialscreen.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -135,33 +138,156 @@ def _parsers() -> dict[str, tuple[Callable[[Path], bool], Parser, ManyParser]]:
     }
 
 
-def discover(drop: Path, feed: str) -> list[Path]:
-    """Files of one feed in a drop, in a stable order (sorted relative paths)."""
+# Drop hygiene (docs/decisions.md "Hostile input"): a name starting with "." (a file, or a
+# folder and all it holds) and a temporary name (a transfer still being written, an
+# editor's backup) are not part of the drop yet: skipped, neither registered nor counted.
+TEMPORARY_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".filepart", ".crdownload", "~")
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A drop entry that is not a regular file (symlink, FIFO, socket, device), or cannot be
+    opened: never followed, never read. ``key`` stands for the content hash in the registry
+    (``refused:`` + the sha256 of the reason, the relative path and, for a symlink, its target
+    as a string), so the same entry is reported once, not every night."""
+
+    path: Path
+    reason: str
+    key: str
+    size: int = 0
+
+
+def _skipped_name(name: str) -> bool:
+    return name.startswith(".") or name.lower().endswith(TEMPORARY_SUFFIXES)
+
+
+def _refused(path: Path, drop: Path, reason: str, target: str = "") -> Refused:
+    rel = path.relative_to(drop).as_posix()
+    key = hashlib.sha256(f"{reason}\0{rel}\0{target}".encode("utf-8", "replace")).hexdigest()
+    return Refused(path, reason, f"refused:{key}")
+
+
+def scan(drop: Path, feed: str) -> tuple[list[Path], list[Refused]]:
+    """One feed folder of a drop, walked with ``lstat`` (nothing followed, nothing opened):
+    its regular files and the entries it refuses, each in a stable order (relative paths).
+
+    Symlinks (to a file or a folder, inside or outside the drop), FIFOs, sockets and devices
+    are refused; so is a feed folder that is itself a symlink. Walking never follows a link,
+    so every file returned lies inside the drop's feed folder.
+    """
     folder = drop / feed
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    try:
+        mode = os.lstat(folder).st_mode
+    except FileNotFoundError:
+        return [], []
+    if not stat.S_ISDIR(mode):
+        kind = bounded.file_kind(mode)
+        target = os.readlink(folder) if stat.S_ISLNK(mode) else ""
+        reason = f"feed folder is a {kind}, not a folder (not followed)"
+        return [], [_refused(folder, drop, reason, target)]
+    files: list[Path] = []
+    refused: list[Refused] = []
+    pending = [folder]
+    while pending:
+        here = pending.pop()
+        try:
+            entries = list(os.scandir(here))
+        except OSError as exc:
+            reason = f"folder cannot be listed ({type(exc).__name__})"
+            refused.append(_refused(here, drop, reason))
+            continue
+        for entry in entries:
+            if _skipped_name(entry.name):
+                continue
+            path = Path(entry.path)
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError as exc:
+                refused.append(_refused(path, drop, f"cannot be listed ({type(exc).__name__})"))
+                continue
+            if stat.S_ISDIR(mode):
+                pending.append(path)
+            elif stat.S_ISREG(mode):
+                files.append(path)
+            else:
+                kind = bounded.file_kind(mode)
+                target = os.readlink(path) if stat.S_ISLNK(mode) else ""
+                reason = f"{kind} in the drop: refused (not followed, not read)"
+                refused.append(_refused(path, drop, reason, target))
+    return sorted(files), sorted(refused, key=lambda r: r.path)
+
+
+def discover(drop: Path, feed: str) -> list[Path]:
+    """Regular files of one feed in a drop, in a stable order (sorted relative paths)."""
+    return scan(drop, feed)[0]
 
 
 def content_hash(path: Path) -> str:
+    """sha256 of the file's bytes; ``bounded.RefusedInput`` when it is not (or no longer) a
+    regular file or cannot be opened: it is never followed and never blocks."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with bounded.open_regular(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _entries(drop: Path, feed: str) -> Iterator[tuple[Path, str, int, Refused | None]]:
+    """Every entry of a feed folder with its registry key and size (refused ones included)."""
+    files, refused = scan(drop, feed)
+    for path in files:
+        try:
+            size = path.stat().st_size
+            yield path, content_hash(path), size, None
+        except bounded.RefusedInput as exc:
+            gone = _refused(path, drop, exc.reason)
+            yield path, gone.key, 0, gone
+        except OSError as exc:  # vanished between listing and opening
+            gone = _refused(path, drop, f"file cannot be read ({type(exc).__name__})")
+            yield path, gone.key, 0, gone
+    for entry in refused:
+        yield entry.path, entry.key, entry.size, entry
 
 
 def ensure_tables(wh: Warehouse) -> None:
     """Create the raw, quarantine and audit tables this module writes (idempotent)."""
     for feed in schema.FEEDS:
         for entity, columns in schema.TABLE_COLUMNS.items():
-            wh.ensure_table(
-                f"raw.{schema.raw_table(feed, entity)}", {**columns, **schema.LOAD_COLUMNS}
-            )
+            table = f"raw.{schema.raw_table(feed, entity)}"
+            missing_offsets = _missing_offset_columns(wh, table, entity)
+            wh.ensure_table(table, {**columns, **schema.LOAD_COLUMNS})
+            _backfill_offsets(wh, table, missing_offsets)
     wh.ensure_table(QUARANTINE_TABLE, QUARANTINE_TABLE_COLUMNS)
     wh.ensure_table(REGISTRY_TABLE, REGISTRY_COLUMNS)
     wh.ensure_table(FEED_COUNTS_TABLE, FEED_COUNT_COLUMNS)
     wh.ensure_table(LOADS_TABLE, LOADS_COLUMNS)
+
+
+def _missing_offset_columns(wh: Warehouse, table: str, entity: str) -> list[str]:
+    """Timestamp columns of an existing raw table that have no ``_offset_min`` partner yet."""
+    wanted = schema.timestamp_columns(entity)
+    if not wanted or not wh.table_exists(table):
+        return []
+    schema_name, name = table.split(".", 1)
+    present = {
+        r[0]
+        for r in wh.query(
+            "select column_name from information_schema.columns "
+            f"where table_schema = {wh.param} and table_name = {wh.param}",
+            [schema_name, name],
+        )
+    }
+    return [c for c in wanted if f"{c}_offset_min" not in present]
+
+
+def _backfill_offsets(wh: Warehouse, table: str, columns: list[str]) -> None:
+    """Rows landed before timestamps were kept as sent hold naive UTC: offset 0 says so, and
+    staging reads them exactly as before (docs/decisions.md, "Local time")."""
+    for column in columns:
+        wh.execute(
+            f"update {table} set {column}_offset_min = 0 "
+            f"where {column} is not null and {column}_offset_min is null"
+        )
 
 
 def _lock_ingest(wh: Warehouse) -> None:
@@ -191,8 +317,11 @@ def _known_hashes(wh: Warehouse, feed: str) -> set[str]:
 def _unsupported_file(feed: str, rel: str, path: Path) -> ParsedFile:
     """A file in a feed folder that no parser claims: quarantined as a file, never ignored."""
     parsed = ParsedFile(feed=feed, source_file=rel, records_in=1)
-    with path.open("rb") as handle:
-        head = handle.read(4096).decode("utf-8", errors="replace")
+    try:
+        with bounded.open_regular(path) as handle:
+            head = handle.read(4096).decode("utf-8", errors="replace")
+    except bounded.RefusedInput:
+        head = ""
     parsed.quarantined = schema.quarantine_frame(
         [
             {
@@ -206,6 +335,50 @@ def _unsupported_file(feed: str, rel: str, path: Path) -> ParsedFile:
         ]
     )
     return parsed
+
+
+def _file_refused(feed: str, rel: str, reason: str) -> ParsedFile:
+    """One file-scope quarantine row for a file that is not read at all (empty payload)."""
+    parsed = ParsedFile(feed=feed, source_file=rel, records_in=1)
+    row: dict[str, object] = {
+        "feed": feed,
+        "scope": "file",
+        "source_file": rel,
+        "source_position": None,
+        "error": reason,
+        "raw_payload": "",
+    }
+    parsed.quarantined = schema.quarantine_frame([row])
+    return parsed
+
+
+def _contained(
+    feed: str, paths: Sequence[Path], root: Path, parse: Parser, many: ManyParser
+) -> Iterator[ParsedFile]:
+    """``many(paths, root)``, one result per path in order, where a file whose parsing raises
+    is quarantined whole (the exception's class is the reason: its text could quote the file)
+    and the others go on. After a failure the first file not yet yielded is parsed alone, and
+    the batch parser restarts after it: each failure costs at most one batch re-read."""
+    done = 0
+    while done < len(paths):
+        results = many(paths[done:], root)
+        try:
+            for parsed in results:
+                done += 1
+                yield parsed
+            return
+        except Exception:  # noqa: BLE001 - one bad file must never stop the night
+            pass
+        path = paths[done]
+        try:
+            parsed = parse(path, root)
+        except Exception as exc:  # noqa: BLE001
+            rel = path.relative_to(root).as_posix()
+            reason = f"file could not be parsed ({type(exc).__name__})"
+            log.warning("file quarantined", extra={"feed": feed, "reason": reason})
+            parsed = _file_refused(feed, rel, reason)
+        done += 1
+        yield parsed
 
 
 def _insert_new_rows(
@@ -440,9 +613,8 @@ def ingest_feed(
         known = _known_hashes(wh, feed)
         todo: list[tuple[Path, str, int]] = []
         unsupported: list[ParsedFile] = []
-        for path in discover(drop, feed):
+        for path, digest, size, refused in _entries(drop, feed):
             counts.files_seen += 1
-            digest = content_hash(path)
             if digest in known:
                 counts.files_skipped += 1
                 # file names can carry PHI (Synthea names bundles after the patient): log a hash
@@ -451,21 +623,22 @@ def ingest_feed(
                     progress(1)
                 continue
             known.add(digest)
-            if accepts(path):
-                todo.append((path, digest, path.stat().st_size))
-            else:
-                rel = path.relative_to(drop).as_posix()
+            rel = path.relative_to(drop).as_posix()
+            if refused is not None:
+                log.warning("drop entry refused", extra={"feed": feed, "reason": refused.reason})
+                unsupported.append(_file_refused(feed, rel, refused.reason))
+            elif not accepts(path):
                 unsupported.append(_unsupported_file(feed, rel, path))
-                todo.append((path, digest, path.stat().st_size))
+            todo.append((path, digest, size))
 
         batch = _Batch()
         by_rel = {p.source_file: p for p in unsupported}
-        parseable = [p for p, _, _ in todo if accepts(p)]
-        parsed_iter = parse_many(parseable, drop)
+        parseable = [p for p, _, _ in todo if p.relative_to(drop).as_posix() not in by_rel]
+        parsed_iter = _contained(feed, parseable, drop, parse, parse_many)
         for path, digest, size in todo:
             rel = path.relative_to(drop).as_posix()
             parsed = by_rel[rel] if rel in by_rel else next(parsed_iter)
-            batch.add(parsed, digest, size)
+            batch.add(contain_values(parsed), digest, size)
             if progress:
                 progress(1)
             if batch.rows >= FLUSH_ROWS:
@@ -500,7 +673,7 @@ def new_file_counts(warehouse: str | Path, drop: Path) -> dict[str, int]:
         result = {}
         for feed in schema.FEEDS:
             known = _known_hashes(wh, feed)
-            result[feed] = sum(content_hash(p) not in known for p in discover(drop, feed))
+            result[feed] = sum(key not in known for _, key, _, _ in _entries(drop, feed))
     return result
 
 

@@ -1,0 +1,438 @@
+"""Hostile or broken drops (issue 9, "Unbounded decompression" and "Symlinks in the drop"):
+every bad entry is refused or quarantined with a specific reason, nothing from outside the
+drop reaches the warehouse, the rest of the drop loads, the counts add up
+(``records_in = loaded + duplicates + quarantined``) and a re-run does not retry what was
+registered.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from trialscreen import limits, schema
+from trialscreen.ingest import FeedCounts, ingest, new_file_counts
+from trialscreen.warehouse import Warehouse
+
+SECRET = "OUTSIDE-THE-DROP-7f3a"  # in every file outside the drop; must never be stored
+
+PATIENTS_NDJSON = "\n".join(
+    json.dumps(
+        {
+            "resourceType": "Patient",
+            "id": f"p{i}",
+            "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": f"HX-{i:04d}"}],
+            "gender": "female",
+            "birthDate": "1970-01-02",
+        }
+    )
+    for i in range(1, 4)
+)
+LAB_RESULTS_CSV = (
+    "mrn,result_id,loinc,test_name,value,unit,status,collected_at\n"
+    "HX-0001,R1,718-7,Hemoglobin,11.2,g/dL,final,2026-11-01T08:30:00Z\n"
+    "HX-0002,R2,718-7,Hemoglobin,12.5,g/dL,final,2026-11-01T08:30:00Z\n"
+    "HX-0003,R3,718-7,Hemoglobin,13.1,g/dL,final,2026-11-01T08:30:00Z\n"
+)
+HL7_MESSAGE = "\r".join(
+    [
+        "MSH|^~\\&|LAB|HOSP|TS|HOSP|20261110090000||ORU^R01|M1|P|2.5.1",
+        "PID|1||HX-0001^^^HOSP^MR||ZYX^QUENTIN||19700102|F",
+        "OBR|1|O1|F1|718-7^Hemoglobin^LN|||20261110080000",
+        "OBX|1|NM|718-7^Hemoglobin^LN||11.2|g/dL|12-16|L|||F|||20261110080000",
+    ]
+)
+
+
+@pytest.fixture
+def drop(tmp_path: Path) -> Path:
+    """A good file in each feed folder, and a folder outside the drop holding secrets."""
+    root = tmp_path / "drop"
+    for feed in schema.FEEDS:
+        (root / feed).mkdir(parents=True)
+    (root / "fhir" / "Patient.ndjson").write_text(PATIENTS_NDJSON + "\n")
+    (root / "csv" / "lab_results.csv").write_text(LAB_RESULTS_CSV)
+    (root / "hl7" / "labs.hl7").write_text(HL7_MESSAGE + "\r")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "Patient.ndjson").write_text(
+        json.dumps({"resourceType": "Patient", "id": SECRET}) + "\n"
+    )
+    (outside / "lab_results.csv").write_text(LAB_RESULTS_CSV.replace("HX-0001", SECRET))
+    (outside / "secret.hl7").write_text(HL7_MESSAGE.replace("ZYX", SECRET) + "\r")
+    return root
+
+
+def _ingest(path: Path, drop: Path, run_id: str) -> dict[str, FeedCounts]:
+    with Warehouse.connect(path) as wh:
+        return ingest(wh, drop, run_id)
+
+
+def _quarantine(path: Path) -> list[tuple[str, str, str, int | None, str]]:
+    with Warehouse.connect(path) as wh:
+        return [
+            tuple(r)  # type: ignore[misc]
+            for r in wh.query(
+                "select scope, source_file, error, source_position, raw_payload "
+                "from quarantine.records order by source_file, source_position"
+            )
+        ]
+
+
+def _stored_text(path: Path) -> str:
+    """Everything the warehouse holds in raw and quarantine tables, as one text."""
+    tables = [f"raw.{schema.raw_table(f, e)}" for f in schema.FEEDS for e in schema.ENTITIES]
+    with Warehouse.connect(path) as wh:
+        parts = [str(wh.query(f"select * from {t}")) for t in [*tables, "quarantine.records"]]
+    return "\n".join(parts)
+
+
+def _assert_balanced_and_landed(counts: dict[str, FeedCounts]) -> None:
+    for feed, c in counts.items():
+        assert c.records_in == c.loaded + c.duplicates_skipped + c.quarantined, feed
+    # the good files of every feed landed: the run went on
+    assert counts["fhir"].loaded >= 3
+    assert counts["csv"].loaded == 3
+    assert counts["hl7"].loaded >= 2  # the patient and the observation
+
+
+def _assert_rerun_retries_nothing(path: Path, drop: Path) -> None:
+    before = _quarantine(path)
+    again = _ingest(path, drop, "run-2")
+    for feed, c in again.items():
+        assert c.files_new == 0 and c.records_in == 0, feed
+        assert c.files_skipped == c.files_seen, feed
+    assert _quarantine(path) == before
+    assert new_file_counts(path, drop) == {feed: 0 for feed in schema.FEEDS}
+
+
+@pytest.fixture
+def alarm() -> Iterator[None]:
+    """Fail (instead of hanging the suite) if ingest blocks, e.g. opening a FIFO."""
+
+    def timeout(signum: int, frame: object) -> None:
+        raise TimeoutError("ingest blocked")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(120)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# ---------------------------------------------------------------- drop hygiene
+
+
+def test_symlink_to_a_file_outside_the_drop_is_refused_not_followed(
+    drop: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    (drop / "fhir" / "Linked.ndjson").symlink_to(outside / "Patient.ndjson")
+    (drop / "csv" / "patients.csv").symlink_to(outside / "lab_results.csv")
+    (drop / "hl7" / "hostname.hl7").symlink_to("/etc/hostname")
+    wh = tmp_path / "wh.duckdb"
+    counts = _ingest(wh, drop, "run-1")
+    _assert_balanced_and_landed(counts)
+    refused = {r[1]: r for r in _quarantine(wh) if r[0] == "file"}
+    for rel in ("fhir/Linked.ndjson", "csv/patients.csv", "hl7/hostname.hl7"):
+        scope, _, error, position, payload = refused[rel]
+        assert error == "symbolic link in the drop: refused (not followed, not read)"
+        assert (position, payload) == (None, "")
+    assert all(c.files_quarantined == 1 for c in counts.values())
+    assert SECRET not in _stored_text(wh)
+    hostname = Path("/etc/hostname")
+    if hostname.is_file() and hostname.read_text().strip():
+        assert hostname.read_text().strip() not in _stored_text(wh)
+    _assert_rerun_retries_nothing(wh, drop)
+
+
+def test_symlink_to_a_folder_is_refused_and_not_walked(drop: Path, tmp_path: Path) -> None:
+    (drop / "csv" / "more").symlink_to(tmp_path / "outside", target_is_directory=True)
+    (drop / "fhir" / "inside").symlink_to(drop / "csv", target_is_directory=True)
+    wh = tmp_path / "wh.duckdb"
+    counts = _ingest(wh, drop, "run-1")
+    _assert_balanced_and_landed(counts)
+    refused = {r[1]: r[2] for r in _quarantine(wh) if r[0] == "file"}
+    assert refused == {
+        "csv/more": "symbolic link in the drop: refused (not followed, not read)",
+        "fhir/inside": "symbolic link in the drop: refused (not followed, not read)",
+    }
+    assert SECRET not in _stored_text(wh)
+    _assert_rerun_retries_nothing(wh, drop)
+
+
+def test_a_feed_folder_that_is_a_symlink_is_refused(drop: Path, tmp_path: Path) -> None:
+    outside_feed = tmp_path / "outside-hl7"
+    (drop / "hl7").rename(outside_feed)
+    (outside_feed / "secret.hl7").write_text(HL7_MESSAGE.replace("ZYX", SECRET) + "\r")
+    (drop / "hl7").symlink_to(outside_feed, target_is_directory=True)
+    wh = tmp_path / "wh.duckdb"
+    counts = _ingest(wh, drop, "run-1")
+    assert counts["hl7"].loaded == 0 and counts["hl7"].quarantined == 1
+    refused = {r[1]: r[2] for r in _quarantine(wh) if r[0] == "file"}
+    assert refused == {"hl7": "feed folder is a symbolic link, not a folder (not followed)"}
+    assert SECRET not in _stored_text(wh)
+
+
+def test_fifo_and_socket_are_refused_without_blocking(
+    drop: Path, tmp_path: Path, alarm: None
+) -> None:
+    os.mkfifo(drop / "hl7" / "pipe.hl7")
+    os.mkfifo(drop / "fhir" / "Observation.ndjson")
+    sock = socket.socket(socket.AF_UNIX)
+    sock_path = drop / "csv" / "s.csv"
+    try:
+        sock.bind(str(sock_path))
+    except OSError:  # path too long for AF_UNIX on this machine: FIFOs only
+        sock_path = None
+    try:
+        wh = tmp_path / "wh.duckdb"
+        counts = _ingest(wh, drop, "run-1")
+        _assert_balanced_and_landed(counts)
+        refused = {r[1]: r[2] for r in _quarantine(wh) if r[0] == "file"}
+        assert refused["hl7/pipe.hl7"] == "FIFO in the drop: refused (not followed, not read)"
+        assert refused["fhir/Observation.ndjson"] == refused["hl7/pipe.hl7"]
+        if sock_path is not None:
+            assert refused["csv/s.csv"] == "socket in the drop: refused (not followed, not read)"
+        _assert_rerun_retries_nothing(wh, drop)
+    finally:
+        sock.close()
+
+
+def test_hidden_and_temporary_files_are_skipped_not_registered(drop: Path, tmp_path: Path) -> None:
+    (drop / "fhir" / ".Patient.ndjson").write_text(PATIENTS_NDJSON.replace("HX-", "HY-"))
+    (drop / "fhir" / "Patient.2.ndjson.part").write_text(PATIENTS_NDJSON.replace("HX-", "HZ-"))
+    (drop / "csv" / ".sync").mkdir()
+    (drop / "csv" / ".sync" / "lab_results.csv").write_text(LAB_RESULTS_CSV)
+    wh = tmp_path / "wh.duckdb"
+    counts = _ingest(wh, drop, "run-1")
+    assert [counts[f].files_seen for f in schema.FEEDS] == [1, 1, 1]
+    assert _quarantine(wh) == []
+    # the transfer finishes: the renamed file is new, not "already ingested"
+    (drop / "fhir" / "Patient.2.ndjson.part").rename(drop / "fhir" / "Patient.2.ndjson")
+    again = _ingest(wh, drop, "run-2")
+    assert (again["fhir"].files_new, again["fhir"].loaded) == (1, 3)
+
+
+# ---------------------------------------------------------------- sizes
+
+
+def _write_bomb(path: Path, expanded: int) -> None:
+    """A single-member gzip of ``expanded`` newline bytes, streamed (1 MiB at a time)."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31, 9, zlib.Z_RLE)
+    block = b"\n" * (1 << 20)
+    with path.open("wb") as out:
+        for _ in range(expanded >> 20):
+            out.write(deflate.compress(block))
+        out.write(deflate.flush())
+
+
+BOMB_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from trialscreen.ingest import ingest
+    from trialscreen.warehouse import Warehouse
+
+    with Warehouse.connect(Path(sys.argv[1])) as wh:
+        counts = ingest(wh, Path(sys.argv[2]), "run-1")
+    print(json.dumps({f: c.as_row() for f, c in counts.items()}, default=str))
+    """
+)
+# Peak RSS (ru_maxrss of the child, Linux, DuckDB), measured: 246-272 MB for this drop
+# without a bomb (Python, polars, DuckDB and the good files), 289-299 MB with the 1 GiB bomb
+# (the ratio check stops it after ~27 MB of output). Before the limits a 256 MiB bomb of the
+# same kind took 703 MB and the 1 GiB one drove the probe's process to 8.5 GB and SIGABRT.
+# 600 MB leaves twice the measured peak for allocator and library differences and is still
+# below what reading even a quarter of the bomb cost.
+BOMB_RSS_BOUND_MB = 600
+
+
+def test_gzip_bomb_is_quarantined_in_bounded_memory(drop: Path, tmp_path: Path) -> None:
+    bomb = drop / "fhir" / "Observation.ndjson.gz"
+    _write_bomb(bomb, 1 << 30)  # 1 GiB of newlines in about 1 MB
+    assert bomb.stat().st_size < 2 << 20
+    (drop / "csv" / "conditions.csv.gz").write_bytes(bomb.read_bytes())  # same bytes, 2nd feed
+    wh = tmp_path / "wh.duckdb"
+    out = tmp_path / "child.out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIALSCREEN_MAX")}
+    with out.open("wb") as stdout:
+        child = subprocess.Popen(
+            [sys.executable, "-c", BOMB_SCRIPT, str(wh), str(drop)], stdout=stdout, env=env
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    peak_mb = usage.ru_maxrss / 1024  # KiB on Linux
+    print(f"gzip bomb ingest: peak RSS {peak_mb:.0f} MB (bound {BOMB_RSS_BOUND_MB} MB)")
+    assert child.returncode == 0, out.read_text()
+    assert peak_mb < BOMB_RSS_BOUND_MB
+
+    counts = json.loads(out.read_text())
+    for feed, c in counts.items():
+        assert c["records_in"] == c["loaded"] + c["duplicates_skipped"] + c["quarantined"], feed
+    assert counts["fhir"]["loaded"] == 3 and counts["csv"]["loaded"] == 3
+    refused = {r[1]: r for r in _quarantine(wh) if r[0] == "file"}
+    for rel in ("fhir/Observation.ndjson.gz", "csv/conditions.csv.gz"):
+        error = refused[rel][2]
+        assert error.startswith(f"gzip expands more than {limits.DEFAULTS.max_expansion_ratio}x")
+        assert error.endswith(f"compressed bytes; {limits.MAX_EXPANSION_RATIO_ENV})")
+    _assert_rerun_retries_nothing(wh, drop)
+
+
+def test_file_over_the_size_limit_is_quarantined_unread(
+    drop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(limits.MAX_FILE_BYTES_ENV, "4096")
+    big = (HL7_MESSAGE + "\r") * 40
+    (drop / "hl7" / "big.hl7").write_text(big)
+    with gzip.open(drop / "fhir" / "Patient.2.ndjson.gz", "wt") as handle:
+        handle.write((PATIENTS_NDJSON.replace("HX-", "HW-") + "\n") * 10)
+    wh = tmp_path / "wh.duckdb"
+    counts = _ingest(wh, drop, "run-1")
+    _assert_balanced_and_landed(counts)
+    refused = {r[1]: r[2] for r in _quarantine(wh) if r[0] == "file"}
+    assert refused["hl7/big.hl7"] == (
+        f"file is {len(big.encode())} bytes, over the file limit of 4096 bytes "
+        "(TRIALSCREEN_MAX_FILE_BYTES)"
+    )
+    assert refused["fhir/Patient.2.ndjson.gz"].startswith(
+        "gzip expands past the file limit of 4096 bytes"
+    )
+
+
+def test_oversize_ndjson_line_is_quarantined_alone(
+    drop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(limits.MAX_RECORD_BYTES_ENV, "2048")
+    huge = {"resourceType": "Patient", "id": "big", "text": {"div": "x" * 5000}}
+    lines = PATIENTS_NDJSON.replace("HX-", "HV-").splitlines()
+    lines.insert(1, json.dumps(huge))
+    (drop / "fhir" / "Patient.2.ndjson").write_text("\n".join(lines) + "\n")
+    wh = tmp_path / "wh.duckdb"
+    counts = _ingest(wh, drop, "run-1")
+    _assert_balanced_and_landed(counts)
+    assert counts["fhir"].loaded == 6 and counts["fhir"].quarantined == 1
+    [row] = _quarantine(wh)
+    size = len(json.dumps(huge).encode())
+    assert row[:4] == (
+        "record",
+        "fhir/Patient.2.ndjson",
+        f"line is {size} bytes, over the per-record limit of 2048 bytes "
+        "(TRIALSCREEN_MAX_RECORD_BYTES)",
+        2,
+    )
+
+
+def test_oversize_csv_row_is_quarantined_alone_and_positions_kept(
+    drop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(limits.MAX_RECORD_BYTES_ENV, "1024")
+    header, *rows = LAB_RESULTS_CSV.splitlines()
+    huge = f'HX-0009,R9,718-7,"{"y" * 3000}",1,g/dL,final,2026-11-01T08:30:00Z'
+    bad = "HX-0008,R8,718-7,Hemoglobin,1,g/dL,final,not a time"
+    text = "\n".join([header, rows[0], huge, rows[1], bad, rows[2]]) + "\n"
+    (drop / "csv" / "lab_results.csv").write_text(text)
+    wh = tmp_path / "wh.duckdb"
+    counts = _ingest(wh, drop, "run-1")
+    _assert_balanced_and_landed(counts)
+    assert counts["csv"].records_in == 5 and counts["csv"].quarantined == 2
+    quarantined = [(r[3], r[2]) for r in _quarantine(wh)]
+    assert quarantined[0] == (
+        2,
+        f"row is {len(huge)} bytes, over the per-record limit of 1024 bytes "
+        "(TRIALSCREEN_MAX_RECORD_BYTES)",
+    )
+    assert quarantined[1][0] == 4  # the row after the cut one keeps its number
+    with Warehouse.connect(wh) as conn:
+        landed = conn.query(
+            "select source_position, record_id from raw.csv_observations order by 1"
+        )
+    assert [tuple(r) for r in landed] == [(1, "R1"), (3, "R2"), (5, "R3")]
+
+
+def test_oversize_hl7_message_is_quarantined_alone(
+    drop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(limits.MAX_RECORD_BYTES_ENV, "1024")
+    note = "NTE|1||" + "z" * 2000
+    big = HL7_MESSAGE.replace("M1|P", "M2|P") + "\r" + note
+    (drop / "hl7" / "labs.hl7").write_text(big + "\r" + HL7_MESSAGE.replace("M1|P", "M3|P") + "\r")
+    wh = tmp_path / "wh.duckdb"
+    counts = _ingest(wh, drop, "run-1")
+    _assert_balanced_and_landed(counts)
+    [row] = _quarantine(wh)
+    assert row[3] == 1 and row[2].startswith("message is ")
+    assert row[2].endswith("over the per-record limit of 1024 bytes (TRIALSCREEN_MAX_RECORD_BYTES)")
+
+
+# ---------------------------------------------------------------- broken files
+
+
+def test_truncated_gzip_is_quarantined_and_registered(drop: Path, tmp_path: Path) -> None:
+    packed = gzip.compress((PATIENTS_NDJSON.replace("HX-", "HT-") + "\n").encode() * 200)
+    (drop / "fhir" / "Patient.2.ndjson.gz").write_bytes(packed[: len(packed) // 2])
+    (drop / "csv" / "patients.csv.gz").write_bytes(packed[: len(packed) // 2])
+    wh = tmp_path / "wh.duckdb"
+    counts = _ingest(wh, drop, "run-1")
+    _assert_balanced_and_landed(counts)
+    refused = {r[1]: r[2] for r in _quarantine(wh) if r[0] == "file"}
+    assert refused == {
+        "fhir/Patient.2.ndjson.gz": "gzip stream is truncated",
+        "csv/patients.csv.gz": "truncated or corrupt gzip stream",
+    }
+    _assert_rerun_retries_nothing(wh, drop)
+
+
+def test_a_file_that_makes_the_parser_raise_is_quarantined_and_the_run_goes_on(
+    drop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parser bug (here: one injected for files holding a marker) quarantines its file with
+    the exception's class, never its text; the other files, in the same batch too, land."""
+    from trialscreen.feeds import csv, fhir, hl7v2
+
+    marker = "RAISE-ME SMITH^JOHN 1970-01-01"
+
+    def raising(original):  # type: ignore[no-untyped-def]
+        def wrapped(*args):  # type: ignore[no-untyped-def]
+            data = args[0]
+            if isinstance(data, Path):
+                data = data.read_bytes()
+            if marker.encode() in (data if isinstance(data, bytes) else b""):
+                raise ValueError(f"year 10000 is out of range near {marker}")
+            return original(*args)
+
+        return wrapped
+
+    monkeypatch.setattr(fhir, "_collect_json", raising(fhir._collect_json))
+    monkeypatch.setattr(hl7v2, "parse_hl7_file", raising(hl7v2.parse_hl7_file))
+    monkeypatch.setattr(csv, "parse_csv_file", raising(csv.parse_csv_file))
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": []}
+    for name in ("A.json", "C.json"):
+        (drop / "fhir" / name).write_text(json.dumps({**bundle, "id": name}))
+    (drop / "fhir" / "B.json").write_text(json.dumps({**bundle, "id": marker}))
+    (drop / "hl7" / "bad.hl7").write_text(HL7_MESSAGE.replace("ZYX", marker) + "\r")
+    (drop / "csv" / "patients.csv").write_text(f"mrn,birth_date\n{marker},1970-01-01\n")
+    wh = tmp_path / "wh.duckdb"
+    counts = _ingest(wh, drop, "run-1")
+    _assert_balanced_and_landed(counts)
+    refused = {r[1]: r[2] for r in _quarantine(wh) if r[0] == "file"}
+    reason = "file could not be parsed (ValueError)"
+    assert refused == {"fhir/B.json": reason, "hl7/bad.hl7": reason, "csv/patients.csv": reason}
+    assert marker not in _stored_text(wh)
+    with Warehouse.connect(wh) as conn:
+        registered = {r[0] for r in conn.query("select source_file from audit.ingested_files")}
+    assert {"fhir/A.json", "fhir/B.json", "fhir/C.json", "hl7/bad.hl7"} <= registered
+    _assert_rerun_retries_nothing(wh, drop)
