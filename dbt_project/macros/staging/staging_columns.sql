@@ -10,9 +10,6 @@
     `status_default` (status assumed when the feed sent none; SQL literal or null).
     The models alias the raw table `source` and the joined code_system_aliases seed
     `systems` (on the entity's code-system column).
-    Timestamps: raw keeps the wall clock as sent and its offset; staging gives the instant
-    as a naive UTC timestamp (instant_utc, macros/timezones.sql), so every later model reads
-    naive UTC and takes local dates with date_in_timezone.
 #}
 
 {% macro stg_lineage_columns(feed, patient_mrn) -%}
@@ -69,7 +66,7 @@
             else 'unknown'
         end as sex,
         -- timestamps
-        {{ instant_utc('source.deceased_at', 'source.deceased_at_offset_min') }} as deceased_at
+        cast(source.deceased_at as {{ dbt.type_timestamp() }}) as deceased_at
 {%- endmacro %}
 
 {% macro stg_observation_columns(feed, patient_mrn, status_default='null') -%}
@@ -101,11 +98,8 @@
         {{ normalize_result_status('source.status', status_default) }} as status,
         -- timestamps (naive UTC); effective time falls back to the issue time
         -- (docs/specification.md#fhir-r4)
-        coalesce(
-            {{ instant_utc('source.effective_at', 'source.effective_at_offset_min') }},
-            {{ instant_utc('source.issued_at', 'source.issued_at_offset_min') }}
-        ) as effective_at,
-        {{ instant_utc('source.issued_at', 'source.issued_at_offset_min') }} as issued_at,
+        cast(coalesce(source.effective_at, source.issued_at) as {{ dbt.type_timestamp() }}) as effective_at,
+        cast(source.issued_at as {{ dbt.type_timestamp() }}) as issued_at,
         -- order, method and body site
         {{ clean_text('source.order_id') }} as order_id,
         upper({{ clean_text('source.method_code') }}) as method_code,
@@ -139,9 +133,9 @@
         {{ clean_lower('source.clinical_status') }} as clinical_status,
         {{ clean_lower('source.verification_status') }} as verification_status,
         -- timestamps (naive UTC)
-        {{ instant_utc('source.onset_at', 'source.onset_at_offset_min') }} as onset_at,
-        {{ instant_utc('source.recorded_at', 'source.recorded_at_offset_min') }} as recorded_at,
-        {{ instant_utc('source.abatement_at', 'source.abatement_at_offset_min') }} as abatement_at
+        cast(source.onset_at as {{ dbt.type_timestamp() }}) as onset_at,
+        cast(source.recorded_at as {{ dbt.type_timestamp() }}) as recorded_at,
+        cast(source.abatement_at as {{ dbt.type_timestamp() }}) as abatement_at
 {%- endmacro %}
 
 {% macro stg_medication_columns(feed, patient_mrn) -%}
@@ -170,8 +164,8 @@
         -- status
         {{ clean_lower('source.status') }} as status,
         -- timestamps (naive UTC)
-        {{ instant_utc('source.start_at', 'source.start_at_offset_min') }} as start_at,
-        {{ instant_utc('source.end_at', 'source.end_at_offset_min') }} as end_at
+        cast(source.start_at as {{ dbt.type_timestamp() }}) as start_at,
+        cast(source.end_at as {{ dbt.type_timestamp() }}) as end_at
 {%- endmacro %}
 
 {#- FHIR only: the latest delivered version of every Patient, as (patient_ref, patient_mrn),
