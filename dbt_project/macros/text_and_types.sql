@@ -15,7 +15,8 @@
         when {{ code_system }} in ('icd10cm', 'icd10', 'atc')
             then nullif(upper(replace(replace(trim({{ code }}), '.', ''), ' ', '')), '')
         when {{ code_system }} = 'icdo3'
-            then nullif(replace(trim({{ code }}), ' ', ''), '')
+            -- morphology in its real spellings: 9581/3, 95813, M9581/3, M-95813 -> 9581/3
+            then {{ normalize_icdo3(code) }}
         else nullif(trim({{ code }}), '')
     end
 {%- endmacro %}
@@ -60,4 +61,39 @@
 
 {% macro spark__double_text(expr) -%}
     cast({{ expr }} as {{ dbt.type_string() }})
+{%- endmacro %}
+
+
+{#- ICD-O-3 morphology spellings (9581/3, 95813, M9581/3, M-95813, m 9581/3) as NNNN/B:
+    spaces and dashes dropped, a leading M dropped, a slash put before a fifth digit. -#}
+{% macro normalize_icdo3(code) -%}
+    {%- set bare = "replace(replace(upper(trim(" ~ code ~ ")), ' ', ''), '-', '')" -%}
+    {%- set digits = "case when substr(" ~ bare ~ ", 1, 1) = 'M' then substr(" ~ bare ~ ", 2) else " ~ bare ~ " end" -%}
+    nullif(
+        case
+            when length({{ digits }}) = 5 and {{ digits }} not like '%/%'
+                then substr({{ digits }}, 1, 4) || '/' || substr({{ digits }}, 5, 1)
+            else {{ digits }}
+        end,
+        ''
+    )
+{%- endmacro %}
+
+
+{#- An ICD-10 code as people write it (C787 -> C78.7, B20 stays): a letter, two digits, then a
+    dot before the rest. Other codes (SNOMED, ICD-O-3 NNNN/B, ATC, RxNorm) unchanged. -#}
+{% macro display_code(code) -%}
+    case
+        when upper(substr({{ code }}, 1, 1)) between 'A' and 'Z'
+            and substr({{ code }}, 2, 1) between '0' and '9'
+            and substr({{ code }}, 3, 1) between '0' and '9'
+            and length({{ code }}) > 3
+            and length({{ code }}) <= 8
+            and {{ code }} not like '%.%'
+            and {{ code }} not like '%/%'
+            and upper(substr({{ code }}, 1, 1)) <> 'L'
+            and upper(substr({{ code }}, 1, 1)) <> 'J'
+            then substr({{ code }}, 1, 3) || '.' || substr({{ code }}, 4)
+        else {{ code }}
+    end
 {%- endmacro %}

@@ -48,8 +48,8 @@ def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("create schema if not exists raw")
     con.execute("create schema if not exists restricted")
     for feed in schema.FEEDS:
-        for entity in schema.ENTITIES:
-            columns = {**schema.RAW_COLUMNS[entity], **schema.LOAD_COLUMNS}
+        for entity in schema.RAW_TABLES:
+            columns = {**schema.TABLE_COLUMNS[entity], **schema.LOAD_COLUMNS}
             ddl = ", ".join(f'"{name}" {_sql_type(dtype)}' for name, dtype in columns.items())
             con.execute(f"create table raw.{schema.raw_table(feed, entity)} ({ddl})")
     con.execute("create table restricted.patient_keys (mrn varchar, patient_key varchar)")

@@ -291,12 +291,12 @@ def _create_raw_tables(con: duckdb.DuckDBPyConnection, scenario: Scenario) -> No
     con.execute("create schema if not exists raw")
     loaded = datetime(2026, 11, 2, 3, 0)
     for feed in schema.FEEDS:
-        for entity in schema.ENTITIES:
-            columns = {**schema.RAW_COLUMNS[entity], **schema.LOAD_COLUMNS}
+        for entity in schema.RAW_TABLES:
+            columns = {**schema.TABLE_COLUMNS[entity], **schema.LOAD_COLUMNS}
             ddl = ", ".join(f"{name} {_sql_type(dtype)}" for name, dtype in columns.items())
             table = f"raw.{schema.raw_table(feed, entity)}"
             con.execute(f"create or replace table {table} ({ddl})")
-            if feed != "csv" or not scenario.rows[entity]:
+            if feed != "csv" or not scenario.rows.get(entity):
                 continue
             frame = schema.conform(
                 entity, pl.DataFrame(scenario.rows[entity], infer_schema_length=None)
@@ -733,10 +733,10 @@ def test_postgres_decides_every_criterion_like_duckdb(warehouse, pg_database, tm
     ]
     with Warehouse.connect(pg_database) as wh:
         for feed in schema.FEEDS:
-            for entity in schema.ENTITIES:
+            for entity in schema.RAW_TABLES:
                 table = f"raw.{schema.raw_table(feed, entity)}"
-                wh.ensure_table(table, {**schema.RAW_COLUMNS[entity], **schema.LOAD_COLUMNS})
-                if feed == "csv" and scenario.rows[entity]:
+                wh.ensure_table(table, {**schema.TABLE_COLUMNS[entity], **schema.LOAD_COLUMNS})
+                if feed == "csv" and scenario.rows.get(entity):
                     frame = schema.conform(
                         entity, pl.DataFrame(scenario.rows[entity], infer_schema_length=None)
                     ).with_columns(

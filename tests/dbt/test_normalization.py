@@ -329,8 +329,8 @@ def test_same_models_build_on_postgresql(db: duckdb.DuckDBPyConnection, tmp_path
         with psycopg2.connect(url) as pg, pg.cursor() as cur:
             cur.execute("create schema raw; create schema restricted")
             for feed in schema.FEEDS:
-                for entity in schema.ENTITIES:
-                    columns = {**schema.RAW_COLUMNS[entity], **schema.LOAD_COLUMNS}
+                for entity in schema.RAW_TABLES:
+                    columns = {**schema.TABLE_COLUMNS[entity], **schema.LOAD_COLUMNS}
                     table = schema.raw_table(feed, entity)
                     ddl = ", ".join(
                         f"{name} {pg_types.get(_sql_type(dtype), _sql_type(dtype))}"

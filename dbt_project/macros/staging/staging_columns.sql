@@ -10,6 +10,9 @@
     `status_default` (status assumed when the feed sent none; SQL literal or null).
     The models alias the raw table `source` and the joined code_system_aliases seed
     `systems` (on the entity's code-system column).
+    Timestamps: raw keeps the wall clock as sent and its offset; staging gives the instant
+    as a naive UTC timestamp (instant_utc, macros/timezones.sql), so every later model reads
+    naive UTC and takes local dates with date_in_timezone.
 #}
 
 {% macro stg_lineage_columns(feed, patient_mrn) -%}
@@ -66,7 +69,7 @@
             else 'unknown'
         end as sex,
         -- timestamps
-        cast(source.deceased_at as {{ dbt.type_timestamp() }}) as deceased_at
+        {{ instant_utc('source.deceased_at', 'source.deceased_at_offset_min') }} as deceased_at
 {%- endmacro %}
 
 {% macro stg_observation_columns(feed, patient_mrn, status_default='null') -%}
@@ -98,8 +101,11 @@
         {{ normalize_result_status('source.status', status_default) }} as status,
         -- timestamps (naive UTC); effective time falls back to the issue time
         -- (docs/specification.md#fhir-r4)
-        cast(coalesce(source.effective_at, source.issued_at) as {{ dbt.type_timestamp() }}) as effective_at,
-        cast(source.issued_at as {{ dbt.type_timestamp() }}) as issued_at,
+        coalesce(
+            {{ instant_utc('source.effective_at', 'source.effective_at_offset_min') }},
+            {{ instant_utc('source.issued_at', 'source.issued_at_offset_min') }}
+        ) as effective_at,
+        {{ instant_utc('source.issued_at', 'source.issued_at_offset_min') }} as issued_at,
         -- order, method and body site
         {{ clean_text('source.order_id') }} as order_id,
         upper({{ clean_text('source.method_code') }}) as method_code,
@@ -133,9 +139,9 @@
         {{ clean_lower('source.clinical_status') }} as clinical_status,
         {{ clean_lower('source.verification_status') }} as verification_status,
         -- timestamps (naive UTC)
-        cast(source.onset_at as {{ dbt.type_timestamp() }}) as onset_at,
-        cast(source.recorded_at as {{ dbt.type_timestamp() }}) as recorded_at,
-        cast(source.abatement_at as {{ dbt.type_timestamp() }}) as abatement_at
+        {{ instant_utc('source.onset_at', 'source.onset_at_offset_min') }} as onset_at,
+        {{ instant_utc('source.recorded_at', 'source.recorded_at_offset_min') }} as recorded_at,
+        {{ instant_utc('source.abatement_at', 'source.abatement_at_offset_min') }} as abatement_at
 {%- endmacro %}
 
 {% macro stg_medication_columns(feed, patient_mrn) -%}
@@ -161,11 +167,34 @@
         {{ normalize_code('source.code', code_system) }} as code,
         {{ clean_text('source.code_display') }} as code_display,
         {{ clean_text('source.code_text') }} as code_text,
-        -- status
+        -- status; MedicationRequest.intent (proposal / plan: not therapy given)
         {{ clean_lower('source.status') }} as status,
+        {{ clean_lower('source.intent') }} as intent,
         -- timestamps (naive UTC)
-        cast(source.start_at as {{ dbt.type_timestamp() }}) as start_at,
-        cast(source.end_at as {{ dbt.type_timestamp() }}) as end_at
+        {{ instant_utc('source.start_at', 'source.start_at_offset_min') }} as start_at,
+        {{ instant_utc('source.end_at', 'source.end_at_offset_min') }} as end_at
+{%- endmacro %}
+
+{#- Every coding of a condition or medication (raw.<feed>_codings; docs/decisions.md "Every
+    coding is kept"): the system recognised through the code_system_aliases seed (URIs and
+    OIDs in real use), the code normalized like the entity's own code. -#}
+{% macro stg_coding_columns(feed) -%}
+    {%- set code_system -%}
+        coalesce(systems.code_system, {{ clean_lower('source.system') }})
+    {%- endset -%}
+        '{{ feed }}' as evidence_source,
+        {{ clean_text('source.record_id') }} as record_id,
+        source.record_hash,
+        source.source_file,
+        cast(source.loaded_at as {{ dbt.type_timestamp() }}) as loaded_at,
+        {{ clean_lower('source.entity') }} as entity,
+        {{ clean_lower('source.element') }} as element,
+        cast(source.seq as {{ dbt.type_bigint() }}) as seq,
+        {{ code_system }} as code_system,
+        {{ normalize_code('source.code', code_system) }} as code,
+        {{ clean_text('source.system') }} as code_system_raw,
+        {{ clean_text('source.code') }} as code_raw,
+        {{ clean_text('source.display') }} as code_display
 {%- endmacro %}
 
 {#- FHIR only: the latest delivered version of every Patient, as (patient_ref, patient_mrn),

@@ -73,6 +73,53 @@ advanced_evidence as (
 
 ),
 
+conditions as (
+
+    select * from {{ ref('int_conditions') }}
+
+),
+
+site_only as (
+
+    -- a sarcoma coded only by site (ICD-10 C48/C49, concept sts) on a patient with no ICD-O-3
+    -- histology on record: a histology-specific criterion (ASPS) cannot be decided from codes
+    -- (the histology may be in a pathology report) -> review, not not_met
+    select
+        diagnoses.patient_mrn,
+        diagnoses.code,
+        diagnoses.evidence_source,
+        diagnoses.evidence_id,
+        diagnoses.evidence_date,
+        row_number() over (
+            partition by diagnoses.patient_mrn
+            order by diagnoses.evidence_date asc nulls last, diagnoses.condition_id
+        ) as evidence_rank
+    from diagnoses
+    where diagnoses.concept = 'sts'
+        and diagnoses.code_system = 'icd10cm'
+        and diagnoses.patient_mrn not in (
+            select patient_mrn from conditions
+            where code_system = 'icdo3' and not is_refuted and patient_mrn is not null
+        )
+
+),
+
+histology_criteria as (
+
+    -- diagnosis criteria that name a histology: their concepts do not include the site-coded
+    -- soft tissue sarcoma concept
+    select distinct trial_id, criterion_id
+    from concepts
+    where role = 'diagnosis'
+        and not exists (
+            select 1 from concepts as other
+            where other.trial_id = concepts.trial_id
+                and other.criterion_id = concepts.criterion_id
+                and other.concept = 'sts'
+        )
+
+),
+
 joined as (
 
     select
@@ -91,7 +138,12 @@ joined as (
         adv.condition_id as adv_condition_id,
         adv.code as adv_code,
         adv.code_label as adv_label,
+        site.code as site_code,
+        site.evidence_source as site_evidence_source,
+        site.evidence_id as site_evidence_id,
+        site.evidence_date as site_date,
         case
+            when dx.condition_id is null and site.code is not null then 'review'
             when dx.condition_id is null then 'not_met'
             when adv.condition_id is not null then 'met'
             else 'review'
@@ -109,6 +161,13 @@ joined as (
         and criteria.criterion_id = adv.criterion_id
         and population.patient_mrn = adv.patient_mrn
         and adv.evidence_rank = 1
+    left join histology_criteria
+        on criteria.trial_id = histology_criteria.trial_id
+        and criteria.criterion_id = histology_criteria.criterion_id
+    left join site_only as site
+        on population.patient_mrn = site.patient_mrn
+        and site.evidence_rank = 1
+        and histology_criteria.criterion_id is not null
 
 )
 
@@ -127,9 +186,9 @@ select
     cast(null as {{ dbt.type_string() }}) as uln_source,
 
     -- evidence
-    dx_evidence_source as evidence_source,
-    dx_evidence_id as evidence_id,
-    cast(dx_date as {{ dbt.type_timestamp() }}) as evidence_at,
+    coalesce(dx_evidence_source, site_evidence_source) as evidence_source,
+    coalesce(dx_evidence_id, site_evidence_id) as evidence_id,
+    cast(coalesce(dx_date, site_date) as {{ dbt.type_timestamp() }}) as evidence_at,
 
     -- reason (analysts): codes and seed terms only; reason_detail (coordinators, schema
     -- restricted) quotes the source's display or text (docs/decisions.md "Free text from
@@ -137,32 +196,42 @@ select
     case
         when status = 'not_met'
             then 'No ' || label || ' diagnosis on record'
+        when dx_condition_id is null
+            then label || ': sarcoma coded only by site (' || {{ display_code('site_code') }}
+                || coalesce(' since ' || {{ fmt_date('site_date') }}, '')
+                || ') with no histology code on record: to be confirmed from the pathology report'
         else label || ' diagnosis '
             || case
                 when dx_matched_on = 'text'
-                    then 'text-matched the ' || label || ' term list ("' || coalesce(dx_term, '') || '")'
-                else coalesce(dx_code, '')
+                    then 'found by the term "' || coalesce(dx_term, '') || '" in the condition text'
+                else 'coded ' || {{ display_code('dx_code') }}
             end
             || coalesce(' since ' || {{ fmt_date('dx_date') }}, '')
             || case
                 when status = 'met'
-                    then '; advanced disease: ' || coalesce(adv_code, '')
-                else '; no metastasis or advanced stage coded: a clinician confirms advanced / not curable by surgery'
+                    then '; advanced disease coded ' || {{ display_code('adv_code') }}
+                else '; no metastasis or advanced stage coded: advanced or not curable by surgery to be confirmed by a clinician'
             end
     end as reason,
     case
         when status = 'not_met'
             then 'No ' || label || ' diagnosis on record'
+        when dx_condition_id is null
+            then label || ': sarcoma coded only by site (' || {{ display_code('site_code') }}
+                || coalesce(' since ' || {{ fmt_date('site_date') }}, '')
+                || ') with no histology code on record: to be confirmed from the pathology report'
         else label || ' diagnosis '
             || case
-                when dx_matched_on = 'text' then 'text-matched in "' || coalesce(dx_label, '') || '"'
-                else coalesce(dx_code, '') || ' (' || coalesce(dx_label, '') || ')'
+                when dx_matched_on = 'text' then 'found in the text "' || coalesce(dx_label, '') || '"'
+                else 'coded ' || {{ display_code('dx_code') }}
+                    || case when dx_label <> {{ display_code('dx_code') }} then ' (' || dx_label || ')' else '' end
             end
             || coalesce(' since ' || {{ fmt_date('dx_date') }}, '')
             || case
                 when status = 'met'
-                    then '; advanced disease: ' || coalesce(adv_code, '') || ' (' || coalesce(adv_label, '') || ')'
-                else '; no metastasis or advanced stage coded: a clinician confirms advanced / not curable by surgery'
+                    then '; advanced disease coded ' || {{ display_code('adv_code') }}
+                        || case when adv_label <> {{ display_code('adv_code') }} then ' (' || adv_label || ')' else '' end
+                else '; no metastasis or advanced stage coded: advanced or not curable by surgery to be confirmed by a clinician'
             end
     end as reason_detail
 

@@ -1,6 +1,7 @@
 -- Rule hiv (docs/clinical-rules.md#hiv): no HIV on record -> met; HIV -> met only with active
 -- antiretroviral therapy and an undetectable viral load within the HIV window; HIV with a
--- detectable viral load or without ART -> not_met; HIV without a usable viral load in the window
+-- detectable viral load -> not_met; undetectable with no ART on record -> review (confirm
+-- antiretroviral therapy: absence is not evidence); HIV without a usable viral load in the window
 -- (or "<N" above the limit) -> unknown. Status inputs: int_hiv__status.
 with
 
@@ -30,7 +31,9 @@ joined as (
             when hiv.viral_load_observation_id is null then 'unknown'
             when hiv.viral_load_class in ('unusable', 'undecidable') then 'unknown'
             when hiv.viral_load_class = 'detectable' then 'not_met'
-            when not hiv.on_active_art then 'not_met'
+            -- absence is not evidence: ART is often dispensed by an outside pharmacy, so an
+            -- undetectable load with no ART on record asks to confirm therapy (issue 11)
+            when not hiv.on_active_art then 'review'
             else 'met'
         end as status
     from criteria
@@ -61,14 +64,14 @@ described as (
                 end
         end as viral_load_text,
         case
-            when on_active_art then 'on active ART (' || coalesce(art_drug_label, '') || ')'
-            else 'no active antiretroviral therapy'
+            when on_active_art then 'on active ART (' || coalesce(art_drug_label, 'antiretroviral') || ')'
+            else 'no antiretroviral therapy on record: confirm antiretroviral therapy'
         end as art_text,
         -- coordinators only: the drug text as sent (docs/decisions.md "Free text from source
         -- records")
         case
-            when on_active_art then 'on active ART (' || coalesce(art_drug, '') || ')'
-            else 'no active antiretroviral therapy'
+            when on_active_art then 'on active ART (' || coalesce(art_drug, 'antiretroviral') || ')'
+            else 'no antiretroviral therapy on record: confirm antiretroviral therapy'
         end as art_detail
     from joined
 
@@ -99,7 +102,7 @@ select
 
     -- reason
     case
-        when not has_hiv then 'No HIV diagnosis (B20/Z21) or detectable HIV-1 viral load on record'
+        when not has_hiv then 'No HIV diagnosis (B20, Z21) or detectable HIV-1 viral load on record'
         when viral_load_observation_id is null
             then hiv_text || '; no viral load in the ' || cast(window_days as {{ dbt.type_string() }})
                 || ' days to ' || {{ fmt_date(screening_date()) }} || '; ' || art_text

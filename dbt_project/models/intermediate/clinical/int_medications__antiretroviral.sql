@@ -15,10 +15,12 @@ active as (
 
     select *
     from art
+    -- on-hold is exposure, not active therapy (int_medications__concepts already drops
+    -- not-taken, not-done, proposals and plans)
     where status = 'active'
         or (
             lower(resource_type) in ('medicationstatement', 'csv')
-            and coalesce(status, '') <> 'not-taken'
+            and coalesce(status, '') not in ('not-taken', 'on-hold')
             and (end_date is null or end_date >= {{ screening_date() }})
         )
 
@@ -44,7 +46,7 @@ select
     evidence_id,
 
     -- values
-    coalesce(drug_text, code) as drug,  -- free text: coordinators only
+    coalesce(nullif(drug_text, ''), drug_label) as drug,  -- free text: coordinators only
     drug_label,
 
     -- dates

@@ -31,7 +31,7 @@ select
     evidence_id,
 
     -- values
-    coalesce(drug_text, code) as first_ici_drug,  -- free text: coordinators only
+    coalesce(nullif(drug_text, ''), drug_label) as first_ici_drug,  -- free text: coordinators only
     drug_label as first_ici_label,
     n_ici_records,
 

@@ -2,8 +2,9 @@
 -- normalized, with whether it counts (docs/clinical-rules.md#counting-conditions): clinicalStatus
 -- active/recurrence/relapse or absent, and verificationStatus not refuted/entered-in-error. The
 -- onset-before-screening rule belongs to the criteria models (they know the screening date). A
--- condition sent with two codings (ICD-10-CM site + ICD-O-3 morphology) gives two rows, the second
--- with condition_id suffixed ':alt', so every concept match sees both codes.
+-- condition sent with several codings (ICD-10-CM site + ICD-O-3 morphology + SNOMED) gives one
+-- row per distinct coding - the entity's own, ':alt', and ':<seq>' from raw.<feed>_codings
+-- (docs/decisions.md "Every coding is kept") - so every concept match sees every code.
 
 with
 
@@ -16,6 +17,16 @@ latest_versions as (
 systems as (
 
     select * from {{ ref('code_system_aliases') }}
+
+),
+
+child_codings as (
+
+    select * from {{ ref('stg_fhir__codings') }} where entity = 'conditions'
+    union all
+    select * from {{ ref('stg_hl7__codings') }} where entity = 'conditions'
+    union all
+    select * from {{ ref('stg_csv__codings') }} where entity = 'conditions'
 
 ),
 
@@ -63,6 +74,49 @@ codings as (
     left join systems
         on {{ clean_lower('latest_versions.alt_code_system_raw') }} = systems.system_alias
     where latest_versions.alt_code_raw is not null
+    union all
+    -- every other coding of the same record version (raw.<feed>_codings)
+    select
+        {{ dbt.concat(["latest_versions.evidence_source", "':'", "latest_versions.record_id", "':'", "cast(child.seq as " ~ dbt.type_string() ~ ")"]) }} as condition_id,
+        child.code_system,
+        child.code,
+        child.code_display,
+        child.code_system_raw,
+        child.code_raw,
+        patient_mrn,
+        latest_versions.evidence_source,
+        latest_versions.record_id,
+        latest_versions.source_file,
+        code_text,
+        clinical_status,
+        verification_status,
+        onset_at,
+        recorded_at,
+        abatement_at,
+        latest_versions.loaded_at
+    from latest_versions
+    inner join child_codings as child
+        on latest_versions.evidence_source = child.evidence_source
+        and latest_versions.record_id = child.record_id
+        and latest_versions.record_hash = child.record_hash
+    where child.code is not null
+
+),
+
+deduplicated as (
+
+    -- one row per (record, system, code): the entity's own coding first
+    select *
+    from (
+        select
+            codings.*,
+            row_number() over (
+                partition by evidence_source, record_id, code_system, code
+                order by length(condition_id), condition_id
+            ) as coding_rank
+        from codings
+    ) as ranked
+    where coding_rank = 1
 
 ),
 
@@ -89,6 +143,8 @@ final as (
             coalesce(clinical_status in ('active', 'recurrence', 'relapse'), true)
             and coalesce(verification_status not in ('refuted', 'entered-in-error'), true)
         ) as is_counting,
+        -- refuted / entered in error: never counts, not even for a lifelong concept
+        coalesce(verification_status in ('refuted', 'entered-in-error'), false) as is_refuted,
         -- dates (local, var('timezone'))
         {{ date_in_timezone('onset_at', timezone_name()) }} as onset_date,
         {{ date_in_timezone('recorded_at', timezone_name()) }} as recorded_date,
@@ -97,7 +153,7 @@ final as (
         onset_at,
         recorded_at,
         loaded_at
-    from codings
+    from deduplicated
 
 )
 

@@ -31,6 +31,8 @@ final as (
         )) as drug_text,
         -- status
         status,
+        intent,
+        record_hash,
         -- dates (local, var('timezone'))
         {{ date_in_timezone('start_at', timezone_name()) }} as start_date,
         {{ date_in_timezone('end_at', timezone_name()) }} as end_date,
