@@ -1,4 +1,5 @@
-"""No MRN, name or birth date leaves the PHI schemas (SPEC §7: "No log line carries an MRN, a
+"""No MRN, name or birth date leaves the PHI schemas (docs/specification.md#phi-rules: "No log line
+carries an MRN, a
 name or a birth date"; §8: Data Docs and reports are static HTML that people pass around).
 
 One generated population — plus a few hand-made bad records carrying PHI, so that quarantine
@@ -93,6 +94,345 @@ EXTRA_HL7 = "\r".join(
     ]
 )
 
+# free text from source records that carries PHI and markup (docs/decisions.md, "Free text
+# from source records"): it may reach `restricted` but never the analysts' marts, the report,
+# Data Docs, logs, audit rows or quarantine errors. Every payload carries the marker XSS.
+XSS = "tsxss"
+
+
+def _script(n: int) -> str:
+    return f"<script>{XSS}({n})</script>"
+
+
+def _csv(header: str, *rows: list[str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header.split(","))
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+# CSV patient MRNX000901 Quaresma Bartholomew 1955-03-14 (loaded above) gets free text with
+# his own PHI in every free-text column of every CSV entity
+PHI_901 = "Quaresma Bartholomew 1955-03-14 MRNX000901"
+EXTRA_CSV_FREE_TEXT = {
+    "conditions.extra.csv": _csv(
+        "mrn,condition_id,code_system,code,display,clinical_status,verification_status,"
+        "onset_date,recorded_date,abatement_date",
+        [
+            "MRNX000901",
+            "phix-c1",
+            "icd-10-cm",
+            "C49.1",
+            f"sarcoma {_script(1)} {PHI_901}",
+            "active",
+            "confirmed",
+            "2025-01-10",
+            "2025-01-10",
+            "",
+        ],
+        [
+            "MRNX000901",
+            "phix-c2",
+            "local",
+            "X1",
+            f"alveolar soft part sarcoma {_script(2)} {PHI_901}",
+            "active",
+            "confirmed",
+            "2025-01-11",
+            "2025-01-11",
+            "",
+        ],
+        [
+            "MRNX000901",
+            "phix-c3",
+            "icd-10-cm",
+            "C78.0",
+            f"lung mets {_script(3)} {PHI_901}",
+            "active",
+            "confirmed",
+            "2025-03-01",
+            "2025-03-01",
+            "",
+        ],
+        [
+            "MRNX000901",
+            "phix-c4",
+            "icd-10-cm",
+            "B20",
+            f"HIV {_script(4)} {PHI_901}",
+            "active",
+            "confirmed",
+            "2020-01-01",
+            "2020-01-01",
+            "",
+        ],
+        [
+            "MRNX000901",
+            "phix-c5",
+            "icd-10-cm",
+            "R13.10",
+            f"dysphagia {_script(5)} {PHI_901}",
+            "active",
+            "confirmed",
+            "2026-01-01",
+            "2026-01-01",
+            "",
+        ],
+        [
+            "MRNX000901",
+            "phix-c6",
+            "local",
+            "X2",
+            f"disease progression {_script(6)} {PHI_901}",
+            "active",
+            "confirmed",
+            "2026-06-01",
+            "2026-06-01",
+            "",
+        ],
+    ),
+    "medications.extra.csv": _csv(
+        "mrn,medication_id,record_type,code_system,code,name,status,start_date,end_date",
+        [
+            "MRNX000901",
+            "phix-m1",
+            "request",
+            "atc",
+            "L01FF02",
+            f"pembrolizumab {_script(7)} {PHI_901}",
+            "completed",
+            "2025-02-01T00:00:00Z",
+            "",
+        ],
+        [
+            "MRNX000901",
+            "phix-m2",
+            "statement",
+            "atc",
+            "J05AF07",
+            f"tenofovir {_script(8)} {PHI_901}",
+            "active",
+            "2020-02-01T00:00:00Z",
+            "",
+        ],
+    ),
+    "lab_results.extra.csv": _csv(
+        "mrn,result_id,loinc,local_code,test_name,value,unit,value_code,value_code_system,"
+        "ref_low,ref_high,ref_range,abnormal_flag,status,order_id,collected_at,reported_at",
+        [
+            "MRNX000901",
+            "phix-l1",
+            "751-8",
+            "",
+            f"ANC {_script(9)} {PHI_901}",
+            f"{_script(10)} {PHI_901}",
+            "",
+            "",
+            "",
+            "",
+            "",
+            f"{_script(11)} {PHI_901}",
+            "",
+            "final",
+            "",
+            "2026-11-10T08:00:00Z",
+            "",
+        ],
+        [
+            "MRNX000901",
+            "phix-l2",
+            "1742-6",
+            "",
+            "ALT",
+            "30",
+            _script(12),
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "final",
+            "",
+            "2026-11-10T08:00:00Z",
+            "",
+        ],
+        [
+            "MRNX000901",
+            "phix-l3",
+            "1920-8",
+            "",
+            "AST",
+            "30",
+            "U/L",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            _script(13),
+            "",
+            "2026-11-10T08:00:00Z",
+            "",
+        ],
+    ),
+    "tumor_measurements.extra.csv": _csv(
+        "mrn,measurement_id,size_value,size_unit,method,body_site_code,body_site_text,status,"
+        "measured_at",
+        [
+            "MRNX000901",
+            "phix-t1",
+            "25",
+            "mm",
+            f"{_script(14)} {PHI_901}",
+            "",
+            f"{_script(15)} {PHI_901}",
+            "final",
+            "2026-11-01T00:00:00Z",
+        ],
+    ),
+}
+# a FHIR patient whose free texts carry PHI: valueString, code.text, Condition code.text and
+# display, medication text and display
+PHI_906 = "Throckmorton Ermengarde 1960-05-06 MRNX000906"
+_SUBJECT_906 = {"reference": "Patient/phi-extra-4"}
+EXTRA_FHIR_PATIENT_906 = {
+    "resourceType": "Patient",
+    "id": "phi-extra-4",
+    "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": "MRNX000906"}],
+    "name": [{"family": "Throckmorton", "given": ["Ermengarde"]}],
+    "gender": "female",
+    "birthDate": "1960-05-06",
+}
+EXTRA_FHIR_FREE_TEXT = {
+    "Observation.9.ndjson": [
+        {
+            "resourceType": "Observation",
+            "id": "phix-o1",
+            "status": "final",
+            "category": [{"coding": [{"code": "laboratory"}]}],
+            "code": {
+                "coding": [{"system": "http://loinc.org", "code": "751-8", "display": _script(16)}],
+                "text": f"{_script(17)} {PHI_906}",
+            },
+            "subject": _SUBJECT_906,
+            "effectiveDateTime": "2026-11-12T08:00:00Z",
+            "valueString": f"{_script(18)} {PHI_906}",
+            "referenceRange": [{"text": f"{_script(19)} {PHI_906}"}],
+        },
+        {
+            "resourceType": "Observation",
+            "id": "phix-o2",
+            "status": f"{_script(20)}",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+            "subject": _SUBJECT_906,
+            "effectiveDateTime": "2026-11-12T08:00:00Z",
+            "valueQuantity": {"value": 13.1, "unit": "g/dL"},
+        },
+    ],
+    "Condition.9.ndjson": [
+        {
+            "resourceType": "Condition",
+            "id": "phix-fc1",
+            "clinicalStatus": {"coding": [{"code": "active"}]},
+            "code": {
+                "coding": [
+                    {
+                        "system": "http://hl7.org/fhir/sid/icd-10-cm",
+                        "code": "C49.2",
+                        "display": f"{_script(21)} {PHI_906}",
+                    }
+                ],
+                "text": f"alveolar soft part sarcoma {_script(22)} {PHI_906}",
+            },
+            "subject": _SUBJECT_906,
+            "onsetDateTime": "2025-05-01T00:00:00Z",
+        }
+    ],
+    "MedicationRequest.9.ndjson": [
+        {
+            "resourceType": "MedicationRequest",
+            "id": "phix-fm1",
+            "status": "completed",
+            "intent": "order",
+            "medicationCodeableConcept": {
+                "text": f"Keytruda {_script(23)} {PHI_906}",
+                "coding": [
+                    {
+                        "system": "http://www.whocc.no/atc",
+                        "code": "L01FF02",
+                        "display": f"{_script(24)} {PHI_906}",
+                    }
+                ],
+            },
+            "subject": _SUBJECT_906,
+            "authoredOn": "2025-06-01T00:00:00Z",
+        }
+    ],
+}
+
+
+def _obx(set_id: int, fields: dict[int, str]) -> str:
+    """An OBX segment from {field number: value} (OBX-14 is the observation time)."""
+    values = [fields.get(i, "") for i in range(1, 15)]
+    values[0] = str(set_id)
+    return "|".join(["OBX", *values])
+
+
+_HL7_PHI = "Fitzwilliam Araminta 19630822 MRNX000907"
+_AT = "20261110080000"
+# an HL7 patient: OBX-5 ST text, OBX-11, CE texts, OBX-6 unit text, NTE with name/DOB/MRN
+EXTRA_HL7_FREE_TEXT = "\r".join(
+    [
+        "MSH|^~\\&|LAB|HOSP|TRIALSCREEN|HOSP|20261110090000||ORU^R01|PHIX0002|P|2.5.1",
+        "PID|1||MRNX000907^^^HOSP^MR||Fitzwilliam^Araminta||19630822|F",
+        f"OBR|1|PLX2|ORDX2^LAB|LABPANEL^{_script(25)} Fitzwilliam^L|||{_AT}",
+        _obx(
+            1,
+            {
+                2: "ST",
+                3: f"751-8^{_script(26)} Fitzwilliam^LN",
+                5: f"{_script(27)} {_HL7_PHI}",
+                7: f"{_script(28)} 19630822",
+                11: "F",
+                14: _AT,
+            },
+        ),
+        f"NTE|1||Called {_HL7_PHI} {_script(29)}",
+        _obx(
+            2,
+            {
+                2: "NM",
+                3: "1742-6^ALT^LN",
+                5: "31",
+                6: f"{_script(30)}^{_script(31)}^L",
+                11: _script(32),
+                14: _AT,
+            },
+        ),
+        _obx(3, {2: "NM", 3: "1920-8^AST^LN", 5: "29", 6: "U/L", 11: _HL7_PHI, 14: _AT}),
+        _obx(
+            4,
+            {
+                2: "CE",
+                3: "97509-4^Disease status^LN",
+                5: f"271299001^{_script(33)} Araminta^SCT",
+                11: "F",
+                14: _AT,
+            },
+        ),
+    ]
+)
+# file names carrying PHI (Synthea names its files after the patient; senders do worse)
+PHI_FILE_NAMES = {
+    "csv/Quaresma_Bartholomew_1955-03-14_MRNX000901.csv": "mrn,family_name\nMRNX000901,Q\n",
+    "csv/conditions_Quaresma_1955-03-14.csv": "not,a,contract\n1,2,3\n",
+    "fhir/Quaresma_Bartholomew_1955-03-14_MRNX000901.json": '{"resourceType": "Bundle", ',
+    "hl7/Fitzwilliam_Araminta_19630822_MRNX000907.hl7": "MSH|broken\rPID|1||x\r",
+}
+
 
 # --- the run -----------------------------------------------------------------------------------
 
@@ -146,6 +486,16 @@ def _add_bad_records(drop: Path) -> None:
     (drop / "csv" / "patients.broken.csv").write_text(EXTRA_CSV_BROKEN, encoding="utf-8")
     (drop / "fhir" / "Patient.9.ndjson").write_text(EXTRA_FHIR_PATIENTS + "\n", encoding="utf-8")
     (drop / "hl7" / "phi_extra.hl7").write_text(EXTRA_HL7 + "\r", encoding="utf-8")
+    for name, text in EXTRA_CSV_FREE_TEXT.items():
+        (drop / "csv" / name).write_text(text, encoding="utf-8")
+    with (drop / "fhir" / "Patient.9.ndjson").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(EXTRA_FHIR_PATIENT_906) + "\n")
+    for name, resources in EXTRA_FHIR_FREE_TEXT.items():
+        lines = "".join(json.dumps(r) + "\n" for r in resources)
+        (drop / "fhir" / name).write_text(lines, encoding="utf-8")
+    (drop / "hl7" / "phi_free_text.hl7").write_text(EXTRA_HL7_FREE_TEXT + "\r", encoding="utf-8")
+    for name, text in PHI_FILE_NAMES.items():
+        (drop / name).write_text(text, encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +561,7 @@ def _fhir_patients(drop: Path) -> Iterator[dict[str, Any]]:
 
 
 def _fhir_mrn(patient: dict[str, Any]) -> str:
-    """SPEC §2.1: the identifier typed MR, else the first."""
+    """docs/specification.md#fhir-r4: the identifier typed MR, else the first."""
     identifiers = [i for i in patient.get("identifier") or [] if isinstance(i, dict)]
     for ident in identifiers:
         codes = [c.get("code") for c in (ident.get("type") or {}).get("coding") or []]
@@ -436,3 +786,146 @@ def test_published_marts_carry_no_phi(run, matcher) -> None:
 def test_marts_evidence_ids_carry_no_mrn(run, matcher) -> None:
     items = _marts_text(run, lambda tc: tc in KNOWN_MRN_COLUMNS)
     assert _leaks(matcher, items) == []
+
+
+# --- free text from source records and markup ------------------------------------------------
+
+
+def _analysts_outputs(run) -> list[tuple[str, str]]:
+    """Everything an analyst (or whoever they pass it to) reads: logs, console, the reports
+    directory (report, index, Data Docs), dbt artifacts, audit rows, quarantine errors and
+    every text column of the published marts."""
+    items = [("trialscreen", line) for line in run["trialscreen_log"].splitlines()]
+    items += [("root", line) for line in run["root_log"]]
+    items += [("console", line) for line in run["console"].splitlines()]
+    items += [(f"reports/{n}", t) for n, t in _files(run["reports"], [])]
+    items += [(f"dbt/{n}", t) for n, t in _files(run["dbt"])]
+    with Warehouse.connect(run["warehouse"]) as wh:
+        items += [
+            ("quarantine.error", str(e or ""))
+            for (e,) in wh.query("select error from quarantine.records")
+        ]
+        items += [
+            ("audit.pipeline_runs", " ".join(str(v or "") for v in r))
+            for r in wh.query(
+                "select message, validation_result, feed_counts from audit.pipeline_runs"
+            )
+        ]
+    items += _marts_text(run, lambda tc: True)
+    return items
+
+
+def test_free_text_inputs_landed_in_raw(run) -> None:
+    """The markup and PHI sent in free-text fields really reached raw (so the searches below
+    had something to find)."""
+    with Warehouse.connect(run["warehouse"]) as wh:
+        raw = {
+            f"{feed}.{column}": int(
+                wh.scalar(f"select count(*) from raw.{feed}_{entity} where {column} like '%{XSS}%'")
+            )
+            for feed, entity, column in [
+                ("csv", "conditions", "code_display"),
+                ("csv", "medications", "code_text"),
+                ("csv", "observations", "value_text"),
+                ("fhir", "observations", "value_text"),
+                ("fhir", "conditions", "code_text"),
+                ("fhir", "medications", "code_text"),
+                ("hl7", "observations", "value_text"),
+                ("hl7", "observations", "status"),
+            ]
+        }
+    assert all(raw.values()), raw
+
+
+def test_no_free_text_from_source_records_reaches_analysts(run) -> None:
+    """docs/decisions.md "Free text from source records": never in marts, the report, Data
+    Docs, logs, audit rows or quarantine errors (escaped or not)."""
+    leaks = [
+        f"{where}: ...{text[max(0, text.find(XSS) - 60) : text.find(XSS) + 30]}..."
+        for where, text in _analysts_outputs(run)
+        if XSS in text
+    ]
+    assert leaks == [], "\n".join(leaks[:20])
+
+
+def test_no_html_output_renders_markup_from_data(run) -> None:
+    pages = [(n, t) for n, t in _files(run["reports"], []) if n.endswith((".html", ".htm"))]
+    assert any(n.endswith("report.html") for n, _ in pages)
+    unescaped = [n for n, t in pages if f"<script>{XSS}" in t.lower()]
+    assert unescaped == []
+
+
+def test_coordinators_still_see_the_source_text(run) -> None:
+    """The coordinator-facing reason in `restricted` quotes the source text the analysts'
+    reason only names (docs/decisions.md)."""
+    with Warehouse.connect(run["warehouse"]) as wh:
+        details = wh.query(
+            "select criterion_id, reason, reason_detail from restricted.criterion_evidence "
+            f"where reason_detail like '%{XSS}%'"
+        )
+    assert {r[0] for r in details} >= {"diagnosis_asps", "ici_refractory_progression"}
+    assert all(XSS not in r[1] for r in details)
+
+
+# --- database error texts ----------------------------------------------------------------------
+
+DB_ERROR_PHI = ("MRNX000901", "Quaresma", "1955-03-14")
+
+
+def _failing_step(kind: str):
+    """A step that fails the way PostgreSQL does: the error text quotes the row."""
+    import psycopg2.errors
+
+    from trialscreen.transform import DbtBuildError
+
+    detail = "DETAIL:  Failing row contains (MRNX000901, Quaresma, 1955-03-14, null)."
+    if kind == "psycopg2":
+        error: Exception = psycopg2.errors.NotNullViolation(
+            'null value in column "sex" of relation "patient_keys" violates not-null '
+            f"constraint\n{detail}"
+        )
+    else:
+        error = DbtBuildError(
+            "build",
+            [
+                (
+                    "model.trialscreen.stg_csv__patients",
+                    "Database Error in model stg_csv__patients | date/time field value out "
+                    'of range: "1955-03-14" | ' + detail,
+                )
+            ],
+        )
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise error
+
+    return fail
+
+
+@pytest.mark.parametrize("kind", ["psycopg2", "dbt"])
+def test_database_error_texts_are_summarized_not_copied(tmp_path, kind) -> None:
+    import trialscreen.pipeline as pipeline_module
+
+    drop, reports = tmp_path / "drop", tmp_path / "reports"
+    generate(patients=5, seed=SEED, out=drop, screening_date=SCREENING_DATE)
+    mp = pytest.MonkeyPatch()
+    mp.setenv(pseudonym.KEY_ENV, KEY)
+    step = "prepare_build" if kind == "psycopg2" else "build"
+    mp.setattr(pipeline_module, step, _failing_step(kind))
+    out = io.StringIO()
+    try:
+        with _everything_at_debug(mp) as (stream, handler), contextlib.redirect_stdout(out):
+            result = run_pipeline(drop, SCREENING_DATE, tmp_path / "wh.duckdb", reports_dir=reports)
+    finally:
+        mp.undo()
+    assert result.status == "failed"
+    assert result.message.startswith("NotNullViolation" if kind == "psycopg2" else "DbtBuildError")
+    with Warehouse.connect(tmp_path / "wh.duckdb") as wh:
+        (message,) = wh.query("select message from audit.pipeline_runs")[0]
+    report = (reports / result.run_id / "report.html").read_text(encoding="utf-8")
+    texts = [result.message, result.summary(), message, report, stream.getvalue(), out.getvalue()]
+    texts += handler.lines
+    leaks = [t[:200] for t in texts if any(v in t for v in DB_ERROR_PHI)]
+    assert leaks == []
+    if kind == "dbt":  # the failed model is named
+        assert "stg_csv__patients" in result.message and "stg_csv__patients" in report
