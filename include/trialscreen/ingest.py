@@ -252,13 +252,41 @@ def ensure_tables(wh: Warehouse) -> None:
     """Create the raw, quarantine and audit tables this module writes (idempotent)."""
     for feed in schema.FEEDS:
         for entity, columns in schema.TABLE_COLUMNS.items():
-            wh.ensure_table(
-                f"raw.{schema.raw_table(feed, entity)}", {**columns, **schema.LOAD_COLUMNS}
-            )
+            table = f"raw.{schema.raw_table(feed, entity)}"
+            missing_offsets = _missing_offset_columns(wh, table, entity)
+            wh.ensure_table(table, {**columns, **schema.LOAD_COLUMNS})
+            _backfill_offsets(wh, table, missing_offsets)
     wh.ensure_table(QUARANTINE_TABLE, QUARANTINE_TABLE_COLUMNS)
     wh.ensure_table(REGISTRY_TABLE, REGISTRY_COLUMNS)
     wh.ensure_table(FEED_COUNTS_TABLE, FEED_COUNT_COLUMNS)
     wh.ensure_table(LOADS_TABLE, LOADS_COLUMNS)
+
+
+def _missing_offset_columns(wh: Warehouse, table: str, entity: str) -> list[str]:
+    """Timestamp columns of an existing raw table that have no ``_offset_min`` partner yet."""
+    wanted = schema.timestamp_columns(entity)
+    if not wanted or not wh.table_exists(table):
+        return []
+    schema_name, name = table.split(".", 1)
+    present = {
+        r[0]
+        for r in wh.query(
+            "select column_name from information_schema.columns "
+            f"where table_schema = {wh.param} and table_name = {wh.param}",
+            [schema_name, name],
+        )
+    }
+    return [c for c in wanted if f"{c}_offset_min" not in present]
+
+
+def _backfill_offsets(wh: Warehouse, table: str, columns: list[str]) -> None:
+    """Rows landed before timestamps were kept as sent hold naive UTC: offset 0 says so, and
+    staging reads them exactly as before (docs/decisions.md, "Local time")."""
+    for column in columns:
+        wh.execute(
+            f"update {table} set {column}_offset_min = 0 "
+            f"where {column} is not null and {column}_offset_min is null"
+        )
 
 
 def _lock_ingest(wh: Warehouse) -> None:

@@ -4,7 +4,10 @@ Parsers (``trialscreen.feeds.*``) return polars frames whose columns are exactly
 ``RAW_COLUMNS[entity]`` (the loader adds ``run_id`` and ``loaded_at``). One raw table per
 feed and entity: ``raw.<feed>_<entity>``, e.g. ``raw.fhir_observations``.
 
-All timestamps are naive UTC (``Datetime("us")``); dates are ``Date``. Values are kept as
+Timestamps are kept as sent (docs/decisions.md, "Timestamps as sent"): the sender's wall
+clock, naive (``Datetime("us")``, never converted at ingest), beside ``<column>_offset_min``,
+the UTC offset the sender gave in minutes (null when none; ``trialscreen.feeds.timestamps``);
+staging places them in time with the hospital time zone. Dates are ``Date``. Values are kept as
 the feed sent them (raw unit spelling, raw status code mapped to the FHIR vocabulary);
 normalization of codes and units happens in dbt staging.
 """
@@ -17,6 +20,7 @@ FEEDS = ("fhir", "hl7", "csv")
 ENTITIES = ("patients", "observations", "conditions", "medications")
 
 TS = pl.Datetime("us")
+OFFSET_MIN = pl.Int32()  # <timestamp column>_offset_min: minutes east of UTC as sent
 
 # Lineage columns every parser fills, first in every raw table.
 LINEAGE: dict[str, pl.DataType] = {
@@ -37,6 +41,7 @@ RAW_COLUMNS: dict[str, dict[str, pl.DataType]] = {
         "birth_date": pl.Date(),
         "sex": pl.String(),  # as sent: male/female/other/unknown, M/F/O/U
         "deceased_at": TS,
+        "deceased_at_offset_min": OFFSET_MIN,
     },
     "observations": {
         **LINEAGE,
@@ -63,6 +68,8 @@ RAW_COLUMNS: dict[str, dict[str, pl.DataType]] = {
         # registered, cancelled, entered-in-error (HL7 F/C/P/X/D/W mapped), else raw lowercased
         "effective_at": TS,  # effectiveDateTime / effectivePeriod.start / OBX-14 / OBR-7
         "issued_at": TS,  # FHIR issued / HL7 MSH-7
+        "effective_at_offset_min": OFFSET_MIN,
+        "issued_at_offset_min": OFFSET_MIN,
         "order_id": pl.String(),  # HL7 OBR-3 filler order number / FHIR basedOn / CSV order_id
         "method_code": pl.String(),  # tumor measurements: DICOM modality (CT, MR, CR, DX)
         "method_system": pl.String(),
@@ -89,6 +96,9 @@ RAW_COLUMNS: dict[str, dict[str, pl.DataType]] = {
         "onset_at": TS,
         "recorded_at": TS,
         "abatement_at": TS,
+        "onset_at_offset_min": OFFSET_MIN,
+        "recorded_at_offset_min": OFFSET_MIN,
+        "abatement_at_offset_min": OFFSET_MIN,
     },
     "medications": {
         **LINEAGE,
@@ -104,6 +114,8 @@ RAW_COLUMNS: dict[str, dict[str, pl.DataType]] = {
         "intent": pl.String(),
         "start_at": TS,
         "end_at": TS,
+        "start_at_offset_min": OFFSET_MIN,
+        "end_at_offset_min": OFFSET_MIN,
     },
 }
 
@@ -194,5 +206,5 @@ def split_codings(entity: str, frame: pl.DataFrame) -> pl.DataFrame:
 
 def timestamp_columns(entity: str) -> list[str]:
     """The timestamp columns of an entity's raw table (each has an ``_offset_min`` partner)."""
-    columns = RAW_COLUMNS[entity]
+    columns = RAW_COLUMNS.get(entity, {})
     return [c for c, dt in columns.items() if dt == TS and f"{c}_offset_min" in columns]

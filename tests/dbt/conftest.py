@@ -30,6 +30,7 @@ BUILD_SELECT = "path:seeds path:models/staging path:models/intermediate/normaliz
 _DUCKDB_TYPES = {
     pl.String: "varchar",
     pl.Int64: "bigint",
+    pl.Int32: "integer",
     pl.Float64: "double",
     pl.Date: "date",
     pl.Datetime: "timestamp",

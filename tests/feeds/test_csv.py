@@ -183,8 +183,10 @@ def test_lab_results_parse_comparators_codes_and_timestamps(tmp_path: Path) -> N
     assert (r1["ref_low"], r1["ref_high"], r1["ref_text"]) == (1.5, 8.0, "1.5-8.0")
     assert r4["ref_text"] == "12-16"
     assert r1["effective_at"] == dt.datetime(2026, 11, 1, 8, 30)
-    assert r1["issued_at"] == dt.datetime(2026, 11, 1, 10, 0)  # +02:00 -> UTC
-    assert r2["effective_at"] == dt.datetime(2026, 11, 1, 13, 30)  # -05:00 -> UTC
+    assert r1["issued_at"] == dt.datetime(2026, 11, 1, 12, 0)  # +02:00: wall clock as sent
+    assert r1["issued_at_offset_min"] == 120
+    assert r2["effective_at"] == dt.datetime(2026, 11, 1, 8, 30)  # -05:00: as sent
+    assert r2["effective_at_offset_min"] == -300
     assert r3["effective_at"] == dt.datetime(2026, 11, 1, 8, 30)  # naive = UTC
     assert r4["effective_at"] == dt.datetime(2026, 11, 2)  # date-only = midnight UTC
     assert (r3["loinc"], r3["local_code"]) == (None, "ANC-LOC")
@@ -210,7 +212,7 @@ def test_lab_rows_without_mrn_id_code_or_valid_time_are_quarantined_and_the_rest
     _assert_errors_phi_free(parsed)
     quarantined = {row["source_position"]: row for row in parsed.quarantined.to_dicts()}
     assert quarantined[6]["error"] == "missing mrn"
-    assert quarantined[7]["error"] == "unparseable timestamp in column 'collected_at'"
+    assert quarantined[7]["error"] == "unparseable or unrepresentable timestamp in column 'collected_at'"
     assert quarantined[8]["error"] == "lab result has neither loinc nor local_code"
     assert quarantined[9]["error"] == "missing result_id"
     assert (
@@ -240,7 +242,8 @@ def test_patients_with_a_bad_birth_date_are_quarantined(tmp_path: Path) -> None:
     assert (jane["birth_date"], jane["family_name"], jane["sex"]) == (
         dt.date(1980, 2, 29), "Doe", "female",
     )  # fmt: skip
-    assert _row(patients, "MRN-0003")["deceased_at"] == dt.datetime(2026, 10, 1, 2, 0)
+    pat = _row(patients, "MRN-0003")
+    assert (pat["deceased_at"], pat["deceased_at_offset_min"]) == (dt.datetime(2026, 10, 1, 4), 120)
     assert parsed.quarantined["error"].to_list() == [
         "unparseable date in column 'birth_date' (want YYYY-MM-DD)",
         "missing mrn",
@@ -366,7 +369,7 @@ def test_conditions_map_short_code_systems_to_uris(tmp_path: Path) -> None:
     assert _row(conditions, "C1")["code_display"] == "Soft tissue sarcoma"
     assert parsed.quarantined["error"].to_list() == [
         "condition has neither code nor display",
-        "unparseable timestamp in column 'onset_date'",
+        "unparseable or unrepresentable timestamp in column 'onset_date'",
     ]
 
 

@@ -319,7 +319,8 @@ def test_comparator_value_quantity_is_parsed(tmp_path: Path) -> None:
     assert row["value_type"] == "quantity"
     assert (row["value_numeric"], row["value_comparator"]) == (0.5, "<")
     assert (row["value_unit"], row["value_unit_code"], row["ref_low"]) == ("10*9/L", "10*9/L", 1.5)
-    assert row["effective_at"] == dt.datetime(2026, 11, 2, 6, 30)  # +02:00 -> naive UTC
+    assert row["effective_at"] == dt.datetime(2026, 11, 2, 8, 30)  # +02:00: as sent
+    assert row["effective_at_offset_min"] == 120
 
 
 def test_effective_period_start_is_used_without_effective_datetime(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from trialscreen.feeds.hl7v2 import (
     parse_ts,
     unescape,
 )
+from trialscreen.feeds.hl7v2.values import parse_ts_sent
 
 SAMPLES = "hl7v2-oru-samples"
 # Parametrization needs the index at collection time: the data is in tests/data (conftest.py).
@@ -239,8 +240,9 @@ def test_utf8_bom_and_lf_terminators_parse(external_dir: Path) -> None:
     )
     hgb = _obs(parsed).filter(pl.col("loinc") == "20509-6").row(0, named=True)
     assert (hgb["value_numeric"], hgb["value_unit"], hgb["status"]) == (13.4, "g/l-1", "final")
-    # 20141006083000+0700 -> naive UTC
-    assert hgb["effective_at"] == datetime(2014, 10, 6, 1, 30)
+    # 20141006083000+0700 -> the wall clock as sent, and its offset (decisions.md)
+    assert hgb["effective_at"] == datetime(2014, 10, 6, 8, 30)
+    assert hgb["effective_at_offset_min"] == 420
     assert hgb["order_id"] == "82503246"  # OBR-3 filler number of the second OBR
     assert _obs(parsed).height == 10
 
@@ -346,7 +348,8 @@ def test_sn_values_with_and_without_comparator(external_dir: Path, tmp_path: Pat
         None,
         "^182",
     )
-    assert glucose["effective_at"] == datetime(2002, 2, 15, 1, 30)  # OBR-7 +0600 -> UTC
+    assert glucose["effective_at"] == datetime(2002, 2, 15, 7, 30)  # OBR-7 as sent
+    assert glucose["effective_at_offset_min"] == 360
 
     text = _text(external_dir, "FHIR-Converter/ORU-R01-RMGEAD.hl7")
     for sent, expected in [("<^0.5", ("<", 0.5)), (">=^10", (">=", 10.0)), ("<0.5", ("<", 0.5))]:
@@ -632,10 +635,18 @@ def test_escape_sequences_are_decoded() -> None:
     assert unescape(r"a\T\b", dollar) == "a$b"
 
 
-def test_hl7_timestamps_become_naive_utc() -> None:
-    assert parse_ts("20021011161756.297-0500") == datetime(2002, 10, 11, 21, 17, 56, 297000)
-    assert parse_ts("20080818183002.1-0700") == datetime(2008, 8, 19, 1, 30, 2, 100000)
-    assert parse_ts("201203141259-0215") == datetime(2012, 3, 14, 15, 14)
+def test_hl7_timestamps_are_kept_as_sent() -> None:
+    # wall clock as sent + the offset in minutes (docs/decisions.md, "Timestamps as sent")
+    assert parse_ts_sent("20021011161756.297-0500") == (
+        datetime(2002, 10, 11, 16, 17, 56, 297000),
+        -300,
+    )
+    assert parse_ts_sent("20080818183002.1-0700") == (
+        datetime(2008, 8, 18, 18, 30, 2, 100000),
+        -420,
+    )
+    assert parse_ts_sent("201203141259-0215") == (datetime(2012, 3, 14, 12, 59), -135)
+    assert parse_ts_sent("201203141259") == (datetime(2012, 3, 14, 12, 59), None)
     assert parse_ts("2015") == datetime(2015, 1, 1)
     assert parse_ts("19100000000000+0000") is None  # month 00
     assert parse_ts("2014-10-06") is None

@@ -56,7 +56,7 @@ described as (
             when viral_load_class = 'unusable' then 'latest viral load unusable (' || coalesce(viral_load_issue, 'no value') || ')'
             else 'viral load ' || {{ comparator_prefix('viral_load_comparator') }}
                 || coalesce({{ fmt_num('viral_load_copies_ml', 0) }}, 'not detected') || ' copies/mL on '
-                || {{ fmt_date('viral_load_effective_at') }}
+                || {{ fmt_local_date('viral_load_effective_at') }}
                 || case viral_load_class
                     when 'undetectable' then ' (undetectable, < ' || {{ fmt_num('undetectable_below', 0) }} || ')'
                     when 'detectable' then ' (detectable, limit ' || {{ fmt_num('undetectable_below', 0) }} || ')'

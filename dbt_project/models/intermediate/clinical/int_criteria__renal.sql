@@ -117,7 +117,7 @@ described as (
                     then ' (' || {{ fmt_num('creatinine_x_uln') }} || ' × ULN ' || {{ fmt_num('creatinine_uln') }}
                         || ', ' || creatinine_uln_source || ' range)'
                     else ' (no ULN)' end
-                || ' on ' || {{ fmt_date('creatinine_effective_at') }}
+                || ' on ' || {{ fmt_local_date('creatinine_effective_at') }}
                 || case creatinine_status
                     when 'met' then ' ≤ '
                     when 'not_met' then ' > '
@@ -192,7 +192,7 @@ select
             then 'No ' || label || ' (creatinine) result in the ' || cast(window_days as {{ dbt.type_string() }})
                 || ' days to ' || {{ fmt_date(screening_date()) }}
         when creatinine_issue is not null or creatinine_mg_dl is null
-            then 'Latest creatinine on ' || {{ fmt_date('creatinine_effective_at') }} || ' is unusable ('
+            then 'Latest creatinine on ' || {{ fmt_local_date('creatinine_effective_at') }} || ' is unusable ('
                 || coalesce(creatinine_issue, 'no value') || ': '
                 || coalesce({{ double_text('creatinine_value_raw') }}, '') || ' '
                 -- a unit outside the seed's aliases is sender text: restricted only
@@ -211,7 +211,7 @@ select
     -- coordinators only (restricted.criterion_evidence): the unit as sent
     case
         when creatinine_observation_id is not null and creatinine_issue = 'unmapped_unit'
-            then 'Latest creatinine on ' || {{ fmt_date('creatinine_effective_at') }} || ' is unusable ('
+            then 'Latest creatinine on ' || {{ fmt_local_date('creatinine_effective_at') }} || ' is unusable ('
                 || creatinine_issue || ': ' || coalesce({{ double_text('creatinine_value_raw') }}, '') || ' '
                 || coalesce(creatinine_unit_raw, '') || '); older results are not used'
     end as reason_detail

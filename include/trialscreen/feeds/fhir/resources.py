@@ -13,6 +13,7 @@ import polars as pl
 
 from trialscreen import schema
 from trialscreen.codesystems import ATC, ICD10CM, ICDO3, LOINC, RXNORM, SNOMED
+from trialscreen.feeds.timestamps import offset_column, offset_from_text, representable_expr
 
 # Resource types the pipeline uses, and the raw entity each one lands in.
 USED_TYPES: dict[str, str] = {
@@ -53,39 +54,57 @@ def _preferred_coding(codings: pl.Expr, systems: tuple[str, ...]) -> pl.Expr:
     return pl.coalesce(*[_coding_where(codings, s) for s in systems], codings.list.first())
 
 
-def _parse_ts(text: pl.Expr) -> pl.Expr:
-    """FHIR date/dateTime/instant -> naive UTC; year and year-month mean the first day.
+def _parse_ts_sent(text: pl.Expr) -> pl.Expr:
+    """FHIR date/dateTime/instant as sent: struct {wall, offset}; year and year-month mean
+    the first day; a date is a local date (no offset).
 
-    FHIR requires an offset when a time is given; a missing one is read as UTC.
+    The wall clock is kept naive and the offset (``Z`` = 0, ``±hh:mm``) in minutes; FHIR
+    requires an offset when a time is given, a missing one is left null (the hospital's
+    zone applies in staging). A value that cannot be represented
+    (``trialscreen.feeds.timestamps``) has a null wall: the record is quarantined.
     """
     s = text.str.strip_chars()
     n = s.str.len_chars()
-    full = (
+    tz = pl.when(n > 10).then(s.str.extract(r"T[0-9:.]*(Z|[+-]\d\d:\d\d)$", 1))
+    wall_text = (
         pl.when(n == 4)
-        .then(s + "-01-01T00:00:00+00:00")
+        .then(s + "-01-01T00:00:00")
         .when(n == 7)
-        .then(s + "-01T00:00:00+00:00")
+        .then(s + "-01T00:00:00")
         .when(n == 10)
-        .then(s + "T00:00:00+00:00")
-        .otherwise(s.str.replace(r"Z$", "+00:00"))
+        .then(s + "T00:00:00")
+        .when(tz.is_not_null())
+        .then(s.str.slice(0, n - tz.str.len_chars()))
+        .otherwise(s)
     )
-    full = pl.when(full.str.contains(r"[+-]\d\d:\d\d$")).then(full).otherwise(full + "+00:00")
-    parsed = full.str.to_datetime(
-        "%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", time_zone="UTC", strict=False
+    wall = wall_text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us", strict=False)
+    offset = offset_from_text(tz)
+    ok = representable_expr(wall, offset) & (tz.is_null() | offset.is_not_null())
+    return pl.struct(
+        pl.when(ok).then(wall).alias("wall"),
+        pl.when(ok).then(offset).alias("offset"),
     )
-    return parsed.dt.replace_time_zone(None)
+
+
+def _parse_ts(text: pl.Expr) -> pl.Expr:
+    """The wall clock as sent (see ``_parse_ts_sent``); null when invalid."""
+    return _parse_ts_sent(text).struct.field("wall")
 
 
 def _ts_columns(**texts: pl.Expr) -> list[pl.Expr]:
-    """For each output name, the source text as ``_<name>_text`` and its parsed value.
+    """For each output name, the source text as ``_<name>_text``, its wall clock as sent and,
+    for a raw timestamp column, ``<name>_offset_min``.
 
     Keeping the text lets the error checks see "present but unparseable" without parsing
     twice.
     """
     out = []
     for name, text in texts.items():
+        sent = _parse_ts_sent(text)
         out.append(text.alias(f"_{name}_text"))
-        out.append(_parse_ts(text).alias(name))
+        out.append(sent.struct.field("wall").alias(name))
+        if name.endswith("_at"):
+            out.append(sent.struct.field("offset").alias(offset_column(name)))
     return out
 
 

@@ -25,6 +25,7 @@ from trialscreen.feeds.hl7v2.values import (
     parse_date,
     parse_reference_range,
     parse_ts,
+    ts_offset_min,
 )
 
 if TYPE_CHECKING:
@@ -136,7 +137,16 @@ class _MessageParser:
             return None, True
         family, given = self._name(_get(f, 5))
         birth = parse_date(_first_component(_get(f, 7), self.enc).strip())
-        deceased = parse_ts(_first_component(_get(f, 29), self.enc))
+        deceased_raw = _first_component(_get(f, 29), self.enc).strip()
+        deceased = parse_ts(deceased_raw)
+        if deceased_raw and deceased is None:
+            self.out.quarantine_record(
+                self.position,
+                f"PID #{k}: PID-29 death time is not a representable HL7 timestamp"
+                f" (length {len(deceased_raw)})",
+                self.payload,
+            )
+            return None, True
         sex = self._text(_get(f, 8).strip()) or None
         record_hash = _sha256(self.control_id, seg)
         self.out.patients.append(
@@ -150,6 +160,7 @@ class _MessageParser:
                 birth,
                 sex,
                 deceased,
+                ts_offset_min(deceased_raw),
             )
         )
         self.out.records_in += 1
@@ -231,7 +242,8 @@ class _MessageParser:
             self.position, record_id, record_hash, mrn, loinc, local_code, local_system,
             display, kind, number, comparator, unit, unit_code, value_code, value_system,
             value_text, ref_low, ref_high, ref_text, flag, status, effective_at,
-            self.issued_at, order.order_id,
+            self.issued_at, order.order_id, ts_offset_min(time_raw),
+            ts_offset_min(self.issued_raw),
         )  # fmt: skip
 
     def _code(self, obx3: str) -> _Code | None:

@@ -20,14 +20,14 @@ FILE_PAYLOAD_LIMIT = 64 * 1024
 # Column order of the tuples the parser builds (a subset of schema.RAW_COLUMNS).
 PATIENT_COLUMNS = (
     "source_position", "record_id", "record_hash", "mrn", "family_name", "given_name",
-    "birth_date", "sex", "deceased_at",
+    "birth_date", "sex", "deceased_at", "deceased_at_offset_min",
 )  # fmt: skip
 OBSERVATION_COLUMNS = (
     "source_position", "record_id", "record_hash", "mrn", "loinc", "local_code",
     "local_system", "code_display", "value_type", "value_numeric", "value_comparator",
     "value_unit", "value_unit_code", "value_code", "value_code_system", "value_text",
     "ref_low", "ref_high", "ref_text", "abnormal_flag", "status", "effective_at",
-    "issued_at", "order_id",
+    "issued_at", "order_id", "effective_at_offset_min", "issued_at_offset_min",
 )  # fmt: skip
 
 

@@ -6,8 +6,10 @@ repeat).
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from functools import lru_cache
+
+from trialscreen.feeds.timestamps import representable
 
 STATUS_MAP: dict[str, str] = {
     "F": "final",
@@ -85,8 +87,10 @@ def parse_reference_range(text: str) -> tuple[float | None, float | None]:
 
 
 @lru_cache(maxsize=65536)
-def parse_ts(raw: str) -> datetime | None:
-    """HL7 TS/DTM ``YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]`` -> naive UTC; invalid -> None."""
+def parse_ts_sent(raw: str) -> tuple[datetime, int | None] | None:
+    """HL7 TS/DTM ``YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]`` as sent: (naive wall clock, UTC
+    offset in minutes or None when none was sent). Invalid, or not representable
+    (``trialscreen.feeds.timestamps``: years 1-9999, offset within ±18 h) -> None."""
     if not raw:
         return None
     m = _TS_RE.match(raw.strip())
@@ -105,13 +109,34 @@ def parse_ts(raw: str) -> datetime | None:
         )
     except ValueError:
         return None
+    offset: int | None = None
     if sign:
-        offset = timedelta(hours=int(off_h), minutes=int(off_m))
-        value = value - offset if sign == "+" else value + offset
-    return value
+        if int(off_m) >= 60:
+            return None
+        offset = (int(off_h) * 60 + int(off_m)) * (1 if sign == "+" else -1)
+    if not representable(value, offset):
+        return None
+    return value, offset
+
+
+def parse_ts(raw: str) -> datetime | None:
+    """The wall clock of an HL7 TS as sent (no conversion; see ``parse_ts_sent``)."""
+    sent = parse_ts_sent(raw)
+    return sent[0] if sent else None
+
+
+def ts_offset_min(raw: str) -> int | None:
+    """The UTC offset (minutes) an HL7 TS was sent with; None when none or invalid."""
+    sent = parse_ts_sent(raw)
+    return sent[1] if sent else None
 
 
 def parse_date(raw: str) -> date | None:
     """The calendar date of an HL7 TS (no time-zone shift: a birth date is a date)."""
-    ts = parse_ts(raw[:8]) if len(raw) >= 8 else parse_ts(raw)
-    return ts.date() if ts else None
+    m = _TS_RE.match(raw[:8] if len(raw) >= 8 else raw.strip())
+    if not m:
+        return None
+    try:  # a date is a date: no offset, no margin (0001-01-01 is kept, flagged in dbt)
+        return date(int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1))
+    except ValueError:
+        return None
