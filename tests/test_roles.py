@@ -268,6 +268,25 @@ def test_loader_cannot_read_what_dbt_builds(warehouse: Warehouse) -> None:
 # --- the transformer -----------------------------------------------------------------------
 
 
+def test_transformer_builds_candidates_nobody_else_sees(warehouse: Warehouse) -> None:
+    """Write-audit-publish: dbt (the transformer, no CREATE on the database) writes the
+    candidate schemas trialscreen roles made for it; no other role can read them."""
+    warehouse.run(
+        TRANSFORMER,
+        "drop table if exists marts_candidate.screening_results",
+        "create table marts_candidate.screening_results as select * from marts.screening_results",
+        "drop table if exists restricted_candidate.candidate_contacts",
+        "create table restricted_candidate.candidate_contacts as "
+        "select * from restricted.candidate_contacts",
+    )
+    for role in (LOADER, ANALYST, COORDINATOR):
+        con = warehouse.connect(role)
+        _denied(con, "select * from marts_candidate.screening_results")
+        _denied(con, "select * from restricted_candidate.candidate_contacts")
+        _denied(con, "create table marts_candidate.mine (x int)")
+    _denied(warehouse.connect(TRANSFORMER), "create schema anything_else")
+
+
 def test_transformer_reads_sources_and_replaces_marts(warehouse: Warehouse) -> None:
     con = warehouse.connect(TRANSFORMER)
     assert _rows(con, "select count(*) from raw.fhir_patients") == [(2,)]
