@@ -436,3 +436,41 @@ def test_a_file_that_makes_the_parser_raise_is_quarantined_and_the_run_goes_on(
         registered = {r[0] for r in conn.query("select source_file from audit.ingested_files")}
     assert {"fhir/A.json", "fhir/B.json", "fhir/C.json", "hl7/bad.hl7"} <= registered
     _assert_rerun_retries_nothing(wh, drop)
+
+
+# ---------------------------------------------------------------- --trial
+
+
+def test_trial_by_id_or_path_and_a_wrong_id_lists_the_valid_ids(tmp_path: Path) -> None:
+    from trialscreen.trial import TRIALS_DIR, TrialDefinitionError, load_trial, trial_ids
+
+    assert "axiom" in trial_ids()
+    assert load_trial("axiom") == load_trial(TRIALS_DIR / "axiom.yml")
+    for wrong in ("axiomm", "../trials/axiom", "axiom.yml"):
+        with pytest.raises(TrialDefinitionError) as info:
+            load_trial(wrong)
+        assert "trial ids: " in str(info.value) and "axiom" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("broken.yml", f"trial_id: [{SECRET}\n", "not valid YAML (ParserError at line 2"),
+        ("tabs.yml", f"trial_id: x\n\t{SECRET}: 1\n", "not valid YAML (ScannerError at line 2"),
+        ("hl7.txt", HL7_MESSAGE.replace("ZYX", SECRET), "expected a mapping at the top level"),
+        ("bundle.json", json.dumps({"resourceType": SECRET, "id": SECRET}), "Extra inputs"),
+        ("latin1.yml", f"trial_id: {SECRET}\u00e9".encode("latin-1"), "not UTF-8 (byte 31)"),
+    ],
+)
+def test_trial_errors_never_echo_the_file(
+    tmp_path: Path, name: str, content: str | bytes, reason: str
+) -> None:
+    from trialscreen.trial import TrialDefinitionError, load_trial
+
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    with pytest.raises(TrialDefinitionError) as info:
+        load_trial(path)
+    assert reason in str(info.value)
+    assert SECRET not in str(info.value)
+    assert len(str(info.value).splitlines()) <= 21

@@ -37,6 +37,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -330,6 +331,9 @@ def _format(source: str, exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         # model-level checks already name their field path in the message
         lines.append(f"{source}: {path}: {msg}" if path else f"{source}: {msg}")
+    if len(lines) > MAX_ERROR_LINES:  # the wrong file altogether: say so, do not list it all
+        more = len(lines) - MAX_ERROR_LINES
+        lines = [*lines[:MAX_ERROR_LINES], f"{source}: ... and {more} more errors"]
     return "\n".join(lines)
 
 
@@ -340,18 +344,48 @@ def parse_trial(data: Any, source: str = "<trial>") -> TrialDefinition:
         raise TrialDefinitionError(_format(source, exc)) from None
 
 
+_TRIAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+MAX_TRIAL_FILE_BYTES = 1 << 20  # a definition is a few KiB; anything larger is the wrong file
+MAX_ERROR_LINES = 20
+
+
+def trial_ids() -> list[str]:
+    """The ids ``--trial`` accepts by name: the ``*.yml`` files of the trials folder."""
+    if not TRIALS_DIR.is_dir():
+        return []
+    return sorted(p.stem for p in TRIALS_DIR.glob("*.yml") if _TRIAL_ID.match(p.stem))
+
+
 def load_trial(path_or_id: str | Path) -> TrialDefinition:
-    """Load a definition from a YAML path, or by id from ``include/trials/<id>.yml``."""
+    """Load a definition from a YAML path, or by id from ``include/trials/<id>.yml``.
+
+    Errors name the file, a line and column or a field path, never the file's text: a wrong
+    file passed by mistake (a feed extract) must not be echoed to a terminal or a log."""
     path = Path(path_or_id)
     if not path.is_file():
-        candidate = TRIALS_DIR / f"{path_or_id}.yml"
-        if not candidate.is_file():
-            raise TrialDefinitionError(f"{path_or_id}: no such trial file or id in {TRIALS_DIR}")
+        text = str(path_or_id)
+        candidate = TRIALS_DIR / f"{text}.yml"
+        if not _TRIAL_ID.match(text) or not candidate.is_file():
+            known = ", ".join(trial_ids()) or "none"
+            raise TrialDefinitionError(
+                f"{text[:80]}: no such trial file or id in {TRIALS_DIR} (trial ids: {known})"
+            )
         path = candidate
     try:
+        if path.stat().st_size > MAX_TRIAL_FILE_BYTES:
+            raise TrialDefinitionError(
+                f"{path.name}: {path.stat().st_size} bytes, not a trial definition "
+                f"(at most {MAX_TRIAL_FILE_BYTES} bytes)"
+            )
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise TrialDefinitionError(f"{path.name}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise TrialDefinitionError(f"{path.name}: not UTF-8 (byte {exc.start})") from None
+    except yaml.YAMLError as exc:  # its text quotes the offending line: position only
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise TrialDefinitionError(
+            f"{path.name}: not valid YAML ({type(exc).__name__}{where})"
+        ) from None
     if not isinstance(data, dict):
         raise TrialDefinitionError(f"{path.name}: expected a mapping at the top level")
     return parse_trial(data, source=path.name)
