@@ -28,14 +28,18 @@ EXTERNAL = TESTS / "data"
 sys.path.insert(0, str(TESTS))
 
 # test modules by measured duration, slowest first (--durations of a full run); then the
-# other modules with a test marked with one of HEAVY_MARKS, then the rest, each in collection
-# order
+# other modules by their heaviest mark (MARK_TIERS), each tier in collection order
 HEAVIEST_FIRST: tuple[str, ...] = ()
-HEAVY_MARKS = {"slow", "spark", "postgres", "browser"}
+MARK_TIERS = ({"slow", "spark"}, {"postgres", "browser"})
 
 
 def _module(item: pytest.Item) -> str:
     return item.path.relative_to(TESTS).as_posix()
+
+
+def _tier(item: pytest.Item) -> int:
+    marks = {mark.name for mark in item.iter_markers()}
+    return next((n for n, tier in enumerate(MARK_TIERS) if marks & tier), len(MARK_TIERS))
 
 
 @pytest.hookimpl(trylast=True)
@@ -44,15 +48,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return
     # the xdist controller queues the modules in the order the workers collected them
     rank = {name: position for position, name in enumerate(HEAVIEST_FIRST)}
-    heavy = {
-        _module(item)
-        for item in items
-        if HEAVY_MARKS.intersection(mark.name for mark in item.iter_markers())
-    }
-    order = {
-        module: rank.get(module, len(rank) + (0 if module in heavy else 1))
-        for module in map(_module, items)
-    }
+    order: dict[str, int] = {}
+    for item in items:
+        module = _module(item)
+        key = rank.get(module, len(rank) + _tier(item))
+        order[module] = min(order.get(module, key), key)
     items.sort(key=lambda item: order[_module(item)])  # stable: test order within a module
 
 
