@@ -4,7 +4,8 @@ A parser holds one (decompressed) file in memory while it reads it, so these lim
 bounds the memory of an ingest beside the batch (``ingest.FLUSH_ROWS``). A file over a file
 limit is quarantined whole (scope ``file``) without being read further; a record over the
 record limit (an NDJSON line, an HL7 message, a CSV row) is quarantined alone and the rest
-of the file goes on. Defaults and reasons: docs/decisions.md, "Hostile input: limits".
+of the file goes on. Defaults and reasons: docs/decisions.md, "Hostile input: limits and drop
+hygiene".
 
 * ``TRIALSCREEN_MAX_FILE_BYTES``: the most bytes one file may hold once decompressed (a
   plain file's size; a gzip is stopped as soon as its output passes it). Default 256 MiB.
