@@ -39,6 +39,7 @@ import polars as pl
 
 from trialscreen import schema
 from trialscreen.feeds import ParsedFile, bounded
+from trialscreen.feeds.contain import contain_values
 from trialscreen.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -637,7 +638,7 @@ def ingest_feed(
         for path, digest, size in todo:
             rel = path.relative_to(drop).as_posix()
             parsed = by_rel[rel] if rel in by_rel else next(parsed_iter)
-            batch.add(parsed, digest, size)
+            batch.add(contain_values(parsed), digest, size)
             if progress:
                 progress(1)
             if batch.rows >= FLUSH_ROWS:

@@ -344,8 +344,14 @@ class PostgresWarehouse(Warehouse):
 
     def _bulk_insert(self, table: str, frame: pl.DataFrame) -> None:
         buf = io.BytesIO()
+        # every text value is quoted, and only an unquoted \N is NULL to COPY ... csv: a cell
+        # that is literally \N stays text (unquoted, it became NULL: an MRN was lost)
         frame.write_csv(
-            buf, include_header=False, null_value="\\N", datetime_format="%Y-%m-%d %H:%M:%S%.6f"
+            buf,
+            include_header=False,
+            null_value="\\N",
+            quote_style="non_numeric",
+            datetime_format="%Y-%m-%d %H:%M:%S%.6f",
         )
         buf.seek(0)
         cols = ", ".join(frame.columns)

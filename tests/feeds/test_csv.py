@@ -478,15 +478,18 @@ def test_invalid_utf8_ragged_empty_or_ambiguous_files_are_quarantined_whole(tmp_
     twice = _write(
         tmp_path, "medications.csv", "mrn,MRN,medication_id,start_date\nA,B,M1,2025-01-01\n"
     )
+    # bytes that are not UTF-8 are read as U+FFFD: the rows land (per-record containment)
+    lands = parse_csv_file(latin1, tmp_path)
+    assert lands.quarantined.is_empty()
+    assert lands.tables["patients"]["family_name"].to_list() == ["M\ufffdller"]
     errors = []
-    for path in (latin1, ragged, empty, twice):
+    for path in (ragged, empty, twice):
         parsed = parse_csv_file(path, tmp_path)
         _assert_invariant(parsed)
         _assert_errors_phi_free(parsed)
         assert parsed.quarantined["scope"].to_list() == ["file"]
         errors.append(parsed.quarantined["error"][0])
     assert errors == [
-        "not valid UTF-8 (byte offset 48)",  # the ü of Müller
         "not valid CSV: rows have more fields than the header",
         "empty file: no header row",
         "not valid CSV: duplicate column names in the header",

@@ -1,7 +1,9 @@
 """Reading one CSV file: bytes (gunzipped), UTF-8, every cell as a string.
 
-A file that cannot be read as UTF-8 CSV raises ``UnreadableFileError`` (PHI-free message)
-and becomes one file-scope quarantine row.
+A file that cannot be read as CSV raises ``UnreadableFileError`` (PHI-free message) and
+becomes one file-scope quarantine row. Bytes that are not UTF-8 are decoded as U+FFFD, as
+the HL7 and FHIR readers do: the rows land with the damage visible (docs/decisions.md,
+"Per-record containment"), one bad byte never takes the whole file down.
 """
 
 from __future__ import annotations
@@ -51,13 +53,14 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _read_frame(data: bytes) -> pl.DataFrame:
-    """All cells as strings; invalid UTF-8 or broken CSV structure makes the file unreadable."""
+    """All cells as strings; broken CSV structure makes the file unreadable; bytes that are
+    not UTF-8 become U+FFFD (the row lands, the damage visible)."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
         data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UnreadableFileError(f"not valid UTF-8 (byte offset {exc.start})") from None
+    except UnicodeDecodeError:
+        data = data.decode("utf-8", errors="replace").encode("utf-8")
     if not data.strip():
         raise UnreadableFileError("empty file: no header row")
     try:
