@@ -280,3 +280,27 @@ def test_sbd_only_record_names_the_ingredient(wh):
 
 
 _ = (Path, date, REPO)
+
+
+_DOUBLED = re.compile(r"\b(\w+) \1\b", re.IGNORECASE)
+_UNDOTTED_ICD = re.compile(r"\b[A-TV-Z]\d\d[0-9A-Z]{1,4}\b")  # C787, not C78.7
+
+
+def test_every_reason_reads_as_a_sentence(wh):
+    """Every (criterion, status) the scenario warehouse produces: a reason a coordinator can
+    act on - no doubled words, no empty parentheses, no internal tokens, dotted ICD codes."""
+    rows = wh.execute(
+        "select criterion_id, status, any_value(reason) as reason, count(*) "
+        "from marts.criterion_evaluations group by criterion_id, status"
+    ).fetchall()
+    assert len(rows) > 20
+    for criterion, status, reason, _ in rows:
+        where = (criterion, status, reason)
+        assert reason and reason.strip() == reason, where
+        assert not _DOUBLED.search(reason), where
+        assert not re.search(r"\(\s*\)", reason), where
+        assert not re.search(r"\b\w+_\w+\b", reason), where
+        no_atc = re.sub(r"\b(?:L01|J05)[0-9A-Z]+\b", "", reason)  # ATC codes are undotted
+        assert not _UNDOTTED_ICD.search(no_atc), where
+        if status == "review":
+            assert "confirmed by" not in reason or "to be confirmed" in reason, where

@@ -268,7 +268,11 @@ ICI_NAMES = (
     "zynyz",
 )
 COUNTING = {"final", "amended", "corrected"}
-NOT_PRIOR_THERAPY = {"cancelled", "draft", "entered-in-error"}
+NOT_PRIOR_THERAPY = {"cancelled", "draft", "entered-in-error", "not-done", "not-taken"}
+# pre-2022 ATC codes of the ICIs, exactly (L01XC also holds bevacizumab L01XC07, olaratumab)
+ICI_ATC_OLD = {"L01XC11", "L01XC17", "L01XC18", "L01XC28", "L01XC31", "L01XC32"}
+# concepts the trial treats as lifelong (seed condition_concepts): HIV, Gilbert syndrome
+LIFELONG_ICD = ("B20", "Z21", "E804")
 
 
 @dataclass
@@ -394,13 +398,18 @@ def _uln(analyte: str, r: Reading) -> tuple[float, str]:
     return INSTITUTIONAL_ULN[analyte], "institutional"
 
 
+def _lifelong(c: Cond) -> bool:
+    return any(sy == "icd-10-cm" and co.startswith(LIFELONG_ICD) for sy, co in _codes(c))
+
+
 def _counting_conditions(conds: Iterable[Cond], s: date) -> list[Cond]:
+    """Not refuted, onset by S, and active - unless the concept is lifelong."""
     return [
         c
         for c in conds
-        if c.clinical_status in (None, "active", "recurrence", "relapse")
-        and c.verification_status not in ("refuted", "entered-in-error")
+        if c.verification_status not in ("refuted", "entered-in-error")
         and c.onset <= s
+        and (c.clinical_status in (None, "active", "recurrence", "relapse") or _lifelong(c))
     ]
 
 
@@ -422,7 +431,7 @@ def _is_ici(m: Med) -> bool:
     if m.system == "rxnorm" and code in ICI_RXNORM:
         return True
     if m.system == "atc" and (
-        code.startswith(("L01FF", "L01XC")) or code in ("L01FX04", "L01FY02")
+        code.startswith("L01FF") or code in ("L01FX04", "L01FY02") or code in ICI_ATC_OLD
     ):
         return True
     return any(n in m.name.lower() for n in ICI_NAMES)
@@ -583,6 +592,15 @@ class _Evaluator:
                 for sy, co in _codes(c)
             )
         name = "ASPS" if asps else "soft tissue sarcoma"
+        if not found and asps and _has_icd(self.conds, "C48", "C49"):
+            histology = any(
+                sy == "icd-o-3"
+                for c in self.p.conditions
+                if c.verification_status not in ("refuted", "entered-in-error")
+                for sy, _ in _codes(c)
+            )
+            if not histology:
+                return "review", "sarcoma coded only by site: histology to be confirmed"
         if not found:
             return "not_met", f"no {name} diagnosis"
         flag = " (text-matched)" if text_only else ""
@@ -613,7 +631,8 @@ class _Evaluator:
             return "not_met", "detectable HIV viral load"
         if self.active_art():
             return "met", "HIV, undetectable viral load on active ART"
-        return "not_met", "HIV, undetectable viral load but no active antiretroviral"
+        # absence is not evidence: ART may be dispensed outside (issue 11)
+        return "review", "HIV, undetectable viral load, no ART on record: confirm ART"
 
     def active_art(self) -> bool:
         for m in self.p.meds:
@@ -627,6 +646,7 @@ class _Evaluator:
                 m.record_type == "statement"
                 and m.status not in NOT_PRIOR_THERAPY
                 and (m.end is None or m.end.astimezone(UTC).date() >= self.s)
+                and m.status != "on-hold"  # exposure, not active therapy
             ):
                 return True
         return False

@@ -78,20 +78,20 @@ select
 
     -- reason (analysts): the code; reason_detail (coordinators, schema restricted) adds the
     -- source's display (docs/decisions.md "Free text from source records")
-    criteria.label || ': confirmed by the study team'
+    criteria.label || ': to be confirmed by the study team'
         || case
             when mentions.concept is not null
-                then '; coded ' || mentions.concept || ' on record: ' || coalesce(mentions.code, '')
+                then '; ' || mentions.concept || ' coded on record: ' || coalesce({{ display_code('mentions.code') }}, '')
                     || coalesce(' since ' || {{ fmt_date('mentions.evidence_date') }}, '')
                     || case when mentions.n_mentions > 1
                         then ' and ' || cast(mentions.n_mentions - 1 as {{ dbt.type_string() }}) || ' more'
                         else '' end
             else ''
         end as reason,
-    criteria.label || ': confirmed by the study team'
+    criteria.label || ': to be confirmed by the study team'
         || case
             when mentions.concept is not null
-                then '; coded ' || mentions.concept || ' on record: ' || coalesce(mentions.code, '')
+                then '; ' || mentions.concept || ' coded on record: ' || coalesce({{ display_code('mentions.code') }}, '')
                     || ' (' || coalesce(mentions.code_label, '') || ')'
                     || coalesce(' since ' || {{ fmt_date('mentions.evidence_date') }}, '')
                     || case when mentions.n_mentions > 1

@@ -16,7 +16,6 @@ from collections.abc import Callable
 import polars as pl
 
 from trialscreen import schema
-
 from trialscreen.codesystems import DICOM, SNOMED
 from trialscreen.feeds import ParsedFile
 from trialscreen.feeds.csv.mapping import (

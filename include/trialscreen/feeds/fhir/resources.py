@@ -392,7 +392,9 @@ def _medications(resolve: Resolver) -> Mapping:
     ref = resolve(_f(pl.col("medicationReference"), "reference"))
     contained = _contained_medication_items(ref)
     all_codings = pl.concat_list(
-        _coding_items(_f(med, "coding").fill_null(pl.lit([], dtype=pl.List(_CODING))), "medication"),
+        _coding_items(
+            _f(med, "coding").fill_null(pl.lit([], dtype=pl.List(_CODING))), "medication"
+        ),
         contained,
     )
     coding = _preferred_coding(
