@@ -8,8 +8,9 @@ skipped, as if absent.
 
 Interpretation choices (each one also commented where it is applied):
 
-1. Windows are inclusive on UTC calendar dates: S-28 <= date(effective, UTC) <= S.
-   A result at 22:30 UTC on S counts; anything dated after S is ignored.
+1. Windows are inclusive on local calendar dates in the hospital time zone
+   (``TRIALSCREEN_TIMEZONE``, default UTC): S-28 <= local date(effective) <= S. A result at
+   22:30 local time on S counts; anything dated after S is ignored.
 2. Counting statuses: final, amended, corrected. preliminary/registered are ignored,
    cancelled/entered-in-error excluded. A correction shares the order, the observation time
    and is issued later, so "latest, ties by later issued" and "C supersedes F" agree.
@@ -61,8 +62,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, timedelta
+from datetime import date, datetime, timedelta
 
+from trialscreen.settings import hospital_zone
 from trialscreen.synth.model import Cond, Med, Obs, PatientRecord
 
 TRIAL_ID = "axiom"
@@ -301,8 +303,13 @@ class Outcome:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _utc_date(o: Obs) -> date:
-    return o.effective.astimezone(UTC).date()
+def _local(at: datetime) -> date:
+    """The local calendar date of an instant in the hospital time zone."""
+    return at.astimezone(hospital_zone()).date()
+
+
+def _utc_date(o: Obs) -> date:  # the name predates local time: the hospital's local date
+    return _local(o.effective)
 
 
 def _loinc(o: Obs) -> str:
@@ -638,15 +645,15 @@ class _Evaluator:
         for m in self.p.meds:
             if not (m.system == "atc" and (m.code or "").startswith("J05A")):
                 continue
-            if m.start.astimezone(UTC).date() > self.s:
+            if _local(m.start) > self.s:
                 continue
             if m.status == "active":
                 return True
             if (
                 m.record_type == "statement"
                 and m.status not in NOT_PRIOR_THERAPY
-                and (m.end is None or m.end.astimezone(UTC).date() >= self.s)
                 and m.status != "on-hold"  # exposure, not active therapy
+                and (m.end is None or _local(m.end) >= self.s)
             ):
                 return True
         return False
@@ -657,7 +664,7 @@ class _Evaluator:
             for m in self.p.meds
             if _is_ici(m)
             and m.status not in NOT_PRIOR_THERAPY
-            and m.start.astimezone(UTC).date() <= self.s
+            and _local(m.start) <= self.s
         ]
         if not starts:
             return "met", "no prior immune checkpoint inhibitor: clause does not apply"

@@ -23,6 +23,7 @@ evaluated as (
         criteria.criterion_id,
         population.patient_mrn,
         population.age_years,
+        population.birth_date_implausible,
         population.evidence_source,
         -- the patient record is the evidence; its id is the MRN in CSV feeds, so the mart
         -- points to it by pseudonym (analysts read marts: no MRN may reach them)
@@ -59,6 +60,8 @@ select
 
     -- reason
     case
+        when decided_status is null and birth_date_implausible
+            then 'Recorded birth date is implausible (before 1900 or after the record was received)'
         when decided_status is null then 'No birth date on record'
         else 'Age ' || cast(age_years as {{ dbt.type_string() }}) || ' on '
             || {{ fmt_date(screening_date()) }} || ' '

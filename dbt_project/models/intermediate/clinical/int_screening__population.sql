@@ -2,7 +2,10 @@
 -- on the screening date: the population every criterion model evaluates.
 -- Not screened (docs/decisions.md): a patient born after the screening date (a past date
 -- is re-run as it was: that patient did not exist yet) and a patient whose recorded death
--- is on or before it. A patient with no birth date is screened (age is then unknown).
+-- is on or before it. A patient with no birth date is screened (age is then unknown), and so
+-- is a patient whose recorded birth date is implausible (before 1900, or after the day the
+-- record was landed: 0001-01-01 and 9999-12-31 are placeholders, not births): age unknown,
+-- the reason says why (docs/decisions.md, "Per-record containment").
 with
 
 patients as (
@@ -36,7 +39,12 @@ population as (
         -- demographics
         patients.sex,
         patients.birth_date,
-        {{ age_in_years('patients.birth_date', screening_date()) }} as age_years,
+        {{ birth_date_implausible('patients.birth_date', 'patients.loaded_at') }}
+            as birth_date_implausible,
+        case
+            when not {{ birth_date_implausible('patients.birth_date', 'patients.loaded_at') }}
+                then {{ age_in_years('patients.birth_date', screening_date()) }}
+        end as age_years,
 
         -- trial settings
         settings.labs_window_days,
@@ -59,7 +67,11 @@ population as (
     cross join patients
     inner join settings
         on trials.trial_id = settings.trial_id
-    where (patients.birth_date is null or patients.birth_date <= {{ screening_date() }})
+    where (
+            patients.birth_date is null
+            or patients.birth_date <= {{ screening_date() }}
+            or {{ birth_date_implausible('patients.birth_date', 'patients.loaded_at') }}
+        )
         and (
             patients.deceased_at is null
             or {{ date_in_timezone('patients.deceased_at', timezone_name()) }}

@@ -1,7 +1,8 @@
 """The flat CSV extract (docs/specification.md#csv-extract) in exactly the columns of
 ``csv_contract.CSV_FILES``.
 
-Timestamps alternate between ``...Z`` and naive ISO text (naive = UTC by the contract). A
+Timestamps alternate between ``...Z`` and naive ISO text (naive = the hospital's wall clock,
+``TRIALSCREEN_TIMEZONE``, as the contract reads it; docs/decisions.md "Local time"). A
 condition with an extra coding (ICD-O-3 morphology beside the ICD-10-CM site) becomes one
 row per code with the same statuses and onset, which is how flat extracts carry it.
 Bad-record positions are 1-based data rows (the header is not counted).
@@ -16,12 +17,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from trialscreen.feeds.csv.contract import CSV_FILES
+from trialscreen.settings import hospital_zone
 from trialscreen.synth.model import Obs, PatientRecord
 
 
 def csv_ts(dt: datetime, naive: bool) -> str:
-    u = dt.astimezone(UTC)
-    return u.strftime("%Y-%m-%dT%H:%M:%S") + ("" if naive else "Z")
+    if naive:  # a naive value is the hospital's wall clock
+        return dt.astimezone(hospital_zone()).strftime("%Y-%m-%dT%H:%M:%S")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + "Z"
 
 
 class CsvWriter:

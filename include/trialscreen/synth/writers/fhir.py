@@ -195,8 +195,9 @@ def condition_resource(c: Cond, subject: str) -> dict[str, Any]:
         }
     r["code"] = {"coding": codings, "text": c.text or c.display}
     r["subject"] = {"reference": subject}
-    r["onsetDateTime"] = c.onset.isoformat() + "T00:00:00Z"
-    r["recordedDate"] = c.onset.isoformat() + "T09:00:00Z"
+    # date-only: a local date in any hospital zone (docs/decisions.md "Local time")
+    r["onsetDateTime"] = c.onset.isoformat()
+    r["recordedDate"] = c.onset.isoformat()
     return r
 
 

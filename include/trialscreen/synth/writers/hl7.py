@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from trialscreen.settings import hospital_zone
 from trialscreen.synth.model import Obs, PatientRecord
 
 PER_FILE = 300
@@ -60,9 +61,11 @@ def hl7_ts(dt: datetime, style: int) -> str:
         return u.strftime("%Y%m%d%H%M%S") + "+0000"
     if style == 2 and u.hour >= 5:  # same calendar date in UTC after conversion
         return u.replace(hour=u.hour - 5).strftime("%Y%m%d%H%M%S") + "-0500"
+    # no offset: the sender's local wall clock (the hospital zone, docs/decisions.md "Local time")
+    local = dt.astimezone(hospital_zone())
     if style == 3:
-        return u.strftime("%Y%m%d%H%M")
-    return u.strftime("%Y%m%d%H%M%S")
+        return local.strftime("%Y%m%d%H%M")
+    return local.strftime("%Y%m%d%H%M%S")
 
 
 class Hl7Writer:
