@@ -52,9 +52,7 @@ def representable_expr(wall: pl.Expr, offset_min: pl.Expr) -> pl.Expr:
     instant = wall - pl.duration(minutes=offset_min.fill_null(0))
     lo, hi = pl.lit(MIN_WALL), pl.lit(MAX_WALL)
     with_offset = (
-        (offset_min.abs() <= MAX_OFFSET_MIN)
-        & wall.is_between(lo, hi)
-        & instant.is_between(lo, hi)
+        (offset_min.abs() <= MAX_OFFSET_MIN) & wall.is_between(lo, hi) & instant.is_between(lo, hi)
     )
     without = wall.is_between(pl.lit(MIN_WALL + _MARGIN), pl.lit(MAX_WALL - _MARGIN))
     return pl.when(offset_min.is_null()).then(without).otherwise(with_offset)

@@ -662,9 +662,7 @@ class _Evaluator:
         starts = [
             m.start
             for m in self.p.meds
-            if _is_ici(m)
-            and m.status not in NOT_PRIOR_THERAPY
-            and _local(m.start) <= self.s
+            if _is_ici(m) and m.status not in NOT_PRIOR_THERAPY and _local(m.start) <= self.s
         ]
         if not starts:
             return "met", "no prior immune checkpoint inhibitor: clause does not apply"

@@ -171,9 +171,7 @@ def _parse_timestamp(column: str) -> pl.Expr:
     )
     offset = offset_from_text(tz)
     ok = representable_expr(wall, offset) & (tz.is_null() | offset.is_not_null())
-    return pl.struct(
-        pl.when(ok).then(wall).alias("wall"), pl.when(ok).then(offset).alias("offset")
-    )
+    return pl.struct(pl.when(ok).then(wall).alias("wall"), pl.when(ok).then(offset).alias("offset"))
 
 
 def _parse_date(column: str) -> pl.Expr:
