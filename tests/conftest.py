@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,14 @@ def _tier(item: pytest.Item) -> int:
     return next((n for n, tier in enumerate(MARK_TIERS) if marks & tier), len(MARK_TIERS))
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
+    # before -m selects: a test that starts the PostgreSQL cluster needs PostgreSQL
+    for item in items:
+        if "pg_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+    yield
+    # after selection and pytest's own reordering
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     # the xdist controller queues the modules in the order the workers collected them
