@@ -24,6 +24,8 @@ evaluated as (
         population.patient_mrn,
         population.age_years,
         population.birth_date_implausible,
+        population.birth_date_conflict,
+        population.birth_date_sources,
         population.evidence_source,
         -- the patient record is the evidence; its id is the MRN in CSV feeds, so the mart
         -- points to it by pseudonym (analysts read marts: no MRN may reach them)
@@ -60,6 +62,9 @@ select
 
     -- reason
     case
+        when decided_status is null and birth_date_conflict
+            then 'Birth date differs between the ' || birth_date_sources
+                || ' feeds: confirm the birth date'
         when decided_status is null and birth_date_implausible
             then 'Recorded birth date is implausible (before 1900 or after the record was received)'
         when decided_status is null then 'No birth date on record'

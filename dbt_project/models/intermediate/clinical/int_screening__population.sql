@@ -39,6 +39,10 @@ population as (
         -- demographics
         patients.sex,
         patients.birth_date,
+        -- feeds that disagree on the birth date (docs/decisions.md "Demographics merged field
+        -- by field"): birth_date is then null and the age reason names them
+        patients.birth_date_conflict,
+        patients.birth_date_sources,
         {{ birth_date_implausible('patients.birth_date', 'patients.loaded_at') }}
             as birth_date_implausible,
         case
