@@ -264,7 +264,7 @@ def test_seeds_land_in_reference_schema(db: duckdb.DuckDBPyConnection) -> None:
     count = db.execute(
         "select count(*) from reference.loinc_analytes where analyte = 'anc'"
     ).fetchone()
-    assert count == (2,)
+    assert count == (3,)  # 751-8 automated, 753-4 manual, 26499-4 method unspecified
 
 
 # ---------------------------------------------------------------- transform.py

@@ -54,6 +54,19 @@ described as (
         case
             when viral_load_observation_id is null then null
             when viral_load_class = 'unusable' then 'latest viral load unusable (' || coalesce(viral_load_issue, 'no value') || ')'
+            when viral_load_qualitative = 'detected_below_lloq'
+                then 'viral load detected below the limit of quantification on '
+                    || {{ fmt_local_date('viral_load_effective_at') }}
+                    || case viral_load_class
+                        when 'undetectable' then ' (undetectable, < ' || {{ fmt_num('undetectable_below', 0) }} || ')'
+                        else ' (cannot tell whether below ' || {{ fmt_num('undetectable_below', 0) }} || ')'
+                    end
+            when viral_load_qualitative = 'not_detected' and viral_load_copies_ml is null
+                then 'viral load not detected on ' || {{ fmt_local_date('viral_load_effective_at') }}
+                    || ' (undetectable, < ' || {{ fmt_num('undetectable_below', 0) }} || ')'
+            when viral_load_qualitative = 'detected' and viral_load_copies_ml is null
+                then 'viral load detected, not quantified, on ' || {{ fmt_local_date('viral_load_effective_at') }}
+                    || ' (cannot tell whether below ' || {{ fmt_num('undetectable_below', 0) }} || ')'
             else 'viral load ' || {{ comparator_prefix('viral_load_comparator') }}
                 || coalesce({{ fmt_num('viral_load_copies_ml', 0) }}, 'not detected') || ' copies/mL on '
                 || {{ fmt_local_date('viral_load_effective_at') }}
@@ -63,6 +76,11 @@ described as (
                     else ' (cannot tell whether below ' || {{ fmt_num('undetectable_below', 0) }} || ')'
                 end
         end as viral_load_text,
+        -- coordinators only: an unreadable viral-load text as sent
+        case
+            when viral_load_observation_id is not null and viral_load_issue = 'non_numeric'
+                then 'latest viral load unusable (non_numeric: "' || coalesce(viral_load_value_text, '') || '")'
+        end as viral_load_detail,
         case
             when on_active_art then 'on active ART (' || coalesce(art_drug_label, 'antiretroviral') || ')'
             else 'no antiretroviral therapy on record: confirm antiretroviral therapy'
@@ -109,7 +127,9 @@ select
         else hiv_text || '; ' || viral_load_text || '; ' || art_text
     end as reason,
     case
-        when not on_active_art or not has_hiv then null
+        when not has_hiv then null
+        when viral_load_detail is not null then hiv_text || '; ' || viral_load_detail || '; ' || art_detail
+        when not on_active_art then null
         when viral_load_observation_id is null
             then hiv_text || '; no viral load in the ' || cast(window_days as {{ dbt.type_string() }})
                 || ' days to ' || {{ fmt_date(screening_date()) }} || '; ' || art_detail

@@ -84,6 +84,7 @@ joined as (
         latest.value_issue,
         latest.value_raw,
         latest.unit_raw,
+        latest.value_text as value_text_sent,
         uln.uln,
         uln.uln_source,
         uln.value_x_uln,
@@ -190,6 +191,10 @@ select
         when observation_id is null
             then 'No ' || label || ' result in the ' || cast(window_days as {{ dbt.type_string() }})
                 || ' days to ' || {{ fmt_date(screening_date()) }}
+        -- a text value that could not be read is sender text: restricted only
+        when value_issue = 'non_numeric'
+            then 'Latest ' || label || ' on ' || {{ fmt_date('effective_date') }}
+                || ' is unusable (non_numeric: text withheld); older results are not used'
         when value_issue is not null or value_canonical is null
             then 'Latest ' || label || ' on ' || {{ fmt_date('effective_date') }} || ' is unusable ('
                 || coalesce(value_issue, 'no value') || ': '
@@ -206,8 +211,12 @@ select
             then value_text || ' ' || {{ operator_negated_display('limit_operator') }} || ' ' || limit_text
         else value_text || ' cannot decide ' || {{ operator_display('limit_operator') }} || ' ' || limit_text
     end as reason,
-    -- coordinators only (restricted.criterion_evidence): the unit as sent
+    -- coordinators only (restricted.criterion_evidence): the unit and the text as sent
     case
+        when observation_id is not null and value_issue = 'non_numeric'
+            then 'Latest ' || label || ' on ' || {{ fmt_date('effective_date') }} || ' is unusable ('
+                || value_issue || ': "' || coalesce(value_text_sent, '') || '" '
+                || coalesce(unit_raw, '') || '); older results are not used'
         when observation_id is not null and value_issue = 'unmapped_unit'
             then 'Latest ' || label || ' on ' || {{ fmt_date('effective_date') }} || ' is unusable ('
                 || value_issue || ': ' || coalesce({{ double_text('value_raw') }}, '') || ' '

@@ -55,7 +55,21 @@ viral_loads as (
         limits.undetectable_below,
         observations.*,
         case
-            when observations.value_code = '{{ codes.not_detected }}' then 'undetectable'
+            -- qualitative answers (seed qualitative_results): "not detected" in every spelling;
+            -- "detected, below the limit of quantification" is undetectable when that limit
+            -- (the result's reference-range high) is at or under the trial's limit; "detected"
+            -- without a number cannot tell
+            when observations.value_qualitative = 'not_detected' then 'undetectable'
+            when observations.value_qualitative = 'detected_below_lloq' then
+                case
+                    -- a range sent without a unit is read in copies/mL
+                    when coalesce(
+                        observations.ref_high_canonical,
+                        case when observations.unit_raw is null then observations.ref_high_raw end
+                    ) <= limits.undetectable_below then 'undetectable'
+                    else 'undecidable'
+                end
+            when observations.value_qualitative = 'detected' then 'undecidable'
             when observations.value_issue is not null or observations.value_canonical is null
                 then 'unusable'
             when observations.value_comparator in ('<', '<=') then
@@ -99,17 +113,21 @@ latest_in_window as (
 
 detectable_ever as (
 
-    -- a quantified HIV-1 RNA (any value above zero without a "<" comparator) is HIV on record
+    -- a quantified HIV-1 RNA (any value above zero without a "<" comparator), or HIV-1 RNA
+    -- reported detected (quantified or not), is HIV on record
     select
         trial_id,
         patient_mrn,
         max(observation_id) as observation_id,
         max(effective_date) as last_detected_date
     from viral_loads
-    where value_issue is null
+    where (
+        value_issue is null
         and value_canonical > 0
         and coalesce(value_comparator, '') not in ('<', '<=')
-        and coalesce(value_code, '') <> '{{ codes.not_detected }}'
+        and coalesce(value_qualitative, '') <> 'not_detected'
+    )
+        or value_qualitative in ('detected', 'detected_below_lloq')
     group by trial_id, patient_mrn
 
 ),
@@ -158,7 +176,10 @@ select
     latest_in_window.effective_at as viral_load_effective_at,
     latest_in_window.value_canonical as viral_load_copies_ml,
     latest_in_window.value_comparator as viral_load_comparator,
+    latest_in_window.value_qualitative as viral_load_qualitative,
     latest_in_window.value_issue as viral_load_issue,
+    -- the value text as sent (coordinators only: restricted.criterion_evidence.reason_detail)
+    latest_in_window.value_text as viral_load_value_text,
     latest_in_window.viral_load_class,
     limits.undetectable_below
 

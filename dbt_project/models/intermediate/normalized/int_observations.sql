@@ -3,8 +3,9 @@
 --
 --   1. latest delivered version of every record (a FHIR resource re-delivered with changes:
 --      the latest loaded version wins)
---   2. code -> LOINC (raw LOINC, else seed local_lab_codes) -> analyte (seed loinc_analytes);
---      observations of codes the trials do not use are dropped
+--   2. code -> LOINC (raw LOINC when seed loinc_analytes knows it, else the local code's LOINC
+--      through seed local_lab_codes) -> analyte; observations of codes the trials do not use
+--      are dropped (and counted in dq_unmapped_codes)
 --   3. HL7/CSV results of the same patient, order and code supersede each other: the latest
 --      issued wins (on a tie: a retraction, then a correction, then the latest loaded), so a
 --      `corrected` result replaces the `final` it corrects and a later `entered-in-error`
@@ -14,6 +15,12 @@
 --      (seed unit_conversions), log10 viral loads as 10^x
 --   6. plausibility (seed plausibility_ranges): a value out of range is kept and flagged
 --      (value_issue = 'implausible') but value_canonical is null.
+--   Values sent as text (HL7 ST/TX/FT, FHIR valueString, CSV value text; docs/decisions.md "Lab
+--   values as laboratories send them") are read here, once per distinct (analyte, text): a
+--   qualitative answer (seed qualitative_results), else a number with thousands separators, a
+--   comparator, a printed abnormal flag (seed abnormal_flags) and a unit inside the text (used
+--   when it agrees with the unit sent or replaces an absent one). Anything else stays
+--   value_issue 'non_numeric' with the text as sent in value_text (coordinators only).
 
 with
 
@@ -53,6 +60,18 @@ coded_scores as (
 
 ),
 
+qualitative_results as (
+
+    select * from {{ ref('qualitative_results') }}
+
+),
+
+abnormal_flags as (
+
+    select * from {{ ref('abnormal_flags') }}
+
+),
+
 
 -- 1. latest delivered version of every record
 latest_versions as (
@@ -66,12 +85,18 @@ coded as (
 
     select
         latest_versions.*,
-        coalesce(latest_versions.loinc, local_lab_codes.loinc) as resolved_loinc,
+        -- a LOINC the seed does not know gives way to a local code the seed maps
+        case
+            when known_loinc.loinc is not null then latest_versions.loinc
+            else coalesce(local_lab_codes.loinc, latest_versions.loinc)
+        end as resolved_loinc,
         local_lab_codes.analyte as local_analyte,
         local_lab_codes.canonical_unit as local_canonical_unit,
         local_lab_codes.default_ucum as local_default_ucum,
         local_lab_codes.scale as local_scale
     from latest_versions
+    left join loinc_analytes as known_loinc
+        on latest_versions.loinc = known_loinc.loinc
     left join local_lab_codes
         on latest_versions.local_code = upper(trim(local_lab_codes.local_code))
 
@@ -133,7 +158,97 @@ counting as (
 
 ),
 
--- 5a. unit resolution, once per distinct (analyte, unit code, unit text)
+-- 5a. values sent as text, read once per distinct (analyte, text)
+text_values as (
+
+    select distinct
+        analyte,
+        value_text,
+        trim({{ regex_replace_all(
+            "replace(replace(replace(replace(replace(replace(value_text, chr(9), ' '), chr(10), ' '), chr(13), ' '), chr(160), ' '), '≤', '<='), '≥', '>=')",
+            ' +', ' ') }}) as text_clean
+    from counting
+    where value_numeric is null
+        and value_code is null
+        and value_text is not null
+
+),
+
+text_split as (
+
+    select
+        text_values.*,
+        {{ regex_group('text_clean', '^(<=|>=|<|>|=)? *([0-9]{1,3}(?:,[0-9]{3})+(?:[.][0-9]+)?|[0-9]+(?:[.][0-9]*)?|[.][0-9]+) *(.*)$', 1) }} as text_comparator_sent,
+        {{ regex_group('text_clean', '^(<=|>=|<|>|=)? *([0-9]{1,3}(?:,[0-9]{3})+(?:[.][0-9]+)?|[0-9]+(?:[.][0-9]*)?|[.][0-9]+) *(.*)$', 2) }} as text_number_sent,
+        trim({{ regex_group('text_clean', '^(<=|>=|<|>|=)? *([0-9]{1,3}(?:,[0-9]{3})+(?:[.][0-9]+)?|[0-9]+(?:[.][0-9]*)?|[.][0-9]+) *(.*)$', 3) }}) as text_rest,
+        {{ regex_replace_all('lower(text_clean)', '[.]+$', '') }} as text_lower
+    from text_values
+
+),
+
+text_words as (
+
+    select
+        text_split.*,
+        trim({{ regex_group('text_rest', '^(.* )?([^ ]+)$', 1) }}) as text_rest_head,
+        {{ regex_group('text_rest', '^(.* )?([^ ]+)$', 2) }} as text_rest_last
+    from text_split
+
+),
+
+text_read as (
+
+    select
+        text_words.analyte,
+        text_words.value_text,
+        qualitative_results.meaning as text_qualitative,
+        cast(replace(text_words.text_number_sent, ',', '') as {{ type_double() }}) as text_number,
+        case
+            when text_words.text_comparator_sent in ('<', '<=', '>', '>=')
+                then text_words.text_comparator_sent
+        end as text_comparator,
+        -- the rest after the number: nothing, a flag, a unit, or a unit and a flag
+        case
+            when text_words.text_number_sent is null then null
+            when nullif(text_words.text_rest, '') is null or whole_flag.flag is not null then null
+            when last_flag.flag is not null then nullif(text_words.text_rest_head, '')
+            else text_words.text_rest
+        end as text_unit
+    from text_words
+    left join qualitative_results
+        on qualitative_results.match_on = 'text'
+        and text_words.text_lower = qualitative_results.answer
+        and text_words.analyte = qualitative_results.analyte
+    left join abnormal_flags as whole_flag
+        on upper(text_words.text_rest) = upper(whole_flag.flag)
+    left join abnormal_flags as last_flag
+        on upper(text_words.text_rest_last) = upper(last_flag.flag)
+
+),
+
+with_text as (
+
+    select
+        counting.*,
+        coalesce(text_read.text_qualitative, coded_answers.meaning) as value_qualitative,
+        case when text_read.text_qualitative is null then text_read.text_number end as text_number,
+        text_read.text_comparator,
+        text_read.text_unit,
+        text_read.value_text is not null and text_read.text_qualitative is null as is_text_number
+    from counting
+    left join text_read
+        on counting.value_numeric is null
+        and counting.value_code is null
+        and counting.analyte = text_read.analyte
+        and counting.value_text = text_read.value_text
+    left join qualitative_results as coded_answers
+        on coded_answers.match_on = 'code'
+        and counting.value_code = coded_answers.answer
+        and counting.analyte = coded_answers.analyte
+
+),
+
+-- 5b. unit resolution, once per distinct (analyte, unit code, unit text)
 unit_keys as (
 
     select distinct
@@ -142,6 +257,13 @@ unit_keys as (
         unit_text
     from counting
     where unit_code is not null or unit_text is not null
+    union
+    select distinct
+        analyte,
+        cast(null as {{ dbt.type_string() }}) as unit_code,
+        text_unit as unit_text
+    from text_read
+    where text_unit is not null
 
 ),
 
@@ -189,26 +311,46 @@ resolved_units as (
 with_ucum as (
 
     select
-        counting.*,
+        with_text.*,
         case
             -- a log10 code reports log10 copies whatever copies unit it carries
-            when counting.is_log10
-                and coalesce(resolved_units.ucum_unit, '{copies}/mL') = '{copies}/mL'
+            when with_text.is_log10
+                and coalesce(resolved_units.ucum_unit, text_units.ucum_unit, '{copies}/mL') = '{copies}/mL'
                 then '{log_copies}/mL'
-            when counting.unit_code is null and counting.unit_text is null
-                then counting.default_ucum
+            when with_text.unit_code is null and with_text.unit_text is null
+                and with_text.text_unit is not null
+                then text_units.ucum_unit
+            when with_text.unit_code is null and with_text.unit_text is null
+                then with_text.default_ucum
             else resolved_units.ucum_unit
         end as ucum_unit,
-        coalesce(counting.value_numeric, coded_scores.score) as value_number
-    from counting
+        coalesce(with_text.value_numeric, with_text.text_number, coded_scores.score) as value_number,
+        -- a text that is not a number, a qualitative answer or a number with a known unit
+        with_text.is_text_number and (
+            with_text.text_number is null
+            or (with_text.text_unit is not null and text_units.ucum_unit is null)
+        ) as is_unreadable_text,
+        -- the unit inside the text disagrees with the unit sent
+        coalesce(
+            with_text.text_unit is not null
+            and text_units.ucum_unit is not null
+            and (with_text.unit_code is not null or with_text.unit_text is not null)
+            and coalesce(resolved_units.ucum_unit, '') <> text_units.ucum_unit,
+            false
+        ) as is_unit_conflict
+    from with_text
     left join resolved_units
-        on counting.analyte = resolved_units.analyte
-        and coalesce(counting.unit_code, '') = coalesce(resolved_units.unit_code, '')
-        and coalesce(counting.unit_text, '') = coalesce(resolved_units.unit_text, '')
+        on with_text.analyte = resolved_units.analyte
+        and coalesce(with_text.unit_code, '') = coalesce(resolved_units.unit_code, '')
+        and coalesce(with_text.unit_text, '') = coalesce(resolved_units.unit_text, '')
+    left join resolved_units as text_units
+        on with_text.analyte = text_units.analyte
+        and text_units.unit_code is null
+        and with_text.text_unit = text_units.unit_text
     left join coded_scores
-        on counting.value_numeric is null
-        and counting.analyte = coded_scores.analyte
-        and counting.value_code = coded_scores.code
+        on with_text.value_numeric is null
+        and with_text.analyte = coded_scores.analyte
+        and with_text.value_code = coded_scores.code
 
 ),
 
@@ -252,6 +394,9 @@ checked as (
     select
         converted.*,
         case
+            when converted.is_unreadable_text then 'non_numeric'
+            when converted.is_unit_conflict then 'unit_conflict'
+            when converted.value_number is null and converted.value_qualitative is not null then null
             when converted.value_number is null and converted.value_code is not null then null
             when converted.value_number is null and converted.value_text is not null
                 then 'non_numeric'
@@ -289,16 +434,17 @@ final as (
         effective_at,
         {{ date_in_timezone('effective_at', timezone_name()) }} as effective_date,
         issued_at,
-        -- value as sent
-        value_comparator,
-        value_numeric as value_raw,
-        coalesce(unit_text, unit_code) as unit_raw,
+        -- value as sent (a number read from a text value: its number, comparator and unit)
+        coalesce(value_comparator, text_comparator) as value_comparator,
+        coalesce(value_numeric, case when not is_unreadable_text then text_number end) as value_raw,
+        coalesce(unit_text, unit_code, case when not is_unreadable_text then text_unit end) as unit_raw,
         ucum_unit,
         -- value in the canonical unit
         case when value_issue is null then value_converted end as value_canonical,
         canonical_unit,
         value_issue,
-        -- coded and text values
+        -- coded and text values; qualitative answer (not_detected, detected_below_lloq, detected)
+        value_qualitative,
         value_code,
         value_code_system,
         value_text,
