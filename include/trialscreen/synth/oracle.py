@@ -193,7 +193,7 @@ UNIT_TO_CANONICAL: dict[str, dict[str, float]] = {
 }
 PLAUSIBLE: dict[str, tuple[float, float]] = {
     "anc": (0.0, 100.0),
-    "platelets": (0.0, 2000.0),
+    "platelets": (1.0, 2000.0),  # floor: seed plausibility_ranges (detection limit)
     "hemoglobin": (1.0, 25.0),
     "bilirubin": (0.0, 50.0),
     "ast": (0.0, 10000.0),
