@@ -71,12 +71,16 @@ RAW_COLUMNS: dict[str, dict[str, pl.DataType]] = {
         "effective_at_offset_min": OFFSET_MIN,
         "issued_at_offset_min": OFFSET_MIN,
         "order_id": pl.String(),  # HL7 OBR-3 filler order number / FHIR basedOn / CSV order_id
-        "method_code": pl.String(),  # tumor measurements: DICOM modality (CT, MR, CR, DX)
+        "method_code": pl.String(),  # tumor measurements: DICOM modality or SNOMED method
         "method_system": pl.String(),
         "method_text": pl.String(),
         "body_site_code": pl.String(),
         "body_site_system": pl.String(),
         "body_site_text": pl.String(),
+        # tumor measurements: the short axis (FHIR component LOINC 33729-5, CSV short_axis_value)
+        # beside the longest diameter in value_numeric; unit as sent (mm, cm)
+        "short_axis_value": pl.Float64(),
+        "short_axis_unit": pl.String(),
     },
     "conditions": {
         **LINEAGE,

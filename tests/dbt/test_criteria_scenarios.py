@@ -563,9 +563,9 @@ def test_chest_xray_lesion_below_twenty_mm_is_not_measurable(warehouse):
     assert evaluation(warehouse, "TUMXR", "measurable_disease")["status"] == "not_met"
 
 
-def test_lesion_without_method_is_not_measurable_and_says_so(warehouse):
+def test_lesion_without_method_of_thirty_mm_is_measurable_by_every_rule(warehouse):
     row = evaluation(warehouse, "TUMNOM", "measurable_disease")
-    assert row["status"] == "not_met" and "no imaging method" in row["reason"]
+    assert row["status"] == "met" and "imaging method not recorded" in row["reason"]
 
 
 def test_asps_with_metastasis_meets_diagnosis(warehouse):

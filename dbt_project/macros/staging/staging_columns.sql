@@ -113,7 +113,12 @@
         {{ clean_text('source.method_text') }} as method_text,
         {{ clean_text('source.body_site_code') }} as body_site_code,
         {{ clean_text('source.body_site_system') }} as body_site_system,
-        {{ clean_text('source.body_site_text') }} as body_site_text
+        {{ clean_text('source.body_site_text') }} as body_site_text,
+        -- tumor measurements: the short axis beside the longest diameter, in mm
+        case {{ clean_lower('source.short_axis_unit') }}
+            when 'mm' then cast(source.short_axis_value as {{ type_double() }})
+            when 'cm' then cast(source.short_axis_value as {{ type_double() }}) * 10
+        end as short_axis_mm
 {%- endmacro %}
 
 {% macro stg_condition_columns(feed, patient_mrn) -%}

@@ -210,6 +210,17 @@ VL_LOG = (
 NOT_DETECTED = ("260415000", "Not detected")
 WORSENED = ("271299001", "Patient's condition worsened")
 LYMPH_NODE = ("59441001", "Structure of lymph node")
+# lymph node body sites other than 59441001 (seed lymph_node_sites, DICOM CID 7600)
+LYMPH_NODE_SITES = (
+    ("68171009", "Axillary lymph node structure"),
+    ("8928004", "Inguinal lymph node structure"),
+    ("62683002", "Mediastinal lymph node structure"),
+)
+LYMPH_NODE_CODES = frozenset(["59441001", *[c for c, _ in LYMPH_NODE_SITES]])
+# a nodal body site sent as text only (no code)
+LYMPH_NODE_TEXTS = ("Right axillary lymph node", "Lymph node, left inguinal")
+# SNOMED CT methods of mCODE TumorSizeMethodVS (seed imaging_methods)
+SNOMED_METHODS = {"CT": "77477000", "MR": "113091000", "CR": "399208008", "US": "16310003"}
 BODY_SITES = (
     ("39607008", "Lung structure"),
     ("10200004", "Liver structure"),

@@ -69,6 +69,8 @@ class Obs:
     method_text: str | None = None
     body_site_code: str | None = None  # SNOMED
     body_site_text: str | None = None
+    short_axis: str | None = None  # tumor: the short axis (FHIR component 33729-5, CSV column)
+    size_as_component: bool = False  # tumor (FHIR): size as mCODE components, not valueQuantity
     bad: str | None = None  # why a feed must quarantine it (the oracle ignores it)
 
 

@@ -37,9 +37,14 @@ Interpretation choices (each one also commented where it is applied):
    both present and disagreeing -> review. values.csv ``ecog`` / ``karnofsky`` = the scores
    the decision used (the latest of each scale on that latest date), so a displayed value
    never contradicts the status beside it.
-10. Measurable disease: any counting lesion in 28 days measurable -> met; lesions present but
-    none measurable (including "no method") -> not_met; no lesion in the window -> unknown.
-    Nodal lesions (SNOMED 59441001) need >= 15 mm short axis with any stated method.
+10. Measurable disease: any counting measurement in 28 days measurable -> met; every one
+    decided not measurable -> not_met; otherwise (or none in the window) -> unknown. Methods:
+    CT/MR (DICOM or SNOMED 77477000/113091000) and caliper/physical exam (text, 5880005)
+    10 mm, chest x-ray (CR/DX, 399208008) 20 mm; ultrasound/PET (US/PT, 16310003/82918005)
+    never decide; no method: >= 20 mm measurable, < 10 mm not, between undecided. Nodal
+    (a lymph node SNOMED site or "lymph node" in the site text): short axis (else the value,
+    unless it is an mCODE longest-dimension component) >= 15 mm, whatever the method; a
+    component longest dimension without short axis decides only when < 15 mm.
 11. Diagnosis: codes only for STS (ICD-10-CM C48*/C49*, ICD-O-3 sarcoma morphologies below);
     ASPS = ICD-O-3 9581/3 or the text in code.text / any coding display. Advanced = a
     counting C77-C79 condition (no stage codes are generated). A condition counts when its
@@ -65,6 +70,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from trialscreen.settings import hospital_zone
+from trialscreen.synth import catalogue as cat
 from trialscreen.synth.model import Cond, Med, Obs, PatientRecord
 
 TRIAL_ID = "axiom"
@@ -565,24 +571,12 @@ class _Evaluator:
         ]
         if not lesions:
             return "unknown", "no tumor measurement in the last 28 days"
-        reasons = []
-        for o in lesions:
-            mm = float(o.value) * (10.0 if o.unit == "cm" else 1.0)  # type: ignore[arg-type]
-            if o.method_code in ("CT", "MR"):
-                limit = 10.0
-            elif o.method_code in ("CR", "DX"):
-                limit = 20.0
-            elif o.method_text and "caliper" in o.method_text.lower():
-                limit = 10.0
-            else:
-                reasons.append(f"{mm:g} mm without method: not measurable")
-                continue
-            if o.body_site_code == "59441001":
-                limit = 15.0  # nodal lesion: short axis
-            if mm >= limit:
-                return "met", f"lesion {mm:g} mm >= {limit:g} mm"
-            reasons.append(f"{mm:g} mm < {limit:g} mm")
-        return "not_met", "; ".join(reasons)
+        decided = [_lesion_status(o) for o in lesions]
+        if "measurable" in decided:
+            return "met", f"{decided.count('measurable')} of {len(decided)} measurable"
+        if all(d == "not_measurable" for d in decided):
+            return "not_met", f"0 of {len(decided)} measurable"
+        return "unknown", f"0 of {len(decided)} measurable, {decided.count('undecided')} undecided"
 
     def diagnosis(self, asps: bool) -> tuple[str, str]:
         text_only = False
@@ -766,3 +760,34 @@ def candidate_status(statuses: Iterable[str]) -> str:
     if "unknown" in s:
         return "missing_data"
     return "ready_for_review"
+
+
+_METHOD_MIN = {"CT": 10.0, "MR": 10.0, "77477000": 10.0, "113091000": 10.0, "5880005": 10.0,
+               "CR": 20.0, "DX": 20.0, "399208008": 20.0}  # fmt: skip
+_METHOD_NOT_ACCEPTED = {"US", "PT", "16310003", "82918005"}
+
+
+def _lesion_status(o: Obs) -> str:
+    """measurable | not_measurable | undecided for one tumor measurement (RECIST 1.1)."""
+    scale = 10.0 if o.unit == "cm" else 1.0
+    mm = float(o.value) * scale  # type: ignore[arg-type]
+    code = o.method_code
+    if code in _METHOD_NOT_ACCEPTED:
+        return "undecided"
+    limit = _METHOD_MIN.get(code or "")
+    if limit is None and o.method_text and "caliper" in o.method_text.lower():
+        limit = 10.0
+    nodal = (
+        o.body_site_code in cat.LYMPH_NODE_CODES or "lymph node" in (o.body_site_text or "").lower()
+    )
+    if nodal:
+        if o.short_axis is not None:
+            return "measurable" if float(o.short_axis) * scale >= 15.0 else "not_measurable"
+        if o.size_as_component:  # the longest dimension: the short axis is no longer
+            return "not_measurable" if mm < 15.0 else "undecided"
+        return "measurable" if mm >= 15.0 else "not_measurable"
+    if limit is not None:
+        return "measurable" if mm >= limit else "not_measurable"
+    if mm >= 20.0:
+        return "measurable"
+    return "not_measurable" if mm < 10.0 else "undecided"

@@ -529,7 +529,8 @@ def _performance(b: _Builder, clean: bool, age: int, csv: bool) -> None:
             kps(70, d)
 
 
-def _tumor(b: _Builder, clean: bool) -> None:
+def _tumor(b: _Builder, clean: bool, csv: bool = False) -> None:
+    """csv: the CSV feed carries the measurement (no mCODE components there)."""
     r = b.r
     v = (
         "ct_ok"
@@ -552,6 +553,16 @@ def _tumor(b: _Builder, clean: bool) -> None:
                 ("boundary", 4),
                 ("mixed", 5),
                 ("cancelled", 3),
+                # issue 10 item 6: tumour measurements as mCODE sends them
+                ("snomed_method", 4),
+                ("ultrasound", 3),
+                ("no_method_25", 3),
+                ("no_method_15", 3),
+                ("no_method_8", 3),
+                ("nodal_snomed", 3),
+                ("nodal_text", 3),
+                ("component", 3),
+                ("component_nodal", 3),
             ),
         )
     )
@@ -566,8 +577,12 @@ def _tumor(b: _Builder, clean: bool) -> None:
         nodal: bool = False,
         days: int = d,
         status: str = "final",
+        site: tuple[str | None, str] | None = None,
+        short_axis: str | None = None,
+        component: bool = False,
     ) -> None:
-        site = cat.LYMPH_NODE if nodal else r.choice(cat.BODY_SITES)
+        if site is None:
+            site = cat.LYMPH_NODE if nodal else r.choice(cat.BODY_SITES)
         b.add_obs(
             "tumor",
             cat.TUMOR,
@@ -579,6 +594,8 @@ def _tumor(b: _Builder, clean: bool) -> None:
             body_site_code=site[0],
             body_site_text=site[1],
             status=status,
+            short_axis=short_axis,
+            size_as_component=component,
         )
 
     big = str(r.randint(12, 70))
@@ -612,6 +629,28 @@ def _tumor(b: _Builder, clean: bool) -> None:
         lesion(str(r.randint(15, 40)), method="MR")
     elif v == "cancelled":
         lesion(big, status="entered-in-error")
+    elif v == "snomed_method":
+        modality = r.choice(("CT", "MR", "CR"))
+        size = str(r.randint(4, 40))
+        lesion(size, method=cat.SNOMED_METHODS[modality])
+    elif v == "ultrasound":
+        lesion(str(r.randint(12, 60)), method=r.choice(("US", cat.SNOMED_METHODS["US"])))
+    elif v == "no_method_25":
+        lesion("25", method=None)
+    elif v == "no_method_15":
+        lesion("15", method=None)
+    elif v == "no_method_8":
+        lesion("8", method=None)
+    elif v == "nodal_snomed":
+        lesion(str(r.randint(10, 30)), site=r.choice(cat.LYMPH_NODE_SITES))
+    elif v == "nodal_text":
+        lesion(str(r.randint(10, 30)), site=(None, r.choice(cat.LYMPH_NODE_TEXTS)))
+    elif v == "component":
+        lesion(str(r.randint(6, 40)), component=not csv, short_axis=str(r.randint(3, 5)))
+    elif v == "component_nodal":
+        longest = r.randint(12, 35)
+        short = r.choice((None, str(r.randint(8, min(longest, 25)))))
+        lesion(str(longest), nodal=True, component=not csv, short_axis=short)
 
 
 def _hiv(b: _Builder, clean: bool) -> None:
@@ -817,7 +856,7 @@ def build_patient(seed: int, index: int, screening_date: date) -> PatientRecord:
     _labs(b, clean, local_ok=lab_feed in ("hl7", "csv"), overrides=overrides)
     _body(b, age, renal)
     _performance(b, clean, age, csv=route == "csv")
-    _tumor(b, clean)
+    _tumor(b, clean, csv=route == "csv")
     _hiv(b, clean)
     _ici(b, clean)
     if index % BAD_EVERY == BAD_OFFSET:

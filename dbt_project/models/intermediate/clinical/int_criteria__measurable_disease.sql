@@ -1,7 +1,8 @@
 -- Rule measurable_disease (docs/clinical-rules.md#measurable-disease; RECIST 1.1): met when any
--- counting lesion in the tumor window is measurable (int_tumor__measurable_disease). Lesions
--- present but none measurable -> not_met (the reason names the largest lesion and why, e.g. no
--- imaging method); only unusable sizes -> unknown; no measurement in the window -> unknown.
+-- measurement in the tumor window is measurable (int_tumor__measurable_disease); not_met only
+-- when every one is decided not measurable; otherwise (a measurement without a recorded method
+-- whose size does not settle it, a method RECIST does not accept, an unusable size) unknown,
+-- the reason naming what to confirm; no measurement in the window -> unknown.
 with
 
 population as (
@@ -36,18 +37,22 @@ joined as (
         tumor.effective_date,
         tumor.n_lesions,
         tumor.n_measurable,
+        tumor.n_not_measurable,
+        tumor.n_undecided,
         tumor.n_unusable,
         tumor.size_mm,
-        tumor.method_code,
-        tumor.method_class,
+        tumor.axis_mm,
+        tumor.method,
+        tumor.method_accepted,
+        tumor.measurement_status,
         tumor.is_nodal,
         tumor.minimum_size_mm,
         tumor.lesion_note,
         case
             when tumor.observation_id is null then 'unknown'
             when tumor.n_measurable > 0 then 'met'
-            when tumor.n_unusable = tumor.n_lesions then 'unknown'
-            else 'not_met'
+            when tumor.n_not_measurable = tumor.n_lesions then 'not_met'
+            else 'unknown'
         end as status
     from criteria
     inner join population
@@ -66,8 +71,8 @@ select
 
     -- decision
     status,
-    cast(size_mm as {{ clinical_double() }}) as value_numeric,
-    cast(case when size_mm is not null then 'mm' end as {{ dbt.type_string() }}) as value_unit,
+    cast(coalesce(axis_mm, size_mm) as {{ clinical_double() }}) as value_numeric,
+    cast(case when coalesce(axis_mm, size_mm) is not null then 'mm' end as {{ dbt.type_string() }}) as value_unit,
     cast(minimum_size_mm as {{ clinical_double() }}) as threshold,
     cast(null as {{ clinical_double() }}) as uln,
     cast(null as {{ dbt.type_string() }}) as uln_source,
@@ -83,23 +88,50 @@ select
             then 'No tumor measurement in the ' || cast(window_days as {{ dbt.type_string() }})
                 || ' days to ' || {{ fmt_date(screening_date()) }}
         else
-            case when is_nodal then 'Nodal lesion (short axis) ' else 'Lesion ' end
-            || coalesce({{ fmt_num('size_mm', 1) }} || ' mm', 'size unusable')
-            -- a recognized method only: an unrecognized method code is sender text
+            case when is_nodal then 'Nodal lesion ' else 'Lesion ' end
             || case
-                when method_class = 'caliper' then ' by caliper'
-                when method_class is not null then coalesce(' by ' || upper(method_code), '')
-                else ''
+                when axis_mm is not null and is_nodal then {{ fmt_num('axis_mm', 1) }} || ' mm short axis'
+                when size_mm is not null and is_nodal then {{ fmt_num('size_mm', 1) }} || ' mm longest diameter'
+                else coalesce({{ fmt_num('size_mm', 1) }} || ' mm', 'size unusable')
             end
+            -- the method as the seed names it: a method code or text the seed does not know is
+            -- sender text and is never printed
+            || coalesce(' by ' || method, '')
             || ' on ' || {{ fmt_date('effective_date') }}
             || case
-                when status = 'met' then ' ≥ ' || {{ fmt_num('minimum_size_mm', 1) }} || ' mm: measurable'
-                when minimum_size_mm is not null
+                when measurement_status = 'measurable' and minimum_size_mm is not null
+                    then ' ≥ ' || {{ fmt_num('minimum_size_mm', 1) }} || ' mm: measurable'
+                when measurement_status = 'not_measurable' and minimum_size_mm is not null
                     then ' < ' || {{ fmt_num('minimum_size_mm', 1) }} || ' mm: not measurable'
                 else ': ' || lesion_note
             end
             || ' (' || cast(n_measurable as {{ dbt.type_string() }}) || ' of '
-            || cast(n_lesions as {{ dbt.type_string() }}) || ' lesions measurable)'
+            || cast(n_lesions as {{ dbt.type_string() }})
+            || case when n_lesions = 1 then ' measurement' else ' measurements' end
+            || ' measurable'
+            || case
+                when n_undecided > 0
+                    then ', ' || cast(n_undecided as {{ dbt.type_string() }}) || ' undecided'
+                else ''
+            end
+            || case
+                when n_unusable > 0
+                    then ', ' || cast(n_unusable as {{ dbt.type_string() }}) || ' unusable'
+                else ''
+            end
+            || ')'
+            || case
+                when status = 'unknown' and measurement_status = 'undecided' and method is null
+                    and not is_nodal
+                    then '; to confirm: the imaging method'
+                when status = 'unknown' and measurement_status = 'undecided' and method is null
+                    then '; to confirm: the imaging method and the short axis'
+                when status = 'unknown' and measurement_status = 'undecided' and not method_accepted
+                    then '; to confirm: a measurement by CT, MRI or caliper'
+                when status = 'unknown' and measurement_status = 'undecided'
+                    then '; to confirm: the short axis'
+                else ''
+            end
     end as reason
 
 from joined

@@ -1,6 +1,8 @@
 -- Measurable disease per (trial, patient) (docs/clinical-rules.md#measurable-disease): met when any
--- counting lesion in the window is measurable (RECIST, int_tumor__lesions). The evidence is the
--- largest measurable lesion, else the largest lesion.
+-- measurement in the window is measurable (RECIST, int_tumor__lesions), not_met only when every
+-- one is decided not measurable. The evidence is the largest measurable measurement, else the
+-- largest undecided one, else the largest. Measurements are counted, not lesions: nothing in the
+-- feeds identifies a lesion across measurements.
 with
 
 lesions as (
@@ -16,15 +18,24 @@ ranked as (
         row_number() over (
             partition by trial_id, patient_mrn
             order by
-                case when is_measurable then 0 when is_measurable = false then 1 else 2 end,
-                size_mm desc nulls last,
+                case measurement_status
+                    when 'measurable' then 0
+                    when 'undecided' then 1
+                    when 'not_measurable' then 2
+                    else 3
+                end,
+                coalesce(axis_mm, size_mm) desc nulls last,
                 effective_at desc,
                 observation_id
         ) as evidence_rank,
         count(*) over (partition by trial_id, patient_mrn) as n_lesions,
         sum(case when is_measurable then 1 else 0 end)
             over (partition by trial_id, patient_mrn) as n_measurable,
-        sum(case when is_measurable is null then 1 else 0 end)
+        sum(case when measurement_status = 'not_measurable' then 1 else 0 end)
+            over (partition by trial_id, patient_mrn) as n_not_measurable,
+        sum(case when measurement_status = 'undecided' then 1 else 0 end)
+            over (partition by trial_id, patient_mrn) as n_undecided,
+        sum(case when measurement_status = 'unusable' then 1 else 0 end)
             over (partition by trial_id, patient_mrn) as n_unusable
     from lesions
 
@@ -41,12 +52,17 @@ select
     -- values
     n_lesions,
     n_measurable,
+    n_not_measurable,
+    n_undecided,
     n_unusable,
     size_mm,
+    axis_mm,
     method_code,
-    method_class,
+    method,
+    method_accepted,
     is_nodal,
     minimum_size_mm,
+    measurement_status,
     is_measurable,
     lesion_note,
 

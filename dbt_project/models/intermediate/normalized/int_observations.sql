@@ -462,6 +462,8 @@ final as (
         body_site_code,
         body_site_system,
         body_site_text,
+        short_axis_mm,
+        value_type,
         -- lineage
         loaded_at
     from checked

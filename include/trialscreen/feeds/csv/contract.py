@@ -123,9 +123,12 @@ CSV_FILES: dict[str, dict[str, str]] = {
         "measurement_id": "unique id (required)",
         "size_value": "lesion size (required)",
         "size_unit": "mm | cm (required)",
-        "method": "DICOM modality CT, MR, CR, DX, or free text (e.g. 'caliper'); empty = none",
-        "body_site_code": "SNOMED body site (59441001 = lymph node: value is the short axis)",
-        "body_site_text": "body site text",
+        "method": "DICOM modality (CT, MR, CR, DX, US, PT), SNOMED CT procedure id (e.g."
+        " 77477000 = CT), or free text (e.g. 'caliper'); empty = not recorded",
+        "body_site_code": "SNOMED body site (a lymph node, e.g. 59441001: a nodal lesion)",
+        "body_site_text": "body site text ('lymph node' in it: a nodal lesion)",
+        "short_axis_value": "short axis, same unit as size_value (nodal lesions are judged on it;"
+        " without it a nodal lesion's size_value is its short axis)",
         "status": "final | amended | corrected | preliminary | cancelled | entered-in-error",
         "measured_at": "imaging / exam time (required)",
     },
@@ -149,7 +152,7 @@ PERFORMANCE_DISPLAY = {
 }
 PERFORMANCE_MAX = {"ecog": 5, "karnofsky": 100, "lansky": 100}
 LOINC_TUMOR_SIZE = "21889-1"
-DICOM_MODALITIES = ("CT", "MR", "CR", "DX")
+DICOM_MODALITIES = ("CT", "MR", "CR", "DX", "US", "PT")
 RECORD_TYPES = {
     "request": "MedicationRequest",
     "statement": "MedicationStatement",
@@ -332,8 +335,10 @@ def _contract_performance_status() -> Mapping:
 
 def _contract_tumor_measurements() -> Mapping:
     unit = _lower("size_unit")
-    method = pl.col("method").str.to_uppercase()
-    coded = method.is_in(list(DICOM_MODALITIES))
+    method = pl.col("method").str.strip_chars().str.to_uppercase()
+    dicom = method.is_in(list(DICOM_MODALITIES))
+    snomed = method.str.contains(r"^[0-9]{6,18}$")
+    coded = dicom | snomed
     return Mapping(
         "observations",
         {
@@ -349,18 +354,21 @@ def _contract_tumor_measurements() -> Mapping:
             "status": _status("status", "final"),
             "effective_at": _timestamp("measured_at"),
             "method_code": pl.when(coded).then(method),
-            "method_system": pl.when(coded).then(_const(DICOM)),
+            "method_system": pl.when(dicom).then(_const(DICOM)).when(snomed).then(_const(SNOMED)),
             "method_text": pl.when(~coded).then(pl.col("method")),
             "body_site_code": pl.col("body_site_code"),
             "body_site_system": pl.when(pl.col("body_site_code").is_not_null()).then(
                 _const(SNOMED)
             ),
             "body_site_text": pl.col("body_site_text"),
+            "short_axis_value": _numeric("short_axis_value"),
+            "short_axis_unit": pl.when(pl.col("short_axis_value").is_not_null()).then(unit),
         },
         [
             _missing("mrn"),
             _missing("measurement_id"),
             _bad_number("size_value", required=True),
+            _bad_number("short_axis_value"),
             pl.coalesce(
                 _missing("size_unit"),
                 _unless(unit.is_in(["mm", "cm"]), "size_unit must be mm or cm"),
@@ -368,7 +376,7 @@ def _contract_tumor_measurements() -> Mapping:
             _bad_timestamp("measured_at", required=True),
         ],
         timestamps=("measured_at",),
-        numbers=("size_value",),
+        numbers=("size_value", "short_axis_value"),
     )
 
 

@@ -72,6 +72,8 @@ DTYPES: dict[str | None, pl.Struct] = {
             "basedOn": pl.List(_REF),
             "method": _CC,
             "bodySite": _CC,
+            # mCODE TumorSize: the dimensions of a tumor size measurement
+            "component": pl.List(pl.Struct({"code": _CC, "valueQuantity": _QTY})),
         }
     ),
     "Condition": pl.Struct(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from trialscreen import schema
-from trialscreen.codesystems import ATC, ICD10CM, ICDO3, LOINC, RXNORM, SNOMED
+from trialscreen.codesystems import ATC, DICOM, ICD10CM, ICDO3, LOINC, RXNORM, SNOMED
 from trialscreen.feeds.timestamps import offset_column, offset_from_text, representable_expr
 
 # Resource types the pipeline uses, and the raw entity each one lands in.
@@ -224,15 +224,22 @@ def _observations(resolve: Resolver) -> Mapping:
     codings = _f(pl.col("code"), "coding")
     loinc = _coding_where(codings, LOINC)
     first = codings.list.first()
-    vq, vcc = pl.col("valueQuantity"), pl.col("valueCodeableConcept")
+    vcc = pl.col("valueCodeableConcept")
+    # mCODE TumorSize sends the size as components, not value[x]: the longest dimension
+    # (33728-7) stands in for an absent valueQuantity, the first additional dimension
+    # (33729-5) is the short axis (docs/decisions.md "Tumour measurements as mCODE sends them")
+    vq = pl.coalesce(pl.col("valueQuantity"), _component_quantity(TUMOR_LONGEST_DIMENSION))
+    short_axis = _component_quantity(TUMOR_ADDITIONAL_DIMENSION)
     vcc_first = _first(_f(vcc, "coding"))
     effective = pl.coalesce(
         pl.col("effectiveDateTime"), _f(pl.col("effectivePeriod"), "start"), pl.col("issued")
     )
     rng = pl.col("referenceRange").list.first()
     value_type = (
-        pl.when(vq.is_not_null())
+        pl.when(pl.col("valueQuantity").is_not_null())
         .then(pl.lit("quantity"))
+        .when(vq.is_not_null())  # the longest dimension of a tumor (not a nodal short axis)
+        .then(pl.lit("component"))
         .when(vcc.is_not_null())
         .then(pl.lit("coded"))
         .when(pl.col("valueString").is_not_null())
@@ -269,8 +276,10 @@ def _observations(resolve: Resolver) -> Mapping:
         pl.col("status").str.to_lowercase(),
         *_ts_columns(effective_at=effective, issued_at=pl.col("issued")),
         _first(pl.col("basedOn"), "reference").alias("order_id"),
-        *_concept_columns("method", "method"),
-        *_concept_columns("bodySite", "body_site"),
+        *_concept_columns("method", "method", (DICOM, SNOMED)),
+        *_concept_columns("bodySite", "body_site", (SNOMED,)),
+        _f(short_axis, "value").alias("short_axis_value"),
+        pl.coalesce(_f(short_axis, "unit"), _f(short_axis, "code")).alias("short_axis_unit"),
     ]
     checks = [
         *_subject_checks(_msg("observation")),
@@ -288,10 +297,32 @@ def _observations(resolve: Resolver) -> Mapping:
     return Mapping(columns, checks)
 
 
-def _concept_columns(source: str, prefix: str) -> list[pl.Expr]:
-    """code/system of the first coding, and text (else that coding's display)."""
+TUMOR_LONGEST_DIMENSION = "33728-7"  # LOINC Size.maximum dimension in Tumor (mCODE TumorSize)
+TUMOR_ADDITIONAL_DIMENSION = "33729-5"  # LOINC Size additional dimension in Tumor
+
+
+def _component_quantity(loinc: str) -> pl.Expr:
+    """valueQuantity of the first Observation.component coded with ``loinc``."""
+    coded = (
+        pl.element()
+        .struct.field("code")
+        .struct.field("coding")
+        .list.eval(pl.element().struct.field("code") == loinc)
+        .list.any()
+    )
+    return (
+        pl.col("component")
+        .list.eval(pl.element().filter(coded))
+        .list.first()
+        .struct.field("valueQuantity")
+    )
+
+
+def _concept_columns(source: str, prefix: str, preferred: tuple[str, ...] = ()) -> list[pl.Expr]:
+    """code/system of the first coding (of the first preferred system that has one), and text
+    (else that coding's display)."""
     cc = pl.col(source)
-    first = _first(_f(cc, "coding"))
+    first = _preferred_coding(_f(cc, "coding"), preferred)
     return [
         _f(first, "code").alias(f"{prefix}_code"),
         _f(first, "system").alias(f"{prefix}_system"),

@@ -208,9 +208,9 @@ class _MessageParser:
 
     def _observation_row(self, seg: str, n: int, mrn: str, order: _Order) -> tuple[object, ...]:
         enc = self.enc
-        f = seg.split(enc.field, 15)
-        if len(f) < 16:
-            f.extend([""] * (16 - len(f)))
+        f = seg.split(enc.field, 21)
+        if len(f) < 22:
+            f.extend([""] * (22 - len(f)))
         set_id = f[1].strip()
         value_type = f[2].strip().upper()
         code = self._code(f[3])
@@ -238,13 +238,26 @@ class _MessageParser:
             (self.control_id, order.filler, set_id, loinc or local_code or "", status_raw, str(n))
         )
         record_hash = _sha256(self.control_id, self.issued_raw, mrn, time_raw, seg)
+        # OBX-17 observation method and OBX-20 observation site (tumor measurements: DICOM or
+        # SNOMED method, SNOMED body site), first CWE triplet: code, system, text
+        method = self._coded_element(f[17])
+        site = self._coded_element(f[20])
         return (
             self.position, record_id, record_hash, mrn, loinc, local_code, local_system,
             display, kind, number, comparator, unit, unit_code, value_code, value_system,
             value_text, ref_low, ref_high, ref_text, flag, status, effective_at,
             self.issued_at, order.order_id, ts_offset_min(time_raw),
-            ts_offset_min(self.issued_raw),
+            ts_offset_min(self.issued_raw), *method, *site,
         )  # fmt: skip
+
+    def _coded_element(self, field: str) -> tuple[str | None, str | None, str | None]:
+        """(code, system, text) of a CWE field's first repetition; all None when empty."""
+        if not field:
+            return None, None, None
+        c = field.split(self.enc.repetition, 1)[0].split(self.enc.component)
+        c.extend([""] * (3 - len(c)))
+        code, text, system = (self._text(x.strip()) or None for x in c[:3])
+        return code, system, text
 
     def _code(self, obx3: str) -> _Code | None:
         hit = self.cache.code.get(obx3, _MISSING)

@@ -131,6 +131,7 @@ class CsvWriter:
                         "method": o.method_code or o.method_text,
                         "body_site_code": o.body_site_code,
                         "body_site_text": o.body_site_text,
+                        "short_axis_value": o.short_axis,
                         "status": o.status,
                         "measured_at": csv_ts(o.effective, naive),
                     },

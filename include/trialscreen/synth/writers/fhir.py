@@ -147,8 +147,15 @@ def observation_resource(o: Obs, subject: str | None, style: int) -> dict[str, A
         }
     elif o.kind == "perf" and o.value is not None:
         r["valueInteger"] = int(o.value)
+    elif o.size_as_component and o.value is not None:
+        # mCODE TumorSize: the longest dimension as a component, no value[x]
+        r["component"] = [_tumor_component(TUMOR_LONGEST, o.value, o.unit)]
     elif o.value is not None:
         r["valueQuantity"] = _quantity(o.value, o.unit, o.comparator)
+    if o.short_axis is not None:
+        r.setdefault("component", []).append(
+            _tumor_component(TUMOR_ADDITIONAL, o.short_axis, o.unit)
+        )
     if o.ref_high is not None or o.ref_low is not None:
         rng: dict[str, Any] = {}
         if o.ref_low is not None:
@@ -157,13 +164,16 @@ def observation_resource(o: Obs, subject: str | None, style: int) -> dict[str, A
             rng["high"] = _quantity(o.ref_high, o.unit)
         r["referenceRange"] = [rng]
     if o.method_code:
-        r["method"] = {"coding": [{"system": DICOM, "code": o.method_code}]}
+        system = SNOMED if o.method_code.isdigit() else DICOM
+        r["method"] = {"coding": [{"system": system, "code": o.method_code}]}
     elif o.method_text:
         r["method"] = {"text": o.method_text}
     if o.body_site_code:
         r["bodySite"] = {
             "coding": [{"system": SNOMED, "code": o.body_site_code, "display": o.body_site_text}]
         }
+    elif o.body_site_text:
+        r["bodySite"] = {"text": o.body_site_text}
     return r
 
 
@@ -343,3 +353,14 @@ class FhirWriter:
             self._close(sink)
         if self.obs_sink is not None:
             self._close(self.obs_sink)
+
+
+TUMOR_LONGEST = ("33728-7", "Size.maximum dimension in Tumor")  # mCODE TumorSize component
+TUMOR_ADDITIONAL = ("33729-5", "Size additional dimension in Tumor")
+
+
+def _tumor_component(code: tuple[str, str], value: Any, unit: str | None) -> dict[str, Any]:
+    return {
+        "code": {"coding": [{"system": LOINC, "code": code[0], "display": code[1]}]},
+        "valueQuantity": _quantity(value, unit, None),
+    }
