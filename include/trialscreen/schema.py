@@ -17,7 +17,7 @@ from __future__ import annotations
 import polars as pl
 
 FEEDS = ("fhir", "hl7", "csv")
-ENTITIES = ("patients", "observations", "conditions", "medications")
+ENTITIES = ("patients", "observations", "conditions", "medications", "patient_merges")
 
 TS = pl.Datetime("us")
 OFFSET_MIN = pl.Int32()  # <timestamp column>_offset_min: minutes east of UTC as sent
@@ -120,6 +120,18 @@ RAW_COLUMNS: dict[str, dict[str, pl.DataType]] = {
         "end_at": TS,
         "start_at_offset_min": OFFSET_MIN,
         "end_at_offset_min": OFFSET_MIN,
+    },
+    # A hospital retiring an MRN into another (docs/decisions.md "Patient merges and test
+    # patients"): HL7 ADT A40/A34/A18 (MRG-1 prior identifier -> PID-3 surviving) and the CSV
+    # extract's patient_merges.csv. One row per merge; chains resolve in dbt.
+    "patient_merges": {
+        **LINEAGE,
+        "patient_ref": pl.String(),  # the surviving MRN (as for every HL7/CSV record)
+        "mrn": pl.String(),  # the surviving MRN
+        "prior_mrn": pl.String(),  # the retired MRN: its records count for the surviving one
+        "event_type": pl.String(),  # HL7 trigger event (A40, A34, A18) or csv
+        "merged_at": TS,  # EVN-2 (else MSH-7) / CSV merged_at
+        "merged_at_offset_min": OFFSET_MIN,
     },
 }
 

@@ -45,6 +45,15 @@ class Patients(Scenarios):
             "loaded_at": loaded_at,
         })  # fmt: skip
 
+    def merge(self, feed: str, retired: str, surviving: str, event: str = "csv") -> None:
+        n = len(self.extra.get((feed, "patient_merges"), [])) + 1
+        self.add(feed, "patient_merges", {
+            "source_file": f"{feed}/merges", "source_position": n,
+            "record_id": f"merge-{retired}", "record_hash": f"h-merge-{retired}",
+            "patient_ref": surviving, "mrn": surviving, "prior_mrn": retired,
+            "event_type": event, "merged_at": datetime(2026, 10, 15, 9, 0),
+        })  # fmt: skip
+
     def moved(self, mrn: str) -> None:
         """The baseline's CSV patient row left out: the scenario sends its own."""
         self.rows["patients"] = [r for r in self.rows["patients"] if r["mrn"] != mrn]
@@ -77,6 +86,24 @@ def build() -> Patients:
     s.moved("AGREE")
     s.demographics("fhir", "AGREE", OLD, "female", LOAD_1)
     s.demographics("hl7", "AGREE", OLD, "F", LOAD_2)
+    # a merge: the retired MRN's records decide the surviving patient's criteria (HL7 A40)
+    s.baseline("MERGED", anc=True)
+    s.patient("MERGEDOLD", "1986-05-10")
+    s.obs("MERGEDOLD", "751-8", 0.5, "10*9/L", "2026-10-30")
+    s.merge("hl7", "MERGEDOLD", "MERGED", "A40")
+    # a chain A -> B (CSV) and B -> C (HL7): A's records count for C
+    s.baseline("CHAINC", platelets=True)
+    s.patient("CHAINA", "1986-05-10")
+    s.obs("CHAINA", "777-3", 50, "10*9/L", "2026-10-30")
+    s.patient("CHAINB", "1986-05-10")
+    s.merge("csv", "CHAINA", "CHAINB")
+    s.merge("hl7", "CHAINB", "CHAINC", "A18")
+    # never screened: a test patient (seed test_patients, prefix ZZTEST), a death, not born
+    s.baseline("ZZTEST0001")
+    s.baseline("DEAD")
+    s.rows["patients"][-1]["deceased_at"] = datetime(2026, 9, 1, 12, 0)
+    s.baseline("UNBORN", birth="2026-11-05")  # a past date re-run after the birth was landed
+    s.rows["patients"][-1]["loaded_at"] = datetime(2026, 11, 10, 3, 0)
     return s
 
 
@@ -194,3 +221,49 @@ def test_conflict_mart_carries_no_value(wh):
     text = " ".join(str(v) for row in wh.execute(
         "select * from marts.dq_patient_conflicts").fetchall() for v in row)  # fmt: skip
     assert "1960" not in text and "1999" not in text and "CONFLICT" not in text
+
+
+# ------------------------------------------------------------------ merges and exclusions
+
+
+def _screened(wh: duckdb.DuckDBPyConnection, mrn: str) -> bool:
+    key = pseudonym.patient_key(mrn, KEY)
+    sql = "select count(*) from marts.criterion_evaluations where patient_key = ?"
+    return bool(wh.execute(sql, [key]).fetchone()[0])
+
+
+def test_retired_mrn_records_decide_the_surviving_patient(wh):
+    anc = evaluation(wh, "MERGED", "anc")
+    assert anc["status"] == "not_met", anc["reason"]  # the ANC sent under the retired MRN
+    assert evaluation(wh, "MERGED", "age")["status"] == "met"
+    assert not _screened(wh, "MERGEDOLD")
+
+
+def test_merge_chain_resolves_to_the_final_survivor(wh):
+    sql = "select retired_mrn, surviving_mrn from intermediate.int_patient_merges"
+    merges = dict(wh.execute(sql).fetchall())
+    assert merges == {"MERGEDOLD": "MERGED", "CHAINA": "CHAINC", "CHAINB": "CHAINC"}
+    assert evaluation(wh, "CHAINC", "platelets")["status"] == "not_met"
+    assert not _screened(wh, "CHAINA") and not _screened(wh, "CHAINB")
+
+
+def test_test_patient_deceased_and_unborn_are_not_screened(wh):
+    assert _screened(wh, "KEEP")
+    for mrn in ("ZZTEST0001", "DEAD", "UNBORN"):
+        assert not _screened(wh, mrn), mrn
+
+
+def test_population_counts(wh):
+    cursor = wh.execute("select * from marts.screening_population where trial_id = 'axiom'")
+    names = [d[0] for d in cursor.description]
+    row = dict(zip(names, cursor.fetchone(), strict=True))
+    screened = wh.execute(
+        "select count(distinct patient_key) from marts.criterion_evaluations"
+        " where trial_id = 'axiom'"
+    ).fetchone()[0]
+    assert row["patients_screened"] == screened
+    assert (row["merged_away"], row["test_patients"], row["deceased"], row["not_born"]) == (
+        3, 1, 1, 1,
+    )  # fmt: skip
+    excluded = row["merged_away"] + row["test_patients"] + row["deceased"] + row["not_born"]
+    assert row["mrns_on_record"] == screened + excluded

@@ -24,9 +24,9 @@
         source.record_hash,
         source.run_id,
         cast(source.loaded_at as {{ dbt.type_timestamp() }}) as loaded_at,
-        -- patient
+        -- patient (an MRN retired by a merge counts as its surviving MRN: surviving_mrn)
         {{ clean_text('source.patient_ref') }} as patient_ref,
-        {{ patient_mrn }} as patient_mrn,
+        {{ surviving_mrn(patient_mrn) }} as patient_mrn,
 {%- endmacro %}
 
 {#- FHIR status vocabulary (docs/clinical-rules.md#counting-results). The parsers already map

@@ -1,16 +1,21 @@
--- Every patient once per trial in the run, with the trial's settings and the patient's age
--- on the screening date: the population every criterion model evaluates.
--- Not screened (docs/decisions.md): a patient born after the screening date (a past date
--- is re-run as it was: that patient did not exist yet) and a patient whose recorded death
--- is on or before it. A patient with no birth date is screened (age is then unknown), and so
--- is a patient whose recorded birth date is implausible (before 1900, or after the day the
--- record was landed: 0001-01-01 and 9999-12-31 are placeholders, not births): age unknown,
--- the reason says why (docs/decisions.md, "Per-record containment").
+-- Every screened patient once per trial in the run, with the trial's settings and the
+-- patient's age on the screening date: the population every criterion model evaluates.
+-- Who is screened is decided in one place, int_screening__patient_status (docs/decisions.md
+-- "Who is screened"): not a test patient, not an MRN merged into another, born on or before
+-- the screening date, no recorded death on or before it. A patient with no birth date is
+-- screened (age is then unknown), and so is a patient whose recorded birth date is
+-- implausible (before 1900, or after the day the record was landed: 0001-01-01 and 9999-12-31
+-- are placeholders, not births): age unknown, the reason says why (docs/decisions.md,
+-- "Per-record containment").
 with
 
 patients as (
 
-    select * from {{ ref('int_patients') }}
+    select patients.*
+    from {{ ref('int_patients') }} as patients
+    inner join {{ ref('int_screening__patient_status') }} as status
+        on patients.patient_mrn = status.patient_mrn
+    where status.exclusion_reason is null
 
 ),
 
@@ -71,16 +76,6 @@ population as (
     cross join patients
     inner join settings
         on trials.trial_id = settings.trial_id
-    where (
-            patients.birth_date is null
-            or patients.birth_date <= {{ screening_date() }}
-            or {{ birth_date_implausible('patients.birth_date', 'patients.loaded_at') }}
-        )
-        and (
-            patients.deceased_at is null
-            or {{ date_in_timezone('patients.deceased_at', timezone_name()) }}
-                > {{ screening_date() }}
-        )
 
 )
 

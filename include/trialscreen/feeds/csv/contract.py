@@ -132,6 +132,12 @@ CSV_FILES: dict[str, dict[str, str]] = {
         "status": "final | amended | corrected | preliminary | cancelled | entered-in-error",
         "measured_at": "imaging / exam time (required)",
     },
+    "patient_merges": {
+        "retired_mrn": "the MRN the hospital retired (required): its records count for the"
+        " surviving MRN",
+        "surviving_mrn": "the MRN it was merged into (required)",
+        "merged_at": "when the merge was made (date or timestamp)",
+    },
 }
 
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -142,6 +148,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "conditions": ("mrn", "condition_id"),
     "medications": ("mrn", "medication_id", "start_date"),
     "tumor_measurements": ("mrn", "measurement_id", "size_value", "size_unit", "measured_at"),
+    "patient_merges": ("retired_mrn", "surviving_mrn"),
 }
 
 LOINC_PERFORMANCE = {"ecog": "89247-1", "karnofsky": "89243-0", "lansky": "89243-0"}
@@ -461,6 +468,27 @@ def _contract_medications() -> Mapping:
     )
 
 
+def _contract_patient_merges() -> Mapping:
+    same = pl.col("retired_mrn") == pl.col("surviving_mrn")
+    return Mapping(
+        "patient_merges",
+        {
+            "record_id": pl.col("retired_mrn"),  # one merge per retired MRN; a re-delivery
+            **_subject("surviving_mrn"),  # with another survivor is a new version
+            "prior_mrn": pl.col("retired_mrn"),
+            "event_type": _const("csv"),
+            "merged_at": _timestamp("merged_at"),
+        },
+        [
+            _missing("retired_mrn"),
+            _missing("surviving_mrn"),
+            _unless(~same.fill_null(False), "retired_mrn and surviving_mrn are the same"),
+            _bad_timestamp("merged_at"),
+        ],
+        timestamps=("merged_at",),
+    )
+
+
 def _codings(element: str, *columns: tuple[str, str, str | None]) -> pl.Expr:
     """Every coding of the row, (system, code, display) column triplets in order, as
     ``schema.CODING_ITEM`` structs (docs/decisions.md "Every coding is kept")."""
@@ -484,4 +512,5 @@ CONTRACT_MAPPINGS: dict[str, Callable[[], Mapping]] = {
     "tumor_measurements": _contract_tumor_measurements,
     "conditions": _contract_conditions,
     "medications": _contract_medications,
+    "patient_merges": _contract_patient_merges,
 }

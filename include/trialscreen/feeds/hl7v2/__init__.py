@@ -24,7 +24,11 @@ Records and the invariant ``records_in == rows out + quarantined rows``:
   have no patient); an OBX before any PID is one quarantined record;
 * text before the first MSH that is not a batch header is one quarantined record at
   position 0; a file with no MSH at all is one file-scope quarantine row (one record);
-* messages that are not ORU (ADT, ACK, ...) are not records: ``ignored["ADT^A01"] += 1``.
+* ADT merge messages (A40, A34, A18): each MRG (retired MRN in MRG-1) with the PID before
+  it (surviving MRN in PID-3) is one record, a ``patient_merges`` row (merged_at = EVN-2,
+  else MSH-7); an MRG without a usable PID-3 or MRG-1 is quarantined;
+* other messages that are not ORU (ADT, ACK, ...) are not records:
+  ``ignored["ADT^A01"] += 1``.
 Quarantine ``source_position`` is the 1-based message index; ``raw_payload`` the message
 text; ``error`` names fields and ordinals only, never a value (values may be PHI).
 

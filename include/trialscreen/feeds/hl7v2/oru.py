@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from trialscreen.feeds.hl7v2.rows import _FileBuilder
 
 LOINC_SYSTEMS = frozenset({"LN", "LNC", "LOINC", "2.16.840.1.113883.6.1"})
+# ADT trigger events that retire an MRN into another (MRG-1 -> PID-3)
+MERGE_EVENTS = frozenset({"ADT^A40", "ADT^A34", "ADT^A18"})
 CODED_TYPES = frozenset({"CE", "CWE", "CNE", "CF"})
 NUMERIC_TYPES = frozenset({"NM", "SN"})
 _RUN_ON_TEMPLATE = r"{sep}[ \t]+(?=OBX{sep})"
@@ -72,14 +74,67 @@ class _MessageParser:
         message_type = self._message_type(msh9)
         if message_type is None:
             raise _Quarantine("MSH-9 message type is empty")
-        if not message_type.startswith("ORU"):
+        merge = message_type in MERGE_EVENTS
+        if not message_type.startswith("ORU") and not merge:
             self.out.ignored[message_type] = self.out.ignored.get(message_type, 0) + 1
             return
         self.control_id = self._text(_get(f, 9))
         self.issued_raw = _first_component(_get(f, 6), self.enc)
         self.issued_at = parse_ts(self.issued_raw)
         self.payload = "\r".join(self.segments)
+        if merge:
+            self._merges(message_type.split("^")[1], self.segments[1:])
+            return
         self._walk(self._split_run_on(self.segments[1:]))
+
+    def _merges(self, event: str, segments: list[str]) -> None:
+        """ADT merge (A40/A34/A18): each PID (the surviving MRN in PID-3) followed by its MRG
+        (the retired MRN in MRG-1) is one record, a row of ``patient_merges``. The PID's
+        demographics are not landed (docs/decisions.md "Patient merges and test patients")."""
+        if not any(s.startswith("MRG") for s in segments):
+            raise _Quarantine("merge message has no MRG segment")
+        evn = next((s for s in segments if s.startswith("EVN")), "")
+        evn_raw = _first_component(_get(evn.split(self.enc.field), 2), self.enc).strip()
+        when_raw = evn_raw if parse_ts(evn_raw) is not None else self.issued_raw
+        pid: str | None = None
+        k = 0
+        for seg in segments:
+            if seg.startswith("PID"):
+                pid = seg
+            elif seg.startswith("MRG"):
+                k += 1
+                self._merge(event, k, pid, seg, when_raw)
+                pid = None
+
+    def _merge(self, event: str, k: int, pid: str | None, mrg: str, when_raw: str) -> None:
+        surviving = self._mrn(_get(pid.split(self.enc.field), 3)) if pid else None
+        retired = self._mrn(_get(mrg.split(self.enc.field), 1))
+        error = None
+        if pid is None:
+            error = f"MRG #{k} has no PID segment before it"
+        elif not surviving:
+            error = f"MRG #{k}: the PID before it has no patient identifier in PID-3"
+        elif not retired:
+            error = f"MRG #{k} has no prior patient identifier in MRG-1"
+        elif retired == surviving:
+            error = f"MRG #{k}: MRG-1 and PID-3 name the same identifier"
+        if error:
+            self.out.quarantine_record(self.position, error, self.payload)
+            return
+        record_hash = _sha256(self.control_id, pid or "", mrg)
+        self.out.merges.append(
+            (
+                self.position,
+                f"{self.control_id}|MRG|{k}",
+                record_hash,
+                surviving,
+                retired,
+                event,
+                parse_ts(when_raw),
+                ts_offset_min(when_raw),
+            )
+        )
+        self.out.records_in += 1
 
     def _message_type(self, msh9: str) -> str | None:
         parts = [p.strip() for p in msh9.split(self.enc.component)[:2]]

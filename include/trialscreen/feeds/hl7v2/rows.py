@@ -32,6 +32,11 @@ OBSERVATION_COLUMNS = (
     "body_site_text",
 )  # fmt: skip
 
+MERGE_COLUMNS = (
+    "source_position", "record_id", "record_hash", "mrn", "prior_mrn", "event_type",
+    "merged_at", "merged_at_offset_min",
+)  # fmt: skip
+
 
 def _file_quarantine(source_file: str, reason: str, data: bytes) -> ParsedFile:
     payload = data[:FILE_PAYLOAD_LIMIT].decode("utf-8", errors="replace")
@@ -59,6 +64,7 @@ class _FileBuilder:
     source_file: str
     patients: list[tuple[object, ...]] = field(default_factory=list)
     observations: list[tuple[object, ...]] = field(default_factory=list)
+    merges: list[tuple[object, ...]] = field(default_factory=list)
     quarantine: list[dict[str, object]] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)
     records_in: int = 0
@@ -85,7 +91,9 @@ class _FileBuilder:
 
     def add_message(self, position: int, segments: list[str]) -> None:
         """Parse one message; any unexpected failure quarantines it whole, rows rolled back."""
-        marks = (len(self.patients), len(self.observations), len(self.quarantine))
+        marks = (
+            len(self.patients), len(self.observations), len(self.quarantine), len(self.merges)
+        )  # fmt: skip
         records_before = self.records_in
         try:
             _MessageParser(self, position, segments).run()
@@ -97,16 +105,18 @@ class _FileBuilder:
             reason = f"unexpected parser error ({type(exc).__name__})"
             self.quarantine_record(position, reason, "\r".join(segments))
 
-    def _rollback(self, marks: tuple[int, int, int], records_before: int) -> None:
+    def _rollback(self, marks: tuple[int, int, int, int], records_before: int) -> None:
         del self.patients[marks[0] :]
         del self.observations[marks[1] :]
         del self.quarantine[marks[2] :]
+        del self.merges[marks[3] :]
         self.records_in = records_before
 
     def result(self) -> ParsedFile:
         tables = {
             "patients": self._frame("patients", PATIENT_COLUMNS, self.patients),
             "observations": self._frame("observations", OBSERVATION_COLUMNS, self.observations),
+            "patient_merges": self._frame("patient_merges", MERGE_COLUMNS, self.merges),
         }
         quarantined = (
             schema.quarantine_frame(self.quarantine)
