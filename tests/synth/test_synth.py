@@ -16,6 +16,7 @@ from trialscreen.feeds.csv.contract import CSV_FILES
 from trialscreen.synth import generate
 from trialscreen.synth.model import Cond, Med, Obs, PatientRecord
 from trialscreen.synth.oracle import CRITERIA, VALUE_COLUMNS, candidate_status, evaluate
+from trialscreen.synth.population import TEST_EVERY, TEST_OFFSET
 
 SCREENING = date(2026, 11, 15)
 
@@ -111,19 +112,22 @@ def test_expected_files_are_consistent(population: Path) -> None:
     keys = Counter((r["mrn"], r["cohort_id"], r["criterion_id"]) for r in crit)
     assert max(keys.values()) == 1
     mrns = sorted({r["mrn"] for r in crit})
-    assert len(mrns) == 1000
-    assert len(keys) == 1000 * sum(len(ids) for ids in CRITERIA.values())
+    # test patients (MRN prefix ZZTEST) are never screened: no expected outcome
+    screened = sum(1 for i in range(1000) if i % TEST_EVERY != TEST_OFFSET)
+    assert len(mrns) == screened < 1000
+    assert not any(m.startswith("ZZTEST") for m in mrns)
+    assert len(keys) == screened * sum(len(ids) for ids in CRITERIA.values())
     assert all(r["trial_id"] == "axiom" for r in crit)
     by_patient: dict[tuple[str, str], list[str]] = {}
     for r in crit:
         by_patient.setdefault((r["mrn"], r["cohort_id"]), []).append(r["status"])
-    assert len(cand) == 2000
+    assert len(cand) == 2 * screened
     for r in cand:
         assert r["candidate_status"] == candidate_status(by_patient[(r["mrn"], r["cohort_id"])])
     statuses = Counter(r["candidate_status"] for r in cand)
     assert set(statuses) == {"ineligible", "missing_data", "ready_for_review"}
     assert [c for c in values[0] if c != "mrn"] == list(VALUE_COLUMNS)
-    assert len(values) == 1000
+    assert len(values) == screened
     manifest = json.loads((population / "expected" / "manifest.json").read_text())
     assert manifest["seed"] == 7 and manifest["patients"] == 1000
     assert manifest["screening_date"] == SCREENING.isoformat()

@@ -112,6 +112,8 @@ def generate(
                 fhir.write_bad(p)
                 hl7.write_bad(p)
                 csvw.write_bad(p)
+                if p.test_patient:  # never screened: no expected outcome
+                    continue
                 result = oracle.evaluate(p, screening_date)
                 for cohort, cid, status, reason in result.criteria:
                     w_crit.writerow([p.mrn, oracle.TRIAL_ID, cohort, cid, status, reason])

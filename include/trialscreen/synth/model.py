@@ -117,3 +117,10 @@ class PatientRecord:
     conditions: list[Cond] = field(default_factory=list)
     meds: list[Med] = field(default_factory=list)
     scenario: dict[str, str] = field(default_factory=dict)  # dimension -> variant label
+    # identity (docs/decisions.md "Demographics merged field by field", "Patient merges and
+    # test patients"): HL7 PID-7/PID-8 sent blank after FHIR sent them; an older MRN the
+    # hospital merged into this one (its CSV patient row and vitals, patient_merges.csv);
+    # a test patient (MRN prefix ZZTEST, seed test_patients: never screened)
+    hl7_blank_demographics: bool = False
+    retired_mrn: str | None = None
+    test_patient: bool = False

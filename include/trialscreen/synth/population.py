@@ -34,6 +34,9 @@ BAD_KINDS = (
 )
 BAD_EVERY = 150
 BAD_OFFSET = 37
+# One test patient every TEST_EVERY patients (MRN prefix ZZTEST: never screened)
+TEST_EVERY = 97
+TEST_OFFSET = 41
 
 LAB_VARIANTS = (
     ("ok", 40),
@@ -863,9 +866,14 @@ def build_patient(seed: int, index: int, screening_date: date) -> PatientRecord:
         kind = BAD_KINDS[(index // BAD_EVERY) % len(BAD_KINDS)]
         b.scenario["bad_record"] = kind
         _bad_record(b, kind)
+    # identity shapes by index only (no draw from the patient's random stream)
+    test_patient = index % TEST_EVERY == TEST_OFFSET
     return PatientRecord(
         index=index,
-        mrn=f"MRN{index + 1:07d}",
+        mrn=f"ZZTEST{index + 1:07d}" if test_patient else f"MRN{index + 1:07d}",
+        test_patient=test_patient,
+        hl7_blank_demographics=route == "fhir_hl7" and index % 5 == 2,
+        retired_mrn=f"OLD{index + 1:07d}" if route == "csv" and index % 17 == 6 else None,
         fhir_id=b.uid(),
         family=family,
         given=given,

@@ -75,17 +75,24 @@ class CsvWriter:
         }
 
     def write(self, p: PatientRecord, labs: bool) -> None:
-        """Demographics and clinical entities; lab results too when ``labs``."""
-        self._row(
-            "patients",
-            {
-                "mrn": p.mrn,
-                "family_name": p.family,
-                "given_name": p.given,
-                "birth_date": p.birth_date.isoformat(),
-                "sex": p.sex,
-            },
-        )
+        """Demographics and clinical entities; lab results too when ``labs``. A patient with a
+        retired MRN: a patient row and the vitals under it, and the merge row."""
+        for mrn in (p.mrn, p.retired_mrn) if p.retired_mrn else (p.mrn,):
+            self._row(
+                "patients",
+                {
+                    "mrn": mrn,
+                    "family_name": p.family,
+                    "given_name": p.given,
+                    "birth_date": p.birth_date.isoformat(),
+                    "sex": p.sex,
+                },
+            )
+        if p.retired_mrn:
+            self._row(
+                "patient_merges",
+                {"retired_mrn": p.retired_mrn, "surviving_mrn": p.mrn, "merged_at": "2020-01-01"},
+            )
         for n, o in enumerate(p.obs):
             if o.bad is not None:
                 continue
@@ -98,7 +105,7 @@ class CsvWriter:
                 self._row(
                     "vitals",
                     {
-                        "mrn": p.mrn,
+                        "mrn": p.retired_mrn or p.mrn,
                         "vital_id": o.id,
                         "loinc": o.loinc,
                         "value": o.value,

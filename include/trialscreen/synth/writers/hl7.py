@@ -112,10 +112,10 @@ class Hl7Writer:
     def _pid(self, p: PatientRecord) -> str:
         mr = f"{p.mrn}^^^HOSP^MR"
         pid3 = f"{900000 + p.index}^^^STATE^PI~{mr}" if p.index % 4 == 1 else mr
-        return (
-            f"PID|1||{pid3}||{escape(p.family)}^{escape(p.given)}||"
-            f"{p.birth_date.strftime('%Y%m%d')}|{SEX[p.sex]}"
-        )
+        # a lab system that sends no birth date or sex: FHIR's are kept (field by field)
+        birth = "" if p.hl7_blank_demographics else p.birth_date.strftime("%Y%m%d")
+        sex = "" if p.hl7_blank_demographics else SEX[p.sex]
+        return f"PID|1||{pid3}||{escape(p.family)}^{escape(p.given)}||{birth}|{sex}"
 
     def _obx(self, i: int, o: Obs, version: str, style: int) -> list[str]:
         name = escape(NAMES.get(o.loinc, o.display))
