@@ -120,13 +120,50 @@ histology_criteria as (
 
 ),
 
-joined as (
+dx as (
+
+    select * from diagnosis_evidence where evidence_rank = 1
+
+),
+
+adv as (
+
+    select * from advanced_evidence where evidence_rank = 1
+
+),
+
+site as (
 
     select
-        criteria.trial_id,
-        criteria.criterion_id,
-        criteria.label,
-        population.patient_mrn,
+        histology_criteria.trial_id,
+        histology_criteria.criterion_id,
+        site_only.*
+    from histology_criteria
+    cross join site_only
+    where site_only.evidence_rank = 1
+
+),
+
+evidence_keys as (
+
+    select trial_id, criterion_id, patient_mrn from dx
+    union
+    select trial_id, criterion_id, patient_mrn from adv
+    union
+    select trial_id, criterion_id, patient_mrn from site
+
+),
+
+evidence as (
+
+    -- one row per (trial, criterion, patient) with any evidence, joined to the population
+    -- once: chaining these as left joins onto criteria x population made DuckDB 2.0.0 raise
+    -- an INTERNAL error (dict-surviving hash join) at 300,000 patients (docs/decisions.md
+    -- "DuckDB 2.0.0: dict-surviving hash join"; docs/upstream/duckdb-dict-surviving-join.md)
+    select
+        evidence_keys.trial_id,
+        evidence_keys.criterion_id,
+        evidence_keys.patient_mrn,
         dx.condition_id as dx_condition_id,
         dx.evidence_source as dx_evidence_source,
         dx.evidence_id as dx_evidence_id,
@@ -141,33 +178,58 @@ joined as (
         site.code as site_code,
         site.evidence_source as site_evidence_source,
         site.evidence_id as site_evidence_id,
-        site.evidence_date as site_date,
+        site.evidence_date as site_date
+    from evidence_keys
+    left join dx
+        on evidence_keys.trial_id = dx.trial_id
+        and evidence_keys.criterion_id = dx.criterion_id
+        and evidence_keys.patient_mrn = dx.patient_mrn
+    left join adv
+        on evidence_keys.trial_id = adv.trial_id
+        and evidence_keys.criterion_id = adv.criterion_id
+        and evidence_keys.patient_mrn = adv.patient_mrn
+    left join site
+        on evidence_keys.trial_id = site.trial_id
+        and evidence_keys.criterion_id = site.criterion_id
+        and evidence_keys.patient_mrn = site.patient_mrn
+
+),
+
+joined as (
+
+    select
+        criteria.trial_id,
+        criteria.criterion_id,
+        criteria.label,
+        population.patient_mrn,
+        evidence.dx_condition_id,
+        evidence.dx_evidence_source,
+        evidence.dx_evidence_id,
+        evidence.dx_date,
+        evidence.dx_matched_on,
+        evidence.dx_code,
+        evidence.dx_label,
+        evidence.dx_term,
+        evidence.adv_condition_id,
+        evidence.adv_code,
+        evidence.adv_label,
+        evidence.site_code,
+        evidence.site_evidence_source,
+        evidence.site_evidence_id,
+        evidence.site_date,
         case
-            when dx.condition_id is null and site.code is not null then 'review'
-            when dx.condition_id is null then 'not_met'
-            when adv.condition_id is not null then 'met'
+            when evidence.dx_condition_id is null and evidence.site_code is not null then 'review'
+            when evidence.dx_condition_id is null then 'not_met'
+            when evidence.adv_condition_id is not null then 'met'
             else 'review'
         end as status
     from criteria
     inner join population
         on criteria.trial_id = population.trial_id
-    left join diagnosis_evidence as dx
-        on criteria.trial_id = dx.trial_id
-        and criteria.criterion_id = dx.criterion_id
-        and population.patient_mrn = dx.patient_mrn
-        and dx.evidence_rank = 1
-    left join advanced_evidence as adv
-        on criteria.trial_id = adv.trial_id
-        and criteria.criterion_id = adv.criterion_id
-        and population.patient_mrn = adv.patient_mrn
-        and adv.evidence_rank = 1
-    left join histology_criteria
-        on criteria.trial_id = histology_criteria.trial_id
-        and criteria.criterion_id = histology_criteria.criterion_id
-    left join site_only as site
-        on population.patient_mrn = site.patient_mrn
-        and site.evidence_rank = 1
-        and histology_criteria.criterion_id is not null
+    left join evidence
+        on criteria.trial_id = evidence.trial_id
+        and criteria.criterion_id = evidence.criterion_id
+        and population.patient_mrn = evidence.patient_mrn
 
 )
 
