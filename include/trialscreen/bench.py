@@ -87,7 +87,12 @@ def _ingest_child(warehouse: str, drop: str, feed: str, run_id: str) -> dict[str
 
 
 def _dbt_child(
-    warehouse: str, screening_date: str, run_id: str, key: str, select: str | None
+    warehouse: str,
+    screening_date: str,
+    run_id: str,
+    key: str,
+    select: str | None,
+    wap: bool = False,
 ) -> dict[str, Any]:
     from trialscreen import pseudonym
     from trialscreen.pipeline import prepare_build
@@ -98,7 +103,7 @@ def _dbt_child(
     started = time.perf_counter()
     prepare_build(warehouse, TRIALS)
     prepare_s = time.perf_counter() - started
-    dbt_vars = {"screening_date": screening_date, "run_id": run_id, "wap": False}
+    dbt_vars = {"screening_date": screening_date, "run_id": run_id, "wap": wap}
     selection = ["--select", *select.split()] if select else []
 
     started = time.perf_counter()
@@ -130,6 +135,19 @@ def _dbt_child(
         "baseline_rss_mb": baseline,
         "peak_rss_mb": _rss_mb(),
     }
+
+
+def _scale_dbt_child(warehouse: str, screening_date: str, run_id: str, key: str) -> dict[str, Any]:
+    """The nightly build (whole project, write-audit-publish on) in this child. A failure is
+    returned, not raised: the failed nodes, the PHI-free one-line reason and the peak RSS."""
+    from trialscreen.errors import summarize
+    from trialscreen.transform import DbtBuildError
+
+    try:
+        return _dbt_child(warehouse, screening_date, run_id, key, None, True)
+    except Exception as exc:
+        failed = [name for name, _ in exc.failures] if isinstance(exc, DbtBuildError) else []
+        return {"error": summarize(exc), "failed_nodes": failed, "peak_rss_mb": _rss_mb()}
 
 
 # --- parsing peers ----------------------------------------------------------------------
@@ -453,7 +471,7 @@ def bench_size(
     tick: Callable[[str], None] = lambda _step: None,
 ) -> dict[str, Any]:
     from trialscreen import pseudonym
-    from trialscreen.run_ids import new_run_id
+    from trialscreen.pipeline import start_run
 
     tick("population")
     started = time.perf_counter()
@@ -477,8 +495,9 @@ def bench_size(
     if postgres:
         engines["postgres"] = _fresh_postgres(postgres)
     result["engines"] = {}
+    os.environ.setdefault(pseudonym.KEY_ENV, key)
     for engine, warehouse in engines.items():
-        run_id = new_run_id()
+        run_id = start_run(warehouse, screening_date, TRIALS)  # ingest refuses a run not started
         measured: dict[str, Any] = {"ingest": _ingest(warehouse, drop, run_id, tick)}
         tick(f"dbt build ({engine})")
         measured["dbt"] = _in_child(
@@ -493,6 +512,49 @@ def bench_size(
     result["latest_query"] = query
     result["ratios"] = _ratios(result)
     return result
+
+
+def bench_scale(
+    out: Path, patients: int, seed: int, *, tick: Callable[[str], None] = lambda _step: None
+) -> dict[str, Any]:
+    """The scale step: ingest + the nightly dbt build (whole project, write-audit-publish on)
+    of the cached population on a fresh DuckDB file, each feed and the build in a spawned
+    process of its own; wall time and peak RSS per step. A build error is recorded (``ok``
+    false, the failed nodes) for ``run_bench`` to fail on."""
+    from trialscreen import pseudonym
+    from trialscreen.pipeline import start_run
+
+    tick(f"population {patients:,}")
+    started = time.perf_counter()
+    drop, generated, screening_date = population(out, patients, seed)
+    generate_s = time.perf_counter() - started
+    warehouse = _fresh_duckdb(out / f"scale_{patients}_{seed}.duckdb")
+    key = os.environ.get(pseudonym.KEY_ENV) or pseudonym.new_key()
+    os.environ.setdefault(pseudonym.KEY_ENV, key)
+    run_id = start_run(warehouse, screening_date, TRIALS)  # ingest refuses a run never started
+    started = time.perf_counter()
+    ingest = _ingest(warehouse, drop, run_id, tick)
+    ingest_s = time.perf_counter() - started
+    tick(f"dbt build ({patients:,}, write-audit-publish)")
+    started = time.perf_counter()
+    dbt = _in_child(_scale_dbt_child, warehouse, screening_date.isoformat(), run_id, key)
+    dbt_s = time.perf_counter() - started
+    return {
+        "patients": patients,
+        "seed": seed,
+        "screening_date": screening_date.isoformat(),
+        "population": {"dir": str(drop), "generated": generated, "seconds": round(generate_s, 1)},
+        "warehouse": warehouse,
+        "feeds_mb": round(sum(_feed_bytes(drop, f) for f in FEEDS) / MB, 1),
+        "records_in": sum(f["records_in"] for f in ingest.values()),
+        "ingest": ingest,
+        "ingest_wall_seconds": round(ingest_s, 1),
+        "ingest_peak_rss_mb": max(f["peak_rss_mb"] for f in ingest.values()),
+        "dbt": dbt,
+        "dbt_wall_seconds": round(dbt_s, 1),
+        "dbt_peak_rss_mb": dbt["peak_rss_mb"],
+        "ok": "error" not in dbt,
+    }
 
 
 def _ratios(r: dict[str, Any]) -> dict[str, float | None]:
@@ -681,7 +743,39 @@ def tables(results: dict[str, Any]) -> list[Table]:
                     f"{d['total_seconds'] / engine_q:,.0f}×" if engine_q else "–",
                 ]
             )
-    return [ingest, parse, sql]
+    out = [t for t in (ingest, parse, sql) if t.rows]
+    if results.get("scale"):
+        scale = Table(
+            "Scale (the nightly build: ingest + dbt seed/build of the whole project, "
+            "write-audit-publish on; one spawned process per feed and for dbt)",
+            [
+                "patients",
+                "feeds MB",
+                "records in",
+                "ingest s",
+                "ingest peak RSS MB",
+                "dbt s",
+                "dbt peak RSS MB",
+                "build",
+            ],
+            [],
+        )
+        for n, s in results["scale"].items():
+            d = s["dbt"]
+            scale.rows.append(
+                [
+                    n,
+                    _f(s["feeds_mb"], 0),
+                    _f(s["records_in"]),
+                    _f(s["ingest_wall_seconds"], 0),
+                    _f(s["ingest_peak_rss_mb"], 0),
+                    _f(s["dbt_wall_seconds"], 0),
+                    _f(s["dbt_peak_rss_mb"], 0),
+                    "ok" if s["ok"] else f"FAILED: {d['error']}",
+                ]
+            )
+        out.append(scale)
+    return out
 
 
 def ratio_lines(results: dict[str, Any]) -> list[str]:
@@ -797,11 +891,17 @@ def run_bench(
     postgres: str | None = None,
     repeat: int = 3,
     dbt_select: str | None = None,
+    scale: Sequence[int] = (),
 ) -> int:
     """Benchmark every size; print tables and ratios; write results.json and results.md.
 
     ``dbt_select`` narrows dbt to a selection (the smoke test builds ``+int_observations``
     only); the default builds the whole project as the nightly run does.
+
+    ``scale`` sizes run the scale step (:func:`bench_scale`) after the sizes: the nightly
+    ingest + build on the cached population, wall time and peak RSS per step. A build that
+    fails there fails the bench (exit status 1) naming the model: the regression this step
+    exists to catch (DuckDB's dict-surviving join at 300,000 patients, docs/decisions.md).
     """
     from rich.console import Console
 
@@ -809,19 +909,33 @@ def run_bench(
     out.mkdir(parents=True, exist_ok=True)
     console = Console(width=None if sys.stdout.isatty() else 160)
     results: dict[str, Any] = {
-        "command": "trialscreen bench --sizes " + " ".join(map(str, sizes)) + f" --out {out}",
+        "command": "trialscreen bench"
+        + (" --sizes " + " ".join(map(str, sizes)) if sizes else "")
+        + (" --scale " + " ".join(map(str, scale)) if scale else "")
+        + f" --seed {seed} --out {out}",
         "machine": machine(),
         "settings": {"seed": seed, "repeat": repeat, "dbt_select": dbt_select},
         "sizes": {},
+        "scale": {},
     }
     steps_per_size = 4 + len(FEEDS) + (len(FEEDS) + 1 if postgres else 0)
-    with _progress(steps_per_size * len(sizes), console) as tick:
+    steps = steps_per_size * len(sizes) + (2 + len(FEEDS)) * len(scale)
+    with _progress(steps, console) as tick:
         for n in sizes:
             results["sizes"][str(n)] = bench_size(
                 out, n, seed, postgres=postgres, repeat=repeat, dbt_select=dbt_select, tick=tick
             )
             (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        for n in scale:
+            results["scale"][str(n)] = bench_scale(out, n, seed, tick=tick)
+            (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     (out / "results.md").write_text(markdown(results))
     _print(results, console)
     console.print(f"results: {out / 'results.json'}, {out / 'results.md'}", highlight=False)
-    return 0
+    failed = {n: s for n, s in results["scale"].items() if not s["ok"]}
+    for n, s in failed.items():
+        console.print(
+            f"[bold red]SCALE BUILD FAILED at {int(n):,} patients:[/] {s['dbt']['error']}",
+            highlight=False,
+        )
+    return 1 if failed else 0

@@ -119,13 +119,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from trialscreen.bench import run_bench
 
+    default_sizes = [] if args.scale else [1000, 10000]
     return run_bench(
-        sizes=args.sizes,
+        sizes=args.sizes if args.sizes is not None else default_sizes,
         out=args.out,
         seed=args.seed,
         postgres=args.postgres,
         repeat=args.repeat,
         dbt_select=args.dbt_select,
+        scale=args.scale,
     )
 
 
@@ -194,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     roles.set_defaults(func=cmd_roles)
 
     bench = sub.add_parser("bench", help="benchmark on generated populations")
-    bench.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    bench.add_argument(
+        "--sizes", type=int, nargs="+", help="default 1000 10000 (none with --scale alone)"
+    )
     bench.add_argument("--out", type=Path, default=Path("out/bench"))
     bench.add_argument("--seed", type=int, default=1, help="population seed (cached per size)")
     bench.add_argument(
@@ -206,6 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=3, help="best of N for parse and query")
     bench.add_argument(
         "--dbt-select", help="dbt selection (default: the whole project, as the nightly run)"
+    )
+    bench.add_argument(
+        "--scale",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="PATIENTS",
+        help="scale step: the nightly ingest + dbt build (write-audit-publish on) of a cached "
+        "population of this size; wall time and peak RSS per step; exit 1 if the build fails",
     )
     bench.set_defaults(func=cmd_bench)
     return parser
