@@ -77,3 +77,67 @@ def offset_from_text(tz: pl.Expr) -> pl.Expr:
         .then(pl.lit(0, dtype=OFFSET_TYPE))
         .otherwise(value.cast(OFFSET_TYPE))
     )
+
+
+SENT = pl.Struct({"wall": pl.Datetime("us"), "offset": OFFSET_TYPE})
+_TZ = r"(Z|z|[+-]\d\d(?::?\d\d)?)$"
+
+
+def _sent_series(text: pl.Series, *, csv: bool) -> pl.Series:
+    """ISO 8601 text as sent -> struct {wall, offset}: see ``parse_sent``.
+
+    Evaluated in stages on a frame, each step once: one polars expression tree that named
+    the offset suffix in every branch re-ran its regex dozens of times (measured 40x slower).
+    """
+    f = pl.DataFrame({"s": text.cast(pl.String).str.strip_chars()})
+    s = pl.col("s")
+    if csv:  # a space may stand for the T
+        f = f.with_columns(s.str.replace(" ", "T", literal=True, n=1))
+    else:  # FHIR: a year or year-month means its first day
+        n = s.str.len_chars()
+        f = f.with_columns(
+            pl.when(n == 4).then(s + "-01-01").when(n == 7).then(s + "-01").otherwise(s)
+        )
+    f = f.with_columns(
+        pl.when(s.str.contains("T", literal=True)).then(s.str.extract(_TZ, 1)).alias("tz")
+    )
+    tz = pl.col("tz")
+    f = f.with_columns(
+        pl.when(tz.is_not_null())
+        .then(s.str.slice(0, s.str.len_chars() - tz.str.len_chars()))
+        .otherwise(s)
+        .alias("wall_text"),
+        offset_from_text(tz).alias("offset"),
+    )
+    formats = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M") if csv else ("%Y-%m-%dT%H:%M:%S%.f",)
+    wall_text = pl.col("wall_text")
+    f = f.with_columns(
+        pl.coalesce(
+            *[wall_text.str.strptime(pl.Datetime("us"), fmt, strict=False) for fmt in formats],
+            pl.when(tz.is_null()).then(
+                wall_text.str.strptime(pl.Date, "%Y-%m-%d", strict=False).cast(pl.Datetime("us"))
+            ),
+        ).alias("wall")
+    )
+    wall, offset = pl.col("wall"), pl.col("offset")
+    f = f.with_columns(
+        (representable_expr(wall, offset) & (tz.is_null() | offset.is_not_null())).alias("ok")
+    )
+    ok = pl.col("ok")
+    return f.select(
+        pl.struct(pl.when(ok).then(wall).alias("wall"), pl.when(ok).then(offset).alias("offset"))
+    ).to_series()
+
+
+def parse_sent(text: pl.Expr, *, csv: bool) -> pl.Expr:
+    """ISO 8601 / FHIR date-time text as sent -> struct {wall, offset} (vectorized, per batch).
+
+    The wall clock is kept naive and the offset (``Z``, ``±hh``, ``±hh:mm``, ``±hhmm``) in
+    minutes; a naive value or a date-only one has no offset (the hospital's zone applies in
+    staging; a date is a local date). ``csv``: a space may stand for the ``T`` and seconds
+    may be missing; otherwise (FHIR) a year or year-month means its first day. A value that
+    cannot be represented (see the module doc) or parsed has a null wall.
+    """
+    return text.map_batches(
+        lambda series: _sent_series(series, csv=csv), return_dtype=SENT, is_elementwise=True
+    )

@@ -15,7 +15,7 @@ from trialscreen import schema
 from trialscreen.codesystems import ATC, ICD10CM, ICDO3, LOINC, RXNORM, SNOMED
 from trialscreen.feeds import ParsedFile
 from trialscreen.feeds.csv.read import FEED
-from trialscreen.feeds.timestamps import offset_column, offset_from_text, representable_expr
+from trialscreen.feeds.timestamps import offset_column, parse_sent
 
 POS = "__pos"  # 1-based data row number
 ERROR = "__error"  # "; "-joined row errors, null when the row is good
@@ -147,31 +147,10 @@ def _quarantine_rows(raw: pl.DataFrame, bad: pl.DataFrame, source_file: str) -> 
 
 
 def _parse_timestamp(column: str) -> pl.Expr:
-    """ISO 8601 as sent -> struct {wall, offset} (docs/decisions.md, "Timestamps as sent").
-
-    The wall clock is kept naive, the offset (``Z``, ``+02``, ``+02:00``, ``-0500``) in
-    minutes; a naive value or a date-only one has no offset (the hospital's zone applies
-    in staging; a date is a local date). A space may stand for the ``T``. Strict strptime
-    formats coalesced for the wall clock; the offset suffix is cut off first. A value
-    that cannot be represented (``trialscreen.feeds.timestamps``) has a null wall.
-    """
-    text = pl.col(column).str.replace(" ", "T", literal=True, n=1)
-    tz = pl.when(text.str.contains("T", literal=True)).then(
-        text.str.extract(r"T[0-9:.]*(Z|z|[+-]\d\d(?::?\d\d)?)$", 1)
-    )
-    wall_text = (
-        pl.when(tz.is_not_null())
-        .then(text.str.slice(0, text.str.len_chars() - tz.str.len_chars()))
-        .otherwise(text)
-    )
-    formats = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M")
-    wall = pl.coalesce(
-        *[wall_text.str.strptime(pl.Datetime("us"), fmt, strict=False) for fmt in formats],
-        pl.when(tz.is_null()).then(_parse_date(column).cast(pl.Datetime("us"))),
-    )
-    offset = offset_from_text(tz)
-    ok = representable_expr(wall, offset) & (tz.is_null() | offset.is_not_null())
-    return pl.struct(pl.when(ok).then(wall).alias("wall"), pl.when(ok).then(offset).alias("offset"))
+    """ISO 8601 as sent -> struct {wall, offset} (docs/decisions.md, "Timestamps as sent";
+    ``trialscreen.feeds.timestamps.parse_sent``): ``Z``, ``+02``, ``+02:00``, ``-0500`` or
+    none (naive and date-only values: the hospital's zone applies in staging)."""
+    return parse_sent(pl.col(column), csv=True)
 
 
 def _parse_date(column: str) -> pl.Expr:

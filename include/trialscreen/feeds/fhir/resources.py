@@ -13,7 +13,7 @@ import polars as pl
 
 from trialscreen import schema
 from trialscreen.codesystems import ATC, DICOM, ICD10CM, ICDO3, LOINC, RXNORM, SNOMED
-from trialscreen.feeds.timestamps import offset_column, offset_from_text, representable_expr
+from trialscreen.feeds.timestamps import offset_column, parse_sent
 
 # Resource types the pipeline uses, and the raw entity each one lands in.
 USED_TYPES: dict[str, str] = {
@@ -56,34 +56,10 @@ def _preferred_coding(codings: pl.Expr, systems: tuple[str, ...]) -> pl.Expr:
 
 def _parse_ts_sent(text: pl.Expr) -> pl.Expr:
     """FHIR date/dateTime/instant as sent: struct {wall, offset}; year and year-month mean
-    the first day; a date is a local date (no offset).
-
-    The wall clock is kept naive and the offset (``Z`` = 0, ``±hh:mm``) in minutes; FHIR
-    requires an offset when a time is given, a missing one is left null (the hospital's
-    zone applies in staging). A value that cannot be represented
-    (``trialscreen.feeds.timestamps``) has a null wall: the record is quarantined.
-    """
-    s = text.str.strip_chars()
-    n = s.str.len_chars()
-    tz = pl.when(n > 10).then(s.str.extract(r"T[0-9:.]*(Z|[+-]\d\d:\d\d)$", 1))
-    wall_text = (
-        pl.when(n == 4)
-        .then(s + "-01-01T00:00:00")
-        .when(n == 7)
-        .then(s + "-01T00:00:00")
-        .when(n == 10)
-        .then(s + "T00:00:00")
-        .when(tz.is_not_null())
-        .then(s.str.slice(0, n - tz.str.len_chars()))
-        .otherwise(s)
-    )
-    wall = wall_text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us", strict=False)
-    offset = offset_from_text(tz)
-    ok = representable_expr(wall, offset) & (tz.is_null() | offset.is_not_null())
-    return pl.struct(
-        pl.when(ok).then(wall).alias("wall"),
-        pl.when(ok).then(offset).alias("offset"),
-    )
+    the first day; a date is a local date (no offset). FHIR requires an offset with a time;
+    a missing one is left null (the hospital's zone applies in staging). A value that
+    cannot be represented has a null wall (``trialscreen.feeds.timestamps.parse_sent``)."""
+    return parse_sent(text, csv=False)
 
 
 def _parse_ts(text: pl.Expr) -> pl.Expr:
