@@ -290,6 +290,27 @@ NOISE_MEDS = (
     ("atc", "C10AA05", "atorvastatin"),
 )
 
+# Issue 11 shapes, codes from the seeds only. RxNorm product codes (seed rxnorm_products:
+# SBD Keytruda, SCDs) with the old exact ATC code of the same drug (seed medication_codes).
+ICI_PRODUCTS = (
+    ("1876356", "L01XC18"),  # pembrolizumab 25 MG/ML Injectable Solution [Keytruda] (SBD)
+    ("1946832", "L01XC18"),  # pembrolizumab 25 MG/ML Injectable Solution (SCD)
+    ("1946840", "L01XC17"),  # nivolumab 10 MG/ML Injectable Solution (SCD)
+    ("1719773", "L01XC32"),  # atezolizumab 60 MG/ML Injectable Solution (SCD)
+)
+ICI_INGREDIENTS = ("1547545", "1597876", "1792776")  # seed medication_codes (RxNorm)
+BEVACIZUMAB = ("atc", "L01XC07", "bevacizumab")  # seed medication_codes: L01XC is no ICI prefix
+ICI_ATC = ("L01FF02", "pembrolizumab")
+# ICD-O-3 morphology as feeds spell it (seed macro normalize_icdo3) and the /6 behaviour
+ICDO3_SPELLINGS = ("{m}/{b}", "{m}{b}", "M{m}/{b}", "M-{m}{b}")
+ASPS_METASTATIC = ("9581/6", "Alveolar soft part sarcoma, metastatic")
+ICD10_OID = "urn:oid:2.16.840.1.113883.6.90"  # seed code_system_aliases
+HIV_DX = (
+    ("B20", "Human immunodeficiency virus [HIV] disease"),
+    ("Z21", "Asymptomatic human immunodeficiency virus [HIV] infection status"),
+)
+LIVER_METASTASIS = METASTASES[1]
+
 FAMILY_NAMES = (
     "Smith",
     "Garcia",

@@ -87,6 +87,8 @@ class Cond:
     )  # (system, code, display)
     clinical_status: str | None = "active"
     verification_status: str | None = "confirmed"
+    abatement: date | None = None  # Condition.abatementDateTime / CSV abatement_date
+    system_uri: str | None = None  # the system as the feed spells it (an OID) instead of the URI
 
 
 @dataclass(slots=True)
@@ -99,6 +101,11 @@ class Med:
     status: str
     start: datetime
     end: datetime | None = None
+    intent: str | None = None  # MedicationRequest.intent (None: order)
+    extra_codings: list[tuple[str, str, str]] = field(
+        default_factory=list
+    )  # (system, code, display) beside the first coding
+    reference: str | None = None  # FHIR: codings in a Medication resource (contained | resource)
 
 
 @dataclass(slots=True)

@@ -46,17 +46,23 @@ Interpretation choices (each one also commented where it is applied):
     unless it is an mCODE longest-dimension component) >= 15 mm, whatever the method; a
     component longest dimension without short axis decides only when < 15 mm.
 11. Diagnosis: codes only for STS (ICD-10-CM C48*/C49*, ICD-O-3 sarcoma morphologies below);
-    ASPS = ICD-O-3 9581/3 or the text in code.text / any coding display. Advanced = a
-    counting C77-C79 condition (no stage codes are generated). A condition counts when its
-    clinical status is absent/active/recurrence/relapse, verification is not refuted /
-    entered-in-error and onset <= S.
+    ASPS = ICD-O-3 9581/3 or the text in code.text / any coding display. ICD-O-3 in any
+    spelling (95813, M9581/3, M-95813); behaviour /6 is the listed /3 morphology, metastatic.
+    Advanced = a counting C77-C79, SNOMED secondary neoplasm or ICD-O-3 /6 condition (no
+    stage codes are generated). ICD-10 under its OID is ICD-10-CM. A condition counts when
+    verification is not refuted / entered-in-error, onset <= S, and - unless it is HIV or
+    Gilbert (lifelong) - its clinical status is absent/active/recurrence/relapse and it was
+    not abated on or before S. ASPS coded only by site (C48/C49, no ICD-O-3 anywhere) -> review.
 12. HIV: HIV = counting B20/Z21 or any detectable viral load on/before S (any date). Then the
     latest viral load in 28 days decides: none or undeterminable (``<N``, N > 50) -> unknown;
-    detectable -> not_met; undetectable -> met with an active ART (ATC J05A*), else not_met.
+    detectable -> not_met; undetectable -> met with an active ART (ATC J05A*), else review.
     Active ART: status active, or a statement whose period has no end / ends on or after S
-    (not cancelled/entered-in-error/draft), started on or before S.
-13. ICI: prior ICI = a medication record (any status but cancelled/draft/entered-in-error)
-    started on/before S, by RxNorm, ATC L01FF*/L01FX04/L01FY02/L01XC* or name/brand text.
+    (not cancelled/entered-in-error/draft/not-taken/on-hold), started on or before S, and not
+    a proposal/plan request. Undetectable without active ART -> review (issue 11).
+13. ICI: prior ICI = a medication record (any status but cancelled/draft/entered-in-error/
+    not-done/not-taken, on-hold included; no proposal/plan request) started on/before S, by
+    any of its codings (also behind a medicationReference): RxNorm ingredient or SBD/SCD
+    product, ATC L01FF*/L01FX04/L01FY02 and the exact pre-2022 L01XC codes, or name/brand text.
     Progression = counting 97509-4 = SNOMED 271299001 after the first ICI start and on/before
     S (progression conditions are not generated, so not looked for).
 14. Age: whole years at S from the birth date (a birthday on S counts).
@@ -281,6 +287,20 @@ NOT_PRIOR_THERAPY = {"cancelled", "draft", "entered-in-error", "not-done", "not-
 ICI_ATC_OLD = {"L01XC11", "L01XC17", "L01XC18", "L01XC28", "L01XC31", "L01XC32"}
 # concepts the trial treats as lifelong (seed condition_concepts): HIV, Gilbert syndrome
 LIFELONG_ICD = ("B20", "Z21", "E804")
+# issue 11: RxNorm product codes of the ICIs (SBD/SCD -> ingredient), SNOMED concepts, the
+# system URIs/OIDs a source sends instead of the short name, request intents that give nothing
+ICI_RXNORM_PRODUCTS = {"1876356", "1946832", "1946840", "1719773"}
+HIV_SNOMED = {"86406008", "165816005"}
+METASTASIS_SNOMED = {"128462008", "94381002"}
+LIVER_METASTASIS_SNOMED = {"94381002"}
+SYSTEM_ALIASES = {
+    "urn:oid:2.16.840.1.113883.6.90": "icd-10-cm",
+    "http://hl7.org/fhir/sid/icd-10-cm": "icd-10-cm",
+    "http://hl7.org/fhir/sid/icd-10": "icd-10-cm",
+    "urn:oid:2.16.840.1.113883.6.43.1": "icd-o-3",
+    "http://terminology.hl7.org/CodeSystem/icd-o-3": "icd-o-3",
+}
+NOT_GIVEN_INTENTS = {"proposal", "plan"}
 
 
 @dataclass
@@ -412,23 +432,60 @@ def _uln(analyte: str, r: Reading) -> tuple[float, str]:
 
 
 def _lifelong(c: Cond) -> bool:
-    return any(sy == "icd-10-cm" and co.startswith(LIFELONG_ICD) for sy, co in _codes(c))
+    return any(
+        (sy == "icd-10-cm" and co.startswith(LIFELONG_ICD)) or (sy == "snomed" and co in HIV_SNOMED)
+        for sy, co in _codes(c)
+    )
 
 
 def _counting_conditions(conds: Iterable[Cond], s: date) -> list[Cond]:
-    """Not refuted, onset by S, and active - unless the concept is lifelong."""
+    """Not refuted, onset by S, and active and not abated by S - unless the concept is
+    lifelong (then any clinical status and abatement)."""
     return [
         c
         for c in conds
         if c.verification_status not in ("refuted", "entered-in-error")
         and c.onset <= s
-        and (c.clinical_status in (None, "active", "recurrence", "relapse") or _lifelong(c))
+        and (
+            _lifelong(c)
+            or (
+                c.clinical_status in (None, "active", "recurrence", "relapse")
+                and (c.abatement is None or c.abatement > s)
+            )
+        )
     ]
 
 
+def _norm_icdo3(code: str) -> str:
+    """ICD-O-3 morphology spellings (9581/3, 95813, M9581/3, M-95813) as NNNN/B."""
+    bare = code.strip().upper().replace(" ", "").replace("-", "")
+    bare = bare[1:] if bare.startswith("M") else bare
+    return f"{bare[:4]}/{bare[4]}" if len(bare) == 5 and "/" not in bare else bare
+
+
 def _codes(c: Cond) -> list[tuple[str, str]]:
-    out = [(c.system, c.code or "")] + [(sy, co) for sy, co, _ in c.extra_codings]
-    return [(sy, _norm_icd(co) if sy == "icd-10-cm" else co) for sy, co in out]
+    first = SYSTEM_ALIASES.get(c.system_uri or "", c.system)  # an OID is the same system
+    out = [(first, c.code or "")] + [(sy, co) for sy, co, _ in c.extra_codings]
+    norm = {"icd-10-cm": _norm_icd, "icd-o-3": _norm_icdo3}
+    return [(sy, norm[sy](co) if sy in norm else co) for sy, co in out]
+
+
+def _morphology(code: str, listed: set[str]) -> bool:
+    """A listed /3 morphology, or the same morphology with behaviour /6 (metastatic site)."""
+    return code in listed or (code.endswith("/6") and code[:-1] + "3" in listed)
+
+
+def _has_snomed(conds: Iterable[Cond], codes: set[str]) -> bool:
+    return any(sy == "snomed" and co in codes for c in conds for sy, co in _codes(c))
+
+
+def _advanced(conds: list[Cond]) -> bool:
+    """Metastasis: ICD-10 C77-C79, SNOMED secondary neoplasm, or ICD-O-3 behaviour /6."""
+    return (
+        _has_icd(conds, "C77", "C78", "C79")
+        or _has_snomed(conds, METASTASIS_SNOMED)
+        or any(sy == "icd-o-3" and co.endswith("/6") for c in conds for sy, co in _codes(c))
+    )
 
 
 def _texts(c: Cond) -> list[str]:
@@ -440,14 +497,23 @@ def _has_icd(conds: Iterable[Cond], *prefixes: str) -> bool:
 
 
 def _is_ici(m: Med) -> bool:
-    code = m.code or ""
-    if m.system == "rxnorm" and code in ICI_RXNORM:
-        return True
-    if m.system == "atc" and (
-        code.startswith("L01FF") or code in ("L01FX04", "L01FY02") or code in ICI_ATC_OLD
-    ):
-        return True
-    return any(n in m.name.lower() for n in ICI_NAMES)
+    """Every coding (also behind a medicationReference): RxNorm ingredient or product, ATC, or
+    a generic/brand name in the text or a coding's display."""
+    for system, code in [(m.system, m.code or ""), *((s, c) for s, c, _ in m.extra_codings)]:
+        if system == "rxnorm" and (code in ICI_RXNORM or code in ICI_RXNORM_PRODUCTS):
+            return True
+        if system == "atc" and (
+            code.startswith("L01FF") or code in ("L01FX04", "L01FY02") or code in ICI_ATC_OLD
+        ):
+            return True
+    texts = [m.name, *(d for _, _, d in m.extra_codings)]
+    return any(n in t.lower() for t in texts for n in ICI_NAMES)
+
+
+def _given(m: Med) -> bool:
+    """Therapy given: not cancelled/draft/entered in error/not done/not taken, and not a
+    request that is only a proposal or a plan (on-hold counts as exposure)."""
+    return m.status not in NOT_PRIOR_THERAPY and m.intent not in NOT_GIVEN_INTENTS
 
 
 # --- criteria -------------------------------------------------------------------------------
@@ -582,13 +648,15 @@ class _Evaluator:
         text_only = False
         if asps:
             coded = any(
-                sy == "icd-o-3" and co == "9581/3" for c in self.conds for sy, co in _codes(c)
+                sy == "icd-o-3" and _morphology(co, {"9581/3"})
+                for c in self.conds
+                for sy, co in _codes(c)
             )
             text = any("alveolar soft part sarcoma" in t for c in self.conds for t in _texts(c))
             found, text_only = coded or text, text and not coded
         else:
             found = _has_icd(self.conds, "C48", "C49") or any(
-                sy == "icd-o-3" and co in SARCOMA_MORPHOLOGY
+                sy == "icd-o-3" and _morphology(co, SARCOMA_MORPHOLOGY)
                 for c in self.conds
                 for sy, co in _codes(c)
             )
@@ -605,7 +673,7 @@ class _Evaluator:
         if not found:
             return "not_met", f"no {name} diagnosis"
         flag = " (text-matched)" if text_only else ""
-        if _has_icd(self.conds, "C77", "C78", "C79"):
+        if _advanced(self.conds):
             return "met", f"{name}{flag} with metastasis"
         return "review", f"{name}{flag} without coded advanced disease: clinician to confirm"
 
@@ -617,7 +685,7 @@ class _Evaluator:
             and o.status in COUNTING
             and _utc_date(o) <= self.s
         ]
-        has_dx = _has_icd(self.conds, "B20", "Z21")
+        has_dx = _has_icd(self.conds, "B20", "Z21") or _has_snomed(self.conds, HIV_SNOMED)
         has_positive = any(_vl_class(o) == "detectable" for o in vls)
         if not (has_dx or has_positive):
             return "met", "no HIV on record"
@@ -639,7 +707,7 @@ class _Evaluator:
         for m in self.p.meds:
             if not (m.system == "atc" and (m.code or "").startswith("J05A")):
                 continue
-            if _local(m.start) > self.s:
+            if _local(m.start) > self.s or not _given(m):
                 continue
             if m.status == "active":
                 return True
@@ -654,9 +722,7 @@ class _Evaluator:
 
     def ici(self) -> tuple[str, str]:
         starts = [
-            m.start
-            for m in self.p.meds
-            if _is_ici(m) and m.status not in NOT_PRIOR_THERAPY and _local(m.start) <= self.s
+            m.start for m in self.p.meds if _is_ici(m) and _given(m) and _local(m.start) <= self.s
         ]
         if not starts:
             return "met", "no prior immune checkpoint inhibitor: clause does not apply"
@@ -720,7 +786,7 @@ def evaluate(p: PatientRecord, screening_date: date) -> Outcome:
     """Every criterion of both cohorts, the candidate status and the derived values."""
     e = _Evaluator(p, screening_date)
     gilbert = _has_icd(e.conds, "E804")
-    liver = _has_icd(e.conds, "C787")
+    liver = _has_icd(e.conds, "C787") or _has_snomed(e.conds, LIVER_METASTASIS_SNOMED)
     shared: dict[str, tuple[str, str]] = {
         "age": ("met", f"age {e.age} >= 12") if e.age >= 12 else ("not_met", f"age {e.age} < 12"),
         "measurable_disease": e.measurable(),

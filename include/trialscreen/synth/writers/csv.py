@@ -144,7 +144,7 @@ class CsvWriter:
                     },
                 )
         for c in p.conditions:
-            codes = [(c.system, c.code, c.text or c.display)]
+            codes = [(c.system_uri or c.system, c.code, c.text or c.display)]
             codes += [(s, code, d) for s, code, d in c.extra_codings]
             for k, (system, code, display) in enumerate(codes):
                 self._row(
@@ -159,6 +159,7 @@ class CsvWriter:
                         "verification_status": c.verification_status,
                         "onset_date": c.onset.isoformat(),
                         "recorded_date": c.onset.isoformat(),
+                        "abatement_date": c.abatement.isoformat() if c.abatement else None,
                     },
                 )
         for m in p.meds:
@@ -171,6 +172,11 @@ class CsvWriter:
                     "code_system": m.system,
                     "code": m.code,
                     "name": m.name,
+                    # a second coding (ATC beside an RxNorm product code); CSV has no
+                    # medicationReference: a referenced drug's codes are the row's own
+                    "alt_code_system": m.extra_codings[0][0] if m.extra_codings else None,
+                    "alt_code": m.extra_codings[0][1] if m.extra_codings else None,
+                    "intent": m.intent,
                     "status": m.status,
                     "start_date": csv_ts(m.start, False),
                     "end_date": csv_ts(m.end, False) if m.end else None,

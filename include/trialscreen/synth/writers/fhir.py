@@ -8,6 +8,7 @@ gzip members are written with mtime 0 so the bytes depend only on the content.
 from __future__ import annotations
 
 import gzip
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +62,7 @@ RESOURCES = (
     "MedicationRequest",
     "MedicationStatement",
     "MedicationAdministration",
+    "Medication",  # the Medication resources a medicationReference names
 )
 MED_TYPE = {
     "request": "MedicationRequest",
@@ -180,7 +182,8 @@ def observation_resource(o: Obs, subject: str | None, style: int) -> dict[str, A
 def condition_resource(c: Cond, subject: str) -> dict[str, Any]:
     codings = []
     if c.system != "text" and c.code:
-        codings.append({"system": SYSTEM_URI[c.system], "code": c.code, "display": c.display})
+        system = c.system_uri or SYSTEM_URI[c.system]  # an OID where the source sends one
+        codings.append({"system": system, "code": c.code, "display": c.display})
     codings += [
         {"system": SYSTEM_URI[s], "code": code, "display": d} for s, code, d in c.extra_codings
     ]
@@ -208,22 +211,48 @@ def condition_resource(c: Cond, subject: str) -> dict[str, Any]:
     # date-only: a local date in any hospital zone (docs/decisions.md "Local time")
     r["onsetDateTime"] = c.onset.isoformat()
     r["recordedDate"] = c.onset.isoformat()
+    if c.abatement is not None:
+        r["abatementDateTime"] = c.abatement.isoformat()
     return r
 
 
-def medication_resource(m: Med, subject: str) -> dict[str, Any]:
-    concept: dict[str, Any] = {"text": m.name}
-    if m.system != "text" and m.code:
-        concept["coding"] = [{"system": SYSTEM_URI[m.system], "code": m.code, "display": m.name}]
+def _med_concept(m: Med) -> dict[str, Any]:
+    """The drug as a CodeableConcept: every coding (a code-only record has no text)."""
+    concept: dict[str, Any] = {"text": m.name} if m.name else {}
+    codings = [(m.system, m.code or "", m.name)] if m.system != "text" and m.code else []
+    codings += m.extra_codings
+    if codings:
+        concept["coding"] = [
+            {"system": SYSTEM_URI[s], "code": code, **({"display": d} if d else {})}
+            for s, code, d in codings
+        ]
+    return concept
+
+
+def medication_id(m: Med) -> str:
+    """The id of the Medication resource a medicationReference of ``m`` points to."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"medication:{m.id}"))
+
+
+def medication_definition(m: Med) -> dict[str, Any]:
+    """The Medication resource behind ``m.reference`` (contained, bundle entry or NDJSON)."""
+    return {"resourceType": "Medication", "id": medication_id(m), "code": _med_concept(m)}
+
+
+def medication_resource(m: Med, subject: str, ref: str | None = None) -> dict[str, Any]:
+    """``ref``: how a non-contained Medication resource is referenced (Medication/<id>, or the
+    bundle entry's fullUrl)."""
     rtype = MED_TYPE[m.record_type]
-    r: dict[str, Any] = {
-        "resourceType": rtype,
-        "id": m.id,
-        "status": m.status,
-        "medicationCodeableConcept": concept,
-    }
+    r: dict[str, Any] = {"resourceType": rtype, "id": m.id, "status": m.status}
+    if m.reference == "contained":
+        r["contained"] = [{**medication_definition(m), "id": "med"}]
+        r["medicationReference"] = {"reference": "#med"}
+    elif m.reference is not None:
+        r["medicationReference"] = {"reference": ref or f"Medication/{medication_id(m)}"}
+    else:
+        r["medicationCodeableConcept"] = _med_concept(m)
     if rtype == "MedicationRequest":
-        r["intent"] = "order"
+        r["intent"] = m.intent or "order"
         r["subject"] = {"reference": subject}
         r["authoredOn"] = ts(m.start)
     elif rtype == "MedicationStatement":
@@ -307,6 +336,8 @@ class FhirWriter:
                     self._emit(self.sinks["Condition"], condition_resource(c, subject))
                 for m in p.meds:
                     self._emit(self.sinks[MED_TYPE[m.record_type]], medication_resource(m, subject))
+                    if m.reference == "resource":
+                        self._emit(self.sinks["Medication"], medication_definition(m))
 
     def write_bad(self, p: PatientRecord) -> None:
         """Bad FHIR records go to the current Observation part whatever the patient's route."""
@@ -334,7 +365,10 @@ class FhirWriter:
         resources = [patient_resource(p)]
         resources += [observation_resource(o, subject, 0) for o in p.obs if o.bad is None]
         resources += [condition_resource(c, subject) for c in p.conditions]
-        resources += [medication_resource(m, subject) for m in p.meds]
+        for m in p.meds:
+            if m.reference == "resource":  # the Medication resource is an entry of the bundle
+                resources.append(medication_definition(m))
+            resources.append(medication_resource(m, subject, f"urn:uuid:{medication_id(m)}"))
         entries = [
             {
                 "fullUrl": f"urn:uuid:{r['id']}",
