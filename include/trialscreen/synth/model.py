@@ -72,6 +72,11 @@ class Obs:
     short_axis: str | None = None  # tumor: the short axis (FHIR component 33729-5, CSV column)
     size_as_component: bool = False  # tumor (FHIR): size as mCODE components, not valueQuantity
     bad: str | None = None  # why a feed must quarantine it (the oracle ignores it)
+    # issue 10: the value as text (HL7 ST/TX, FHIR valueString, CSV value) instead of
+    # value/comparator; the system of value_code (None: snomed); the sending facility
+    value_text: str | None = None
+    value_code_system: str | None = None  # snomed | loinc
+    facility: str | None = None
 
 
 @dataclass(slots=True)

@@ -15,8 +15,8 @@ Interpretation choices (each one also commented where it is applied):
    cancelled/entered-in-error excluded. A correction shares the order, the observation time
    and is issued later, so "latest, ties by later issued" and "C supersedes F" agree.
 3. Latest per analyte = max by (effective time, issued time, worse value); "worse" is the
-   lower value for lower-limit criteria and the higher for ×ULN ones. An unusable result in
-   a tie counts as worst.
+   lower value for lower-limit criteria and the higher for ×ULN ones. In a tie a usable result
+   comes before an unusable one (docs/clinical-rules.md), then the worse value.
 4. The latest result decides even when it is unusable (unmappable unit, implausible value):
    the criterion is then unknown, never an older value (docs/clinical-rules.md#unusable-results).
 5. Comparator results decide only when every value they allow falls on one side.
@@ -71,6 +71,7 @@ Interpretation choices (each one also commented where it is applied):
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -326,6 +327,108 @@ class Outcome:
     values: dict[str, float | int | None] = field(default_factory=dict)
 
 
+# --- values as laboratories send them (issue 10; docs/decisions.md "Lab values as
+# laboratories send them"), read here independently of the generator's labels --------------
+
+# other codes of each analyte (seed loinc_analytes: manual counts, moles/volume, method codes)
+ANALYTE_OF_LOINC.update(
+    {code: "anc" for code in ("753-4",)}
+    | {code: "platelets" for code in ("778-1",)}
+    | {c: "hemoglobin" for c in ("20509-6", "55782-7", "30313-1", "30350-3", "59260-0", "93846-4")}
+    | {code: "bilirubin" for code in ("14631-6", "77137-8")}
+    | {code: "ast" for code in ("30239-8", "88112-8")}
+    | {code: "alt" for code in ("1743-4", "1744-2", "76625-3", "77144-4")}
+    | {code: "creatinine" for code in ("77140-2", "59826-8")}
+    | {code: "albumin" for code in ("61151-7", "61152-5", "2862-1")}
+)
+# unit spellings of seed unit_aliases beyond the ones above (factors: seed unit_conversions;
+# 1 ukat/L = 60 U/L)
+_THOUSAND_PER_UL = ("K/µL", "K/μL", "K/mcL", "K/cumm", "10^3/mcL", "10^3/µL", "x10³/µL",
+                    "x10^3/mcL", "x10E3/µL", "×10^3/µL", "10³/µL", "thou/mcL", "×10⁹/L",
+                    "x10⁹/L", "x10^9/L", "×10^9/L", "10⁹/L", "Gpt/L")  # fmt: skip
+_PER_UL = ("/mcL", "/µL", "/mm³", "cells/mcL", "cells/µL", "cells/cumm")
+for _a in ("anc", "platelets"):
+    UNIT_TO_CANONICAL[_a] = {
+        **UNIT_TO_CANONICAL[_a],
+        **dict.fromkeys(_THOUSAND_PER_UL, 1.0),
+        **dict.fromkeys(_PER_UL, 0.001),
+    }
+for _a, _f in (("bilirubin", 1 / 17.1), ("creatinine", 1 / 88.4)):
+    UNIT_TO_CANONICAL[_a] = {**UNIT_TO_CANONICAL[_a], "mcmol/L": _f, "μmol/L": _f}
+for _a in ("ast", "alt"):
+    UNIT_TO_CANONICAL[_a] = {
+        **UNIT_TO_CANONICAL[_a],
+        **dict.fromkeys(("ukat/L", "µkat/L", "μkat/L", "mckat/L"), 60.0),
+    }
+VL_UNITS = {"{copies}/mL": 1.0, "copies/mL": 1.0, "cp/mL": 1.0}
+# printed abnormal flags (seed abnormal_flags), matched case-insensitively
+FLAGS = {"h", "l", "hh", "ll", "a", "aa", "n", "hu", "lu", "*", "**", "!", "!!", "(h)", "(l)",
+         "[h]", "[l]", "(hh)", "(ll)", "(a)", "high", "low", "crit", "critical", "abn",
+         "abnormal", "*h", "*l", "h*", "l*"}  # fmt: skip
+# "not detected" in the spellings of seed qualitative_results (HIV-1 RNA), lowercased
+VL_NOT_DETECTED = {"not detected", "hiv-1 rna not detected", "hiv 1 rna not detected",
+                   "undetected", "target not detected", "tnd", "none detected", "nd",
+                   "undetectable", "not detectable", "below detection limit",
+                   "below the limit of detection"}  # fmt: skip
+VL_NOT_DETECTED_CODES = {"260415000", "LA11883-8"}
+# LOINC answer codes of ECOG (LL529-9) and Karnofsky (LL4986-7): seed coded_scores
+SCORE_ANSWERS = {
+    **{("ecog", f"LA962{d}"): n for n, d in enumerate(("2-7", "3-5", "4-3", "5-0", "6-8", "7-6"))},
+    **{("karnofsky", f"LA291{k}"): 100 - 10 * i for i, k in enumerate(
+        ("75-9", "76-7", "77-5", "78-3", "79-1", "80-9", "81-7", "82-5", "83-3", "84-1"))},
+    ("karnofsky", "LA9627-6"): 0,
+}  # fmt: skip
+_NUMBER_IN_TEXT = re.compile(
+    r"^(<=|>=|<|>|=)? *([0-9]{1,3}(?:,[0-9]{3})+(?:[.][0-9]+)?|[0-9]+(?:[.][0-9]*)?|[.][0-9]+)"
+    r" *(.*)$"
+)
+
+
+def _clean_text(text: str) -> str:
+    for blank in ("\t", "\n", "\r", "\u00a0"):
+        text = text.replace(blank, " ")
+    text = text.replace("≤", "<=").replace("≥", ">=")
+    return re.sub(" +", " ", text).strip()
+
+
+def _unit_factor(units: dict[str, float], unit: str | None) -> float | None:
+    """Factor to the canonical unit of a unit spelling, matched case-insensitively."""
+    if unit is None:
+        return None
+    return {k.lower(): f for k, f in units.items()}.get(unit.lower())
+
+
+def _read_text(units: dict[str, float], text: str) -> tuple[float, str | None, str | None] | None:
+    """(number, comparator, unit inside the text) of a value sent as text, None when it cannot
+    be read: a comparator, a number with thousands separators (groups of three only), then
+    nothing, a printed flag, a unit, or a unit and a flag. A unit must be one known for the
+    analyte."""
+    m = _NUMBER_IN_TEXT.match(_clean_text(text))
+    if m is None:
+        return None
+    comparator = m.group(1) if m.group(1) in ("<", "<=", ">", ">=") else None
+    number = float(m.group(2).replace(",", ""))
+    rest = m.group(3).strip()
+    head, _, last = rest.rpartition(" ")
+    if not rest or rest.lower() in FLAGS:
+        unit = None
+    elif last.lower() in FLAGS:
+        unit = head.strip() or None
+    else:
+        unit = rest
+    if unit is not None and _unit_factor(units, unit) is None:
+        return None
+    return number, comparator, unit
+
+
+def _score(o: Obs) -> int | None:
+    """An ECOG/Karnofsky score sent as a number or as a LOINC answer code."""
+    if o.value is not None:
+        return int(o.value)
+    analyte = _analyte(o)
+    return SCORE_ANSWERS.get((analyte or "", o.value_code or ""))
+
+
 # --- helpers --------------------------------------------------------------------------------
 
 
@@ -359,17 +462,39 @@ def _norm_icd(code: str | None) -> str:
     return (code or "").replace(".", "").upper()
 
 
+def _sent_unit(analyte: str, o: Obs) -> str | None:
+    """The unit the value is in: the unit sent, else a unit inside a text value."""
+    if o.unit is None and o.value_text is not None:
+        read = _read_text(UNIT_TO_CANONICAL[analyte], o.value_text)
+        return read[2] if read else None
+    return o.unit
+
+
 def _convert(analyte: str, o: Obs) -> Reading:
     factors = UNIT_TO_CANONICAL[analyte]
-    if o.value is None:
+    value, comparator = o.value, o.comparator
+    if o.value_text is not None:  # a number inside a text (issue 10)
+        read = _read_text(factors, o.value_text)
+        if read is None:
+            return Reading(o, problem="text value cannot be read")
+        number, comparator, text_unit = read
+        if (
+            text_unit is not None
+            and o.unit is not None
+            and _unit_factor(factors, text_unit) != _unit_factor(factors, o.unit)
+        ):
+            return Reading(o, problem="the unit in the text disagrees with the unit sent")
+        value = repr(number)
+    if value is None:
         return Reading(o, problem="no numeric value")
-    if o.unit not in factors:
+    factor = _unit_factor(factors, _sent_unit(analyte, o))
+    if factor is None:
         return Reading(o, problem=f"unit {o.unit!r} cannot be converted")
-    value = float(o.value) * factors[o.unit]
+    converted = float(value) * factor
     lo, hi = PLAUSIBLE[analyte]
-    if not lo <= value <= hi:
-        return Reading(o, value=value, comparator=o.comparator, problem="implausible value")
-    return Reading(o, value=value, comparator=o.comparator)
+    if not lo <= converted <= hi:
+        return Reading(o, value=converted, comparator=comparator, problem="implausible value")
+    return Reading(o, value=converted, comparator=comparator)
 
 
 def _latest(obs: Iterable[Obs], analyte: str, s: date, days: int) -> Reading:
@@ -383,11 +508,11 @@ def _latest(obs: Iterable[Obs], analyte: str, s: date, days: int) -> Reading:
 
     def key(o: Obs) -> tuple[object, ...]:
         r = _convert(analyte, o)
-        # an unusable result in a tie counts as worst (choice 3)
-        worse = math.inf
-        if r.usable and r.value is not None:
-            worse = -r.value if low_is_bad else r.value
-        return (o.effective, o.issued, worse)
+        # in a tie a usable result comes before an unusable one, then the worse value
+        # (docs/clinical-rules.md "The latest result in the window")
+        usable = r.usable and r.value is not None
+        worse = (-r.value if low_is_bad else r.value) if usable else 0.0  # type: ignore[operator]
+        return (o.effective, o.issued, usable, worse)
 
     return _convert(analyte, max(candidates, key=key))
 
@@ -423,8 +548,9 @@ def _at_most(value: float, comparator: str | None, limit: float) -> str:
 def _uln(analyte: str, r: Reading) -> tuple[float, str]:
     o = r.obs
     assert o is not None
-    if o.ref_high not in (None, "") and o.unit in UNIT_TO_CANONICAL[analyte]:
-        high = float(o.ref_high) * UNIT_TO_CANONICAL[analyte][o.unit]  # type: ignore[arg-type]
+    factor = _unit_factor(UNIT_TO_CANONICAL[analyte], _sent_unit(analyte, o))
+    if o.ref_high not in (None, "") and factor is not None:
+        high = float(o.ref_high) * factor  # type: ignore[arg-type]
         lo, hi = PLAUSIBLE_ULN[analyte]
         if lo <= high <= hi:
             return high, "result reference range"
@@ -608,7 +734,7 @@ class _Evaluator:
             if _analyte(o) in ("ecog", "karnofsky")
             and o.status in COUNTING
             and _in_window(o, self.s, 28)
-            and o.value is not None
+            and _score(o) is not None
         ]
         if not scored:
             return "unknown", "no performance status in the last 28 days"
@@ -618,7 +744,7 @@ class _Evaluator:
             same_day = [o for o in scored if _analyte(o) == scale and _utc_date(o) == last_day]
             if same_day:
                 o = max(same_day, key=lambda o: (o.effective, o.issued))
-                score = int(o.value)  # type: ignore[arg-type]
+                score = _score(o)
                 self.values[scale] = score
                 outcomes[scale] = score <= 2 if scale == "ecog" else score >= 70
         if len(set(outcomes.values())) > 1:
@@ -766,13 +892,20 @@ class _Evaluator:
 def _vl_class(o: Obs) -> str:
     """undetectable / detectable / unknown (docs/clinical-rules.md#hiv-status)."""
     if o.value_code is not None:
-        return "undetectable" if o.value_code == "260415000" else "unknown"
-    if o.value is None:
+        return "undetectable" if o.value_code in VL_NOT_DETECTED_CODES else "unknown"
+    value, c = o.value, o.comparator
+    if o.value_text is not None:  # a qualitative answer or a number inside a text (issue 10)
+        if _clean_text(o.value_text).lower().rstrip(".") in VL_NOT_DETECTED:
+            return "undetectable"
+        read = _read_text(VL_UNITS, o.value_text)
+        if read is None:
+            return "unknown"
+        value, c = repr(read[0]), read[1]
+    if value is None:
         return "unknown"
-    n = float(o.value)
+    n = float(value)
     if _analyte(o) == "viral_load_log10":
         n = 10**n
-    c = o.comparator
     if c in (None, "="):
         return "undetectable" if n < 50 else "detectable"
     if c == "<":

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from trialscreen.synth import catalogue as cat
+from trialscreen.synth import labshapes
 from trialscreen.synth.model import Cond, Med, Obs, PatientRecord
 
 # Bad records (docs/specification.md#bad-input), one per selected patient: index % BAD_EVERY ==
@@ -1017,6 +1018,8 @@ def build_patient(seed: int, index: int, screening_date: date) -> PatientRecord:
         kind = BAD_KINDS[(index // BAD_EVERY) % len(BAD_KINDS)]
         b.scenario["bad_record"] = kind
         _bad_record(b, kind)
+    # issue 10: lab values, codes and answers as laboratories send them (a stream of its own)
+    labshapes.apply(b.obs, seed, index, lab_feed, b.scenario)
     # identity shapes by index only (no draw from the patient's random stream)
     test_patient = index % TEST_EVERY == TEST_OFFSET
     return PatientRecord(

@@ -52,7 +52,7 @@ class CsvWriter:
         value = (
             f"{o.comparator or ''}{o.value}"
             if o.value is not None
-            else (o.value_code_display or "")
+            else (o.value_text if o.value_text is not None else (o.value_code_display or ""))
         )
         ref = f"{o.ref_low}-{o.ref_high}" if o.ref_low is not None and o.ref_high else None
         return {
@@ -64,7 +64,7 @@ class CsvWriter:
             "value": value,
             "unit": o.unit,
             "value_code": o.value_code,
-            "value_code_system": "snomed" if o.value_code else None,
+            "value_code_system": (o.value_code_system or "snomed") if o.value_code else None,
             "ref_low": o.ref_low,
             "ref_high": o.ref_high,
             "ref_range": ref,

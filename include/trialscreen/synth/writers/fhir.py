@@ -143,10 +143,13 @@ def observation_resource(o: Obs, subject: str | None, style: int) -> dict[str, A
             {"identifier": {"system": "http://hospital.example.org/order", "value": o.order_id}}
         ]
     if o.value_code:
+        system = LOINC if o.value_code_system == "loinc" else SNOMED
         r["valueCodeableConcept"] = {
-            "coding": [{"system": SNOMED, "code": o.value_code, "display": o.value_code_display}],
+            "coding": [{"system": system, "code": o.value_code, "display": o.value_code_display}],
             "text": o.value_code_display,
         }
+    elif o.value_text is not None:  # a value as the lab printed it (issue 10)
+        r["valueString"] = o.value_text
     elif o.kind == "perf" and o.value is not None:
         r["valueInteger"] = int(o.value)
     elif o.size_as_component and o.value is not None:

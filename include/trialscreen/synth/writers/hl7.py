@@ -127,7 +127,10 @@ class Hl7Writer:
             code = f"{o.loinc}^{name}^LN"
         if o.value_code:
             vtype = "CWE" if version >= "2.5" else "CE"
-            value = f"{o.value_code}^{escape(o.value_code_display or '')}^SCT"
+            system = "LN" if o.value_code_system == "loinc" else "SCT"
+            value = f"{o.value_code}^{escape(o.value_code_display or '')}^{system}"
+        elif o.value_text is not None:  # a value as the lab printed it (issue 10)
+            vtype, value = ("TX" if i % 3 == 0 else "ST"), escape(o.value_text)
         elif o.comparator:
             vtype, value = "SN", f"{escape(o.comparator)}^{o.value}"
         elif i % 10 == 7:
