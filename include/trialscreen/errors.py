@@ -37,7 +37,7 @@ _OWN_TEXTS = frozenset(
         "trialscreen.warehouse.WarehouseBusy",
         "trialscreen.transform.DbtBuildError",
         "trialscreen.trial.TrialDefinitionError",
-        "trialscreen.validate.SuiteError",
+        "trialscreen.validate.runner.SuiteError",
         "trialscreen.pseudonym.MissingPseudonymKey",
     }
 )

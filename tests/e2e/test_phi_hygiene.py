@@ -454,7 +454,7 @@ class _ListHandler(logging.Handler):
 
 @contextlib.contextmanager
 def _everything_at_debug(mp: pytest.MonkeyPatch) -> Iterator[tuple[io.StringIO, _ListHandler]]:
-    import trialscreen.validate as validate_module
+    import trialscreen.validate.runner as validate_module
 
     stream = io.StringIO()
     handler = _ListHandler()

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
+EXPECTATIONS_DIR = Path(__file__).resolve().parents[3] / "expectations"
 EXPECTATIONS_DIR_ENV = "TRIALSCREEN_EXPECTATIONS_DIR"
 DEFAULT_SUITES = ("feeds", "marts")
 SCHEMAS = ("raw", "quarantine", "config", "staging", "intermediate", "marts", "restricted", "audit")

@@ -1,0 +1,43 @@
+"""The quality gate (see :mod:`trialscreen.validate.runner`)."""
+
+from trialscreen.validate.runner import (
+    DEFAULT_SUITES,
+    EXPECTATIONS_DIR,
+    EXPECTATIONS_DIR_ENV,
+    MASK_VALUE,
+    OTHER_VALUE,
+    PHI_COLUMNS,
+    SCHEMAS,
+    Asset,
+    AssetRead,
+    Expectation,
+    Suite,
+    SuiteError,
+    ValidationOutcome,
+    expectations_dir,
+    load_suite,
+    query_frame,
+    read_asset,
+    validate,
+)
+
+__all__ = [
+    "DEFAULT_SUITES",
+    "EXPECTATIONS_DIR",
+    "EXPECTATIONS_DIR_ENV",
+    "MASK_VALUE",
+    "OTHER_VALUE",
+    "PHI_COLUMNS",
+    "SCHEMAS",
+    "Asset",
+    "AssetRead",
+    "Expectation",
+    "Suite",
+    "SuiteError",
+    "ValidationOutcome",
+    "expectations_dir",
+    "load_suite",
+    "query_frame",
+    "read_asset",
+    "validate",
+]
