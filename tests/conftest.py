@@ -32,6 +32,8 @@ sys.path.insert(0, str(TESTS))
 # other modules by their heaviest mark (MARK_TIERS), each tier in collection order
 HEAVIEST_FIRST: tuple[str, ...] = ()
 MARK_TIERS = ({"slow", "spark"}, {"postgres", "browser"})
+# every test in these folders builds a warehouse (dbt, or the whole pipeline): marked slow
+SLOW_FOLDERS = {"dbt", "e2e"}
 
 
 def _module(item: pytest.Item) -> str:
@@ -49,6 +51,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
     for item in items:
         if "pg_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
+        if item.path.relative_to(TESTS).parts[0] in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)
     yield
     # after selection and pytest's own reordering
     if not os.environ.get("PYTEST_XDIST_WORKER"):

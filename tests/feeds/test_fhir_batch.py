@@ -264,6 +264,7 @@ def test_results_stream_per_batch(
     assert third.quarantined.get_column("scope").to_list() in ([], ["record"])
 
 
+@pytest.mark.slow  # a measurement on a large generated input
 def test_throughput_print(
     external_dir: Path,
     tmp_path: Path,

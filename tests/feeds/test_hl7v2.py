@@ -684,6 +684,7 @@ def test_is_hl7_file() -> None:
     assert not is_hl7_file(Path("x.json"))
 
 
+@pytest.mark.slow  # a measurement on a large generated input
 def test_throughput_on_generated_oru_batch(tmp_path: Path, external_dir: Path) -> None:
     """A measurement, not a timed assert: prints MB/s and OBX/s (run with -s to see it)."""
     text = _text(external_dir, "hapi-hl7v2/ParserPerformance_L35_abg_13obx.hl7")
