@@ -36,8 +36,9 @@ demo: install
 test: install
 	$(BIN)/pytest -q -n $${PYTEST_WORKERS:-2} $${PYTEST_ARGS:-}
 
-# The inner loop (about a minute on 2 cores): everything but the tests that build whole
-# warehouses or need PostgreSQL, Spark or a browser; make test runs those too.
+# The inner loop (under two minutes on 2 idle cores): everything but the tests that build
+# warehouses (all of tests/dbt and tests/e2e, tests/conftest.py) or need PostgreSQL, Spark or
+# a browser; make test runs those too.
 test-fast: install
 	$(BIN)/pytest -q -n $${PYTEST_WORKERS:-2} -m "not slow and not spark and not postgres and not browser" $${PYTEST_ARGS:-}
 
