@@ -37,7 +37,7 @@ _OWN_TEXTS = frozenset(
         "trialscreen.warehouse.WarehouseBusy",
         "trialscreen.transform.DbtBuildError",
         "trialscreen.trial.TrialDefinitionError",
-        "trialscreen.validate.runner.SuiteError",
+        "trialscreen.validate.suites.SuiteError",
         "trialscreen.pseudonym.MissingPseudonymKey",
     }
 )

@@ -1,6 +1,35 @@
-"""The quality gate (see :mod:`trialscreen.validate.runner`)."""
+"""The quality gate: Great Expectations over the landed feeds and the candidate tables.
+
+Suites are data (``expectations/<suite>.yml``, format in ``expectations/README.md``): each
+lists *assets* — a warehouse table, or a SQL check that returns one row of violation counts —
+with the expectations that hold on it, each ``blocking: true|false``. A blocking failure stops
+publication; a warning is reported.
+
+Every frame is read with the warehouse's native client (:meth:`Warehouse.query_frame`) and
+handed to GX as a pandas dataframe asset: GX's SQL datasource silently fails on DuckDB
+(docs/specification.md#stack-notes). Only the columns a suite lists are read; identifier columns of
+raw tables are read as presence flags, so no MRN, name, birth date or file name reaches GX or its
+Data Docs.
+
+Data Docs accumulate in a file context under ``<reports_dir>/data_docs``. Each asset is one
+GX expectation suite, validation definition and checkpoint named after the asset
+(``marts.screening_results``): a pandas whole-dataframe batch takes its dataframe at run time,
+one per checkpoint run, so one checkpoint cannot carry several tables.
+
+``schema_map`` lets the caller validate candidate tables before publish: with
+``{"marts": "marts_candidate"}`` the asset ``marts.screening_results`` is read from
+``marts_candidate.screening_results``, while checks against the *published* tables
+(``${published_marts}``) keep reading ``marts``.
+"""
 
 from trialscreen.validate.runner import (
+    AssetRead,
+    ValidationOutcome,
+    query_frame,
+    read_asset,
+    validate,
+)
+from trialscreen.validate.suites import (
     DEFAULT_SUITES,
     EXPECTATIONS_DIR,
     EXPECTATIONS_DIR_ENV,
@@ -9,16 +38,11 @@ from trialscreen.validate.runner import (
     PHI_COLUMNS,
     SCHEMAS,
     Asset,
-    AssetRead,
     Expectation,
     Suite,
     SuiteError,
-    ValidationOutcome,
     expectations_dir,
     load_suite,
-    query_frame,
-    read_asset,
-    validate,
 )
 
 __all__ = [
