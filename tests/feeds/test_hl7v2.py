@@ -21,7 +21,6 @@ from trialscreen.feeds import ParsedFile
 from trialscreen.feeds.hl7v2 import (
     Encoding,
     is_hl7_file,
-    map_status,
     parse_hl7_file,
     parse_reference_range,
     parse_ts,
@@ -222,7 +221,7 @@ def test_unshifting_the_hcv_obx_lands_the_sn_comparator(tmp_path: Path, external
         11.0,
     )
     assert (row["value_unit"], row["value_unit_code"], row["abnormal_flag"]) == ("1", "1", "H")
-    assert row["status"] == "final"
+    assert row["status"] == "F"  # as sent: staging maps it
 
 
 def test_utf8_bom_and_lf_terminators_parse(external_dir: Path) -> None:
@@ -239,7 +238,7 @@ def test_utf8_bom_and_lf_terminators_parse(external_dir: Path) -> None:
         "M",
     )
     hgb = _obs(parsed).filter(pl.col("loinc") == "20509-6").row(0, named=True)
-    assert (hgb["value_numeric"], hgb["value_unit"], hgb["status"]) == (13.4, "g/l-1", "final")
+    assert (hgb["value_numeric"], hgb["value_unit"], hgb["status"]) == (13.4, "g/l-1", "F")
     # 20141006083000+0700 -> the wall clock as sent, and its offset (decisions.md)
     assert hgb["effective_at"] == datetime(2014, 10, 6, 8, 30)
     assert hgb["effective_at_offset_min"] == 420
@@ -281,7 +280,7 @@ def test_dollar_subcomponent_encoding_characters(external_dir: Path) -> None:
     plt = obs.filter((pl.col("local_code") == "PLTC") & (pl.col("value_type") == "quantity"))
     row = plt.row(0, named=True)
     assert (row["value_numeric"], row["value_unit"], row["abnormal_flag"]) == (45.0, "k/uL", "PL")
-    assert (row["ref_low"], row["ref_high"], row["status"]) == (150.0, 400.0, "z")
+    assert (row["ref_low"], row["ref_high"], row["status"]) == (150.0, 400.0, "Z")
     assert parsed.tables["patients"]["mrn"].to_list() == ["40206609"]
 
 
@@ -290,7 +289,7 @@ def test_doubled_escape_character_in_msh2(external_dir: Path) -> None:
 
     obs = _obs(parsed)
     assert obs["order_id"].to_list() == ["986", "986", "98", "98"]
-    assert obs["status"].to_list() == ["final", "final", "preliminary", "final"]
+    assert obs["status"].to_list() == ["F", "F", "P", "F"]
     culture = obs.filter(pl.col("loinc") == "625-4").row(0, named=True)
     assert (culture["value_code"], culture["abnormal_flag"]) == ("27268008", "A")
 
@@ -307,7 +306,7 @@ def test_mojibake_molis_message_keeps_replacement_characters(external_dir: Path)
     assert (aclag["ref_high"], aclag["value_unit"], aclag["local_system"]) == (1.0, "MOC", "MOLIS")
     allergy = obs.filter(pl.col("local_code") == "ALLERG").row(0, named=True)
     assert "Drucke\n etwas" in allergy["value_text"]  # \.br\ decoded
-    assert obs["status"].value_counts().sort("status").rows() == [("corrected", 4), ("final", 5)]
+    assert obs["status"].value_counts().sort("status").rows() == [("C", 4), ("F", 5)]
 
 
 def test_crlf_with_blank_lines_gives_the_same_rows_as_cr(
@@ -443,13 +442,13 @@ def test_reference_range_shapes_from_real_messages(external_dir: Path) -> None:
         assert parse_reference_range(text) == expected, text
 
 
-def test_status_mapping_and_corrected_result(external_dir: Path) -> None:
+def test_status_as_sent_and_corrected_result(external_dir: Path) -> None:
     corrected = _obs(
         _parse(external_dir, "node-hl7-complete/nist_ORU_R01_2.5.1_SampleTestCase3.hl7")
     )
     row = corrected.row(0, named=True)
     assert (row["status"], row["value_numeric"], row["value_unit"], row["order_id"]) == (
-        "corrected",
+        "C",
         25.0,
         "ug/dl",
         "9700123",
@@ -457,17 +456,14 @@ def test_status_mapping_and_corrected_result(external_dir: Path) -> None:
     final = _obs(_parse(external_dir, "node-hl7-complete/nist_ORU_R01_2.5.1_SampleTestCase1.hl7"))
     # the corrected result shares the order and code with the final one it supersedes
     assert final.select("order_id", "loinc").row(0) == corrected.select("order_id", "loinc").row(0)
-    assert final["status"].to_list() == ["final"]
+    assert final["status"].to_list() == ["F"]
 
     lab1 = _obs(_parse(external_dir, "FHIR-Converter/LAB-ORU-1.hl7"))
-    assert set(lab1["status"]) == {"registered", "preliminary", "final"}
+    assert set(lab1["status"]) == {"I", "P", "F"}
     ihe = _obs(_parse(external_dir, "hapi-hl7v2/MessageValidatorTest_L90_ihe_pcd.hl7"))
-    assert ihe["status"].to_list() == [None, "cancelled", "cancelled"] + ["preliminary"] * 4
-
-    expected = {"F": "final", "C": "corrected", "P": "preliminary", "X": "cancelled",
-                "D": "entered-in-error", "W": "entered-in-error", "I": "registered",
-                "R": "preliminary", "A": "amended", "F ": "final", "Z": "z", "": None}  # fmt: skip
-    assert {code: map_status(code) for code in expected} == expected
+    assert ihe["status"].to_list() == [None, "X", "X"] + ["R"] * 4
+    # OBX-11 lands as sent (raw keeps values as sent); staging maps the letters
+    # (macro normalize_result_status; tests/dbt/test_normalization.py)
 
 
 def test_trailing_space_status_is_trimmed(external_dir: Path, tmp_path: Path) -> None:
@@ -477,7 +473,7 @@ def test_trailing_space_status_is_trimmed(external_dir: Path, tmp_path: Path) ->
 
     row = _obs(_write(tmp_path, "pid.hl7", with_pid)).row(0, named=True)
 
-    assert row["status"] == "final"
+    assert row["status"] == "F"
     assert "pH :  7.28 (7.38-7.43)" in row["value_text"]  # \H\ \N\ dropped, \.br\ -> newline
     assert "\n" in row["value_text"]
 

@@ -29,8 +29,10 @@
         {{ surviving_mrn(patient_mrn) }} as patient_mrn,
 {%- endmacro %}
 
-{#- FHIR status vocabulary (docs/clinical-rules.md#counting-results). The parsers already map
-    HL7 OBX-11; this maps what may still arrive raw: HL7 letters, spelling variants. -#}
+{#- FHIR status vocabulary (docs/clinical-rules.md#counting-results): the one status mapping.
+    Raw keeps the status as sent (docs/decisions.md, "Result statuses map in staging"); this
+    maps HL7 OBX-11 letters (table 0085, as in the HL7 v2-to-FHIR concept map) and spelling
+    variants; anything else is kept lowercased. -#}
 {% macro normalize_result_status(column, status_default='null') -%}
     case {{ clean_lower(column) }}
         when 'f' then 'final'

@@ -41,11 +41,10 @@ Value decisions (the staging layer relies on them):
 * OBX-7 ``ref_low``/``ref_high`` only when one range is unambiguous (``0.6-1.2``, ``<1.2``,
   ``>=10``, ``3.5 to 5.0``, ``70_105``, ``(<1.0)``, ``-3-3``, optionally followed by a unit
   or words without digits); several ranges or component-structured ranges stay text only.
-* OBX-11 status -> FHIR vocabulary (HL7 table 0085, as in the HL7 v2-to-FHIR concept map):
-  F final, C corrected, A amended, U final (status change to final), P/R/S preliminary
-  (R = entered, not verified; S = partial), I/O registered (pending / order received),
-  X/N cancelled (not possible / not asked), D/W entered-in-error; other codes (``Z``) are
-  kept lowercased; blank -> null.
+* OBX-11 status lands as sent (trimmed; blank -> null): raw keeps values as sent. Staging
+  maps it to the FHIR vocabulary (macro normalize_result_status, HL7 table 0085 as in the
+  HL7 v2-to-FHIR concept map: F/U final, C corrected, A amended, P/R/S preliminary, I/O
+  registered, X/N cancelled, D/W entered-in-error; other codes kept lowercased).
 * A field-shifted OBX (OBX-5 and OBX-6 empty, OBX-7 holds a value of the OBX-2 type and
   OBX-8 is not empty; seen in realm-hepatitis-c-virus) is quarantined rather than landing
   its unit as a flag.
@@ -76,8 +75,6 @@ from trialscreen.feeds.hl7v2.rows import (
 )
 from trialscreen.feeds.hl7v2.syntax import Encoding, _is_msh, _messages, _segments, unescape
 from trialscreen.feeds.hl7v2.values import (
-    STATUS_MAP,
-    map_status,
     parse_date,
     parse_reference_range,
     parse_ts,
@@ -87,11 +84,9 @@ __all__ = [
     "FEED",
     "OBSERVATION_COLUMNS",
     "PATIENT_COLUMNS",
-    "STATUS_MAP",
     "SUFFIXES",
     "Encoding",
     "is_hl7_file",
-    "map_status",
     "parse_date",
     "parse_hl7_bytes",
     "parse_hl7_file",

@@ -21,7 +21,6 @@ from trialscreen.feeds.hl7v2.syntax import (
 from trialscreen.feeds.hl7v2.values import (
     _inline_numeric,
     _structured_numeric,
-    map_status,
     parse_date,
     parse_reference_range,
     parse_ts,
@@ -46,11 +45,10 @@ _DATA_TYPE = re.compile(r"^[A-Z]{0,3}$")
 
 @dataclass
 class _Caches:
-    """Per-file memo of parsed OBX-3 codes, OBX-6 units and OBX-11 statuses (they repeat)."""
+    """Per-file memo of parsed OBX-3 codes and OBX-6 units (they repeat)."""
 
     code: dict[str, object] = field(default_factory=dict)
     unit: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
-    status: dict[str, str | None] = field(default_factory=dict)
 
 
 class _MessageParser:
@@ -285,9 +283,7 @@ class _MessageParser:
         ref_low, ref_high = parse_reference_range(ref_text) if ref_text else (None, None)
         flag = _first_component(f[8].split(enc.repetition, 1)[0], enc).strip() or None
         status_raw = f[11].strip()
-        status = self.cache.status.get(status_raw, _MISSING)
-        if status is _MISSING:
-            status = self.cache.status[status_raw] = map_status(status_raw)
+        status = status_raw or None  # as sent: staging maps it (normalize_result_status)
         loinc, local_code, local_system, display = code
         record_id = "|".join(
             (self.control_id, order.filler, set_id, loinc or local_code or "", status_raw, str(n))

@@ -1,6 +1,6 @@
 """HL7 v2 field values: TS/DTM timestamps and dates, numbers with comparators, OBX-7
-reference ranges and OBX-11 result statuses. Pure functions of text (cached where values
-repeat).
+reference ranges. Pure functions of text (cached where values repeat). OBX-11 result
+statuses land as sent: staging maps them (macro normalize_result_status).
 """
 
 from __future__ import annotations
@@ -10,22 +10,6 @@ from datetime import date, datetime
 from functools import lru_cache
 
 from trialscreen.feeds.timestamps import representable
-
-STATUS_MAP: dict[str, str] = {
-    "F": "final",
-    "C": "corrected",
-    "A": "amended",
-    "U": "final",
-    "P": "preliminary",
-    "R": "preliminary",
-    "S": "preliminary",
-    "I": "registered",
-    "O": "registered",
-    "X": "cancelled",
-    "N": "cancelled",
-    "D": "entered-in-error",
-    "W": "entered-in-error",
-}
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 _NUMBER_RE = re.compile(rf"^{_NUMBER}$")
@@ -56,14 +40,6 @@ def _structured_numeric(c: list[str]) -> tuple[float | None, str | None]:
     if separator or num2 or not _NUMBER_RE.match(num1):
         return None, None
     return float(num1), comparator if comparator in ("<", "<=", ">", ">=") else None
-
-
-def map_status(raw: str) -> str | None:
-    """OBX-11 result status -> FHIR ObservationStatus (unknown codes kept lowercased)."""
-    code = raw.strip()
-    if not code:
-        return None
-    return STATUS_MAP.get(code.upper(), code.lower())
 
 
 @lru_cache(maxsize=4096)
