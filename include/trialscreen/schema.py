@@ -81,6 +81,9 @@ RAW_COLUMNS: dict[str, dict[str, pl.DataType]] = {
         # beside the longest diameter in value_numeric; unit as sent (mm, cm)
         "short_axis_value": pl.Float64(),
         "short_axis_unit": pl.String(),
+        # the sending laboratory/facility that keys local codes (seed local_lab_codes):
+        # HL7 MSH-4 namespace id, FHIR Observation.meta.source, CSV optional facility column
+        "facility": pl.String(),
     },
     "conditions": {
         **LINEAGE,

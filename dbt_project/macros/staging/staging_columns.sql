@@ -81,6 +81,8 @@
         {{ clean_text('source.loinc') }} as loinc,
         upper({{ clean_text('source.local_code') }}) as local_code,
         {{ clean_text('source.local_system') }} as local_system,
+        -- the sender that keys local codes (seed local_lab_codes facility), uppercased
+        upper({{ clean_text('source.facility') }}) as facility,
         {{ clean_text('source.code_display') }} as code_display,
         -- value
         {{ clean_lower('source.value_type') }} as value_type,

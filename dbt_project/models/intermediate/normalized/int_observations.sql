@@ -4,8 +4,9 @@
 --   1. latest delivered version of every record (a FHIR resource re-delivered with changes:
 --      the latest loaded version wins)
 --   2. code -> LOINC (raw LOINC when seed loinc_analytes knows it, else the local code's LOINC
---      through seed local_lab_codes) -> analyte; observations of codes the trials do not use
---      are dropped (and counted in dq_unmapped_codes)
+--      through seed local_lab_codes: the sending facility's row, else the any-facility row)
+--      -> analyte; observations of codes the trials do not use are dropped (and counted in
+--      dq_unmapped_codes)
 --   3. HL7/CSV results of the same patient, order and code supersede each other: the latest
 --      issued wins (on a tie: a retraction, then a correction, then the latest loaded), so a
 --      `corrected` result replaces the `final` it corrects and a later `entered-in-error`
@@ -85,20 +86,20 @@ coded as (
 
     select
         latest_versions.*,
-        -- a LOINC the seed does not know gives way to a local code the seed maps
+        -- a LOINC the seed does not know gives way to a local code the seed maps; the
+        -- seed's row for the observation's facility wins over its any-facility row
         case
             when known_loinc.loinc is not null then latest_versions.loinc
-            else coalesce(local_lab_codes.loinc, latest_versions.loinc)
+            else coalesce({{ local_lab_code('loinc') }}, latest_versions.loinc)
         end as resolved_loinc,
-        local_lab_codes.analyte as local_analyte,
-        local_lab_codes.canonical_unit as local_canonical_unit,
-        local_lab_codes.default_ucum as local_default_ucum,
-        local_lab_codes.scale as local_scale
+        {{ local_lab_code('analyte') }} as local_analyte,
+        {{ local_lab_code('canonical_unit') }} as local_canonical_unit,
+        {{ local_lab_code('default_ucum') }} as local_default_ucum,
+        {{ local_lab_code('scale') }} as local_scale
     from latest_versions
     left join loinc_analytes as known_loinc
         on latest_versions.loinc = known_loinc.loinc
-    left join local_lab_codes
-        on latest_versions.local_code = upper(trim(local_lab_codes.local_code))
+    {{ join_local_lab_codes('latest_versions.local_code', 'latest_versions.facility') }}
 
 ),
 
@@ -425,6 +426,7 @@ final as (
         -- code
         resolved_loinc as loinc,
         local_code,
+        facility,
         code_display,
         category,
         analyte,

@@ -54,6 +54,8 @@ CSV_FILES: dict[str, dict[str, str]] = {
         "result_id": "the lab's unique result id (required)",
         "loinc": "LOINC code; either loinc or local_code is required",
         "local_code": "the lab's local code, mapped to LOINC through seed local_lab_codes",
+        "facility": "the performing laboratory / sending facility: local codes are read with"
+        " its rows of seed local_lab_codes (empty = the rows for any facility)",
         "test_name": "test name as printed",
         "value": "numeric value with optional comparator (<, <=, >, >=), or text",
         "unit": "unit as reported (any spelling; mapped through seed unit_aliases)",
@@ -242,6 +244,7 @@ def _contract_lab_results() -> Mapping:
             "category": _const("laboratory"),
             "loinc": pl.col("loinc"),
             "local_code": pl.col("local_code"),
+            "facility": pl.col("facility"),
             "code_display": pl.col("test_name"),
             "value_type": value_type,
             **_value_columns(),

@@ -74,6 +74,8 @@ DTYPES: dict[str | None, pl.Struct] = {
             "bodySite": _CC,
             # mCODE TumorSize: the dimensions of a tumor size measurement
             "component": pl.List(pl.Struct({"code": _CC, "valueQuantity": _QTY})),
+            # meta.source: the sending laboratory/facility that keys local codes
+            "meta": pl.Struct({"source": _S}),
         }
     ),
     "Condition": pl.Struct(

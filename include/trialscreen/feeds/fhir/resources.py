@@ -256,6 +256,8 @@ def _observations(resolve: Resolver) -> Mapping:
         *_concept_columns("bodySite", "body_site", (SNOMED,)),
         _f(short_axis, "value").alias("short_axis_value"),
         pl.coalesce(_f(short_axis, "unit"), _f(short_axis, "code")).alias("short_axis_unit"),
+        # the sender that keys local codes (seed local_lab_codes facility); null when absent
+        _f(pl.col("meta"), "source").alias("facility"),
     ]
     checks = [
         *_subject_checks(_msg("observation")),

@@ -77,6 +77,8 @@ class _MessageParser:
             self.out.ignored[message_type] = self.out.ignored.get(message_type, 0) + 1
             return
         self.control_id = self._text(_get(f, 9))
+        # MSH-4 sending facility, namespace id: keys local codes (seed local_lab_codes)
+        self.facility = self._text(_first_component(_get(f, 3), self.enc).strip()) or None
         self.issued_raw = _first_component(_get(f, 6), self.enc)
         self.issued_at = parse_ts(self.issued_raw)
         self.payload = "\r".join(self.segments)
@@ -298,7 +300,7 @@ class _MessageParser:
             display, kind, number, comparator, unit, unit_code, value_code, value_system,
             value_text, ref_low, ref_high, ref_text, flag, status, effective_at,
             self.issued_at, order.order_id, ts_offset_min(time_raw),
-            ts_offset_min(self.issued_raw), *method, *site,
+            ts_offset_min(self.issued_raw), *method, *site, self.facility,
         )  # fmt: skip
 
     def _coded_element(self, field: str) -> tuple[str | None, str | None, str | None]:

@@ -29,7 +29,7 @@ OBSERVATION_COLUMNS = (
     "ref_low", "ref_high", "ref_text", "abnormal_flag", "status", "effective_at",
     "issued_at", "order_id", "effective_at_offset_min", "issued_at_offset_min",
     "method_code", "method_system", "method_text", "body_site_code", "body_site_system",
-    "body_site_text",
+    "body_site_text", "facility",
 )  # fmt: skip
 
 MERGE_COLUMNS = (
