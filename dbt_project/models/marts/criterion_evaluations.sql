@@ -6,7 +6,7 @@ with
 
 criteria as (
 
-    select * from {{ source('config', 'trial_criteria') }}
+    select * from {{ ref('stg_config__trial_criteria') }}
 
 ),
 
@@ -30,8 +30,19 @@ evaluations as (
         'int_criteria__review',
     ] %}
     select
-        trial_id, criterion_id, patient_mrn, status, value_numeric, value_unit, threshold,
-        uln, uln_source, evidence_source, evidence_id, evidence_at, reason
+        trial_id,
+        criterion_id,
+        patient_mrn,
+        status,
+        value_numeric,
+        value_unit,
+        threshold,
+        uln,
+        uln_source,
+        evidence_source,
+        evidence_id,
+        evidence_at,
+        reason
     from {{ ref(model) }}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}

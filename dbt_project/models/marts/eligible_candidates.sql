@@ -22,7 +22,10 @@ history as (
 
 current_run as (
 
-    select distinct run_id, screening_date from results
+    select distinct
+        run_id,
+        screening_date
+    from results
 
 ),
 
@@ -45,7 +48,10 @@ previous_run as (
 
 previous_candidates as (
 
-    select history.trial_id, history.cohort_id, history.patient_key
+    select
+        history.trial_id,
+        history.cohort_id,
+        history.patient_key
     from history
     inner join previous_run
         on history.trial_id = previous_run.trial_id

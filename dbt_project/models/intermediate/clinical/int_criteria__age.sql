@@ -10,8 +10,13 @@ population as (
 
 criteria as (
 
-    select distinct trial_id, criterion_id, label, operator, threshold
-    from {{ source('config', 'trial_criteria') }}
+    select distinct
+        trial_id,
+        criterion_id,
+        label,
+        operator,
+        threshold
+    from {{ ref('stg_config__trial_criteria') }}
     where rule = 'min_age'
 
 ),
@@ -71,7 +76,8 @@ select
         else 'Age ' || cast(age_years as {{ dbt.type_string() }}) || ' on '
             || {{ fmt_date(screening_date()) }} || ' '
             || case when decided_status = 'met' then {{ operator_display('operator') }}
-                else {{ operator_negated_display('operator') }} end
+                else {{ operator_negated_display('operator') }}
+            end
             || ' ' || {{ fmt_num('threshold', 0) }}
     end as reason
 

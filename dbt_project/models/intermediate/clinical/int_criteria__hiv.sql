@@ -7,8 +7,12 @@ with
 
 criteria as (
 
-    select distinct trial_id, criterion_id, label, window_days
-    from {{ source('config', 'trial_criteria') }}
+    select distinct
+        trial_id,
+        criterion_id,
+        label,
+        window_days
+    from {{ ref('stg_config__trial_criteria') }}
     where rule = 'hiv'
 
 ),
@@ -115,8 +119,10 @@ select
         as evidence_source,
     case when has_hiv then coalesce(viral_load_evidence_id, hiv_condition_evidence_id) end
         as evidence_id,
-    cast(case when has_hiv then coalesce(viral_load_effective_at, cast(hiv_condition_date as {{ dbt.type_timestamp() }})) end
-        as {{ dbt.type_timestamp() }}) as evidence_at,
+    cast(
+        case when has_hiv then coalesce(viral_load_effective_at, cast(hiv_condition_date as {{ dbt.type_timestamp() }})) end
+        as {{ dbt.type_timestamp() }}
+    ) as evidence_at,
 
     -- reason
     case

@@ -14,8 +14,11 @@ population as (
 
 criteria as (
 
-    select distinct trial_id, criterion_id, label
-    from {{ source('config', 'trial_criteria') }}
+    select distinct
+        trial_id,
+        criterion_id,
+        label
+    from {{ ref('stg_config__trial_criteria') }}
     where rule = 'ici_refractory_progression'
 
 ),
@@ -142,8 +145,10 @@ select
     -- evidence: the progression record, else the first ICI record
     coalesce(progression_evidence_source, ici_evidence_source) as evidence_source,
     coalesce(progression_evidence_id, ici_evidence_id) as evidence_id,
-    cast(coalesce(event_at, cast(first_ici_start_date as {{ dbt.type_timestamp() }}))
-        as {{ dbt.type_timestamp() }}) as evidence_at,
+    cast(
+        coalesce(event_at, cast(first_ici_start_date as {{ dbt.type_timestamp() }}))
+        as {{ dbt.type_timestamp() }}
+    ) as evidence_at,
 
     -- reason (analysts): drug code and seed term; reason_detail (coordinators, schema
     -- restricted) the drug and condition texts as sent (docs/decisions.md "Free text from

@@ -15,16 +15,24 @@ population as (
 criteria as (
 
     select distinct
-        trial_id, criterion_id, label, rule, analyte, operator, threshold, unit,
-        uln_multiplier, window_days
-    from {{ source('config', 'trial_criteria') }}
+        trial_id,
+        criterion_id,
+        label,
+        rule,
+        analyte,
+        operator,
+        threshold,
+        unit,
+        uln_multiplier,
+        window_days
+    from {{ ref('stg_config__trial_criteria') }}
     where rule in ('lab', 'lab_uln')
 
 ),
 
 concepts as (
 
-    select * from {{ source('config', 'trial_criterion_concepts') }}
+    select * from {{ ref('stg_config__trial_criterion_concepts') }}
     where role = 'modifier'
 
 ),
@@ -145,14 +153,14 @@ described as (
     select
         *,
         label || ' ' || {{ comparator_prefix('value_comparator') }} || {{ fmt_num('value_canonical') }}
-            || ' ' || {{ unit_display('canonical_unit') }}
-            || case
-                when rule = 'lab_uln' and uln is not null
-                    then ' (' || {{ fmt_num('value_x_uln') }} || ' × ULN ' || {{ fmt_num('uln') }}
-                        || ', ' || uln_source || ' range)'
-                else ''
-            end
-            || ' on ' || {{ fmt_date('effective_date') }} as value_text,
+        || ' ' || {{ unit_display('canonical_unit') }}
+        || case
+            when rule = 'lab_uln' and uln is not null
+                then ' (' || {{ fmt_num('value_x_uln') }} || ' × ULN ' || {{ fmt_num('uln') }}
+                    || ', ' || uln_source || ' range)'
+            else ''
+        end
+        || ' on ' || {{ fmt_date('effective_date') }} as value_text,
         case
             when rule = 'lab' then {{ fmt_num('threshold') }}
             else {{ fmt_num('applied_uln_multiplier') }} || ' × ULN'

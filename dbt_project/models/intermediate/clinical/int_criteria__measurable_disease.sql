@@ -13,8 +13,12 @@ population as (
 
 criteria as (
 
-    select distinct trial_id, criterion_id, label, window_days
-    from {{ source('config', 'trial_criteria') }}
+    select distinct
+        trial_id,
+        criterion_id,
+        label,
+        window_days
+    from {{ ref('stg_config__trial_criteria') }}
     where rule = 'measurable_disease'
 
 ),

@@ -12,8 +12,15 @@ population as (
 
 criteria as (
 
-    select distinct trial_id, criterion_id, label, ecog_max, karnofsky_min, lansky_under_age, window_days
-    from {{ source('config', 'trial_criteria') }}
+    select distinct
+        trial_id,
+        criterion_id,
+        label,
+        ecog_max,
+        karnofsky_min,
+        lansky_under_age,
+        window_days
+    from {{ ref('stg_config__trial_criteria') }}
     where rule = 'performance_status'
 
 ),
@@ -104,13 +111,15 @@ select
 
     -- decision
     status,
-    cast(case when ecog is not null then ecog else karnofsky end as {{ clinical_double() }}) as value_numeric,
+    cast(coalesce(ecog, karnofsky) as {{ clinical_double() }}) as value_numeric,
     cast(case
         when ecog is not null then 'ECOG'
         when karnofsky is not null then karnofsky_label
     end as {{ dbt.type_string() }}) as value_unit,
-    cast(case when ecog is not null then ecog_max when karnofsky is not null then karnofsky_min end
-        as {{ clinical_double() }}) as threshold,
+    cast(
+        case when ecog is not null then ecog_max when karnofsky is not null then karnofsky_min end
+        as {{ clinical_double() }}
+    ) as threshold,
     cast(null as {{ clinical_double() }}) as uln,
     cast(null as {{ dbt.type_string() }}) as uln_source,
 
@@ -119,8 +128,10 @@ select
         as evidence_source,
     case when ecog_observation_id is not null then ecog_evidence_id else karnofsky_evidence_id end
         as evidence_id,
-    cast(case when ecog_observation_id is not null then ecog_effective_at else karnofsky_effective_at end
-        as {{ dbt.type_timestamp() }}) as evidence_at,
+    cast(
+        case when ecog_observation_id is not null then ecog_effective_at else karnofsky_effective_at end
+        as {{ dbt.type_timestamp() }}
+    ) as evidence_at,
 
     -- reason
     case

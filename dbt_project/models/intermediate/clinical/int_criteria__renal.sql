@@ -15,8 +15,14 @@ population as (
 
 criteria as (
 
-    select distinct trial_id, criterion_id, label, analyte, uln_multiplier, window_days
-    from {{ source('config', 'trial_criteria') }}
+    select distinct
+        trial_id,
+        criterion_id,
+        label,
+        analyte,
+        uln_multiplier,
+        window_days
+    from {{ ref('stg_config__trial_criteria') }}
     where rule = 'renal'
 
 ),
@@ -38,11 +44,14 @@ joined as (
         clearance.*,
         {{ clinical_round('criteria.uln_multiplier * clearance.creatinine_uln') }} as creatinine_limit,
         case when clearance.cg_compare = 'absolute' then clearance.crcl_male_ml_min
-            else clearance.crcl_male_ml_min_1_73m2 end as cg_male_compared,
+            else clearance.crcl_male_ml_min_1_73m2
+        end as cg_male_compared,
         case when clearance.cg_compare = 'absolute' then clearance.crcl_female_ml_min
-            else clearance.crcl_female_ml_min_1_73m2 end as cg_female_compared,
+            else clearance.crcl_female_ml_min_1_73m2
+        end as cg_female_compared,
         case when clearance.cg_compare = 'absolute' then 'mL/min'
-            else 'mL/min/{1.73_m2}' end as cg_unit
+            else 'mL/min/{1.73_m2}'
+        end as cg_unit
     from criteria
     inner join population
         on criteria.trial_id = population.trial_id
@@ -114,9 +123,10 @@ described as (
             else 'creatinine ' || {{ comparator_prefix('creatinine_comparator') }}
                 || {{ fmt_num('creatinine_mg_dl') }} || ' mg/dL'
                 || case when creatinine_uln is not null
-                    then ' (' || {{ fmt_num('creatinine_x_uln') }} || ' × ULN ' || {{ fmt_num('creatinine_uln') }}
-                        || ', ' || creatinine_uln_source || ' range)'
-                    else ' (no ULN)' end
+                        then ' (' || {{ fmt_num('creatinine_x_uln') }} || ' × ULN ' || {{ fmt_num('creatinine_uln') }}
+                            || ', ' || creatinine_uln_source || ' range)'
+                    else ' (no ULN)'
+                end
                 || ' on ' || {{ fmt_local_date('creatinine_effective_at') }}
                 || case creatinine_status
                     when 'met' then ' ≤ '
@@ -125,17 +135,22 @@ described as (
                 end || {{ fmt_num('uln_multiplier') }} || ' × ULN'
         end as creatinine_text,
         case
-            when sex in ('male', 'female') then
-                'CrCl ' || coalesce({{ fmt_num('crcl_ml_min', 0) }}, 'unknown') || ' mL/min, '
-                || coalesce({{ fmt_num('crcl_ml_min_1_73m2', 0) }} || ' mL/min/1.73 m²',
-                    'unknown mL/min/1.73 m² (no height)')
+            when sex in ('male', 'female')
+                then
+                    'CrCl ' || coalesce({{ fmt_num('crcl_ml_min', 0) }}, 'unknown') || ' mL/min, '
+                    || coalesce(
+                        {{ fmt_num('crcl_ml_min_1_73m2', 0) }} || ' mL/min/1.73 m²',
+                        'unknown mL/min/1.73 m² (no height)'
+                    )
             else
                 'CrCl (sex ' || coalesce(sex, 'unknown') || ', computed as male / female) '
                 || coalesce({{ fmt_num('crcl_male_ml_min', 0) }}, '?') || ' / '
                 || coalesce({{ fmt_num('crcl_female_ml_min', 0) }}, '?') || ' mL/min, '
-                || coalesce({{ fmt_num('crcl_male_ml_min_1_73m2', 0) }} || ' / '
+                || coalesce(
+                    {{ fmt_num('crcl_male_ml_min_1_73m2', 0) }} || ' / '
                     || {{ fmt_num('crcl_female_ml_min_1_73m2', 0) }} || ' mL/min/1.73 m²',
-                    'unknown mL/min/1.73 m² (no height)')
+                    'unknown mL/min/1.73 m² (no height)'
+                )
         end
         || ' (' || cg_weight_rule || ' weight '
         || coalesce(
@@ -171,15 +186,23 @@ select
 
     -- decision
     status,
-    cast(case when deciding_arm = 'cg' then cg_compared else creatinine_mg_dl end
-        as {{ clinical_double() }}) as value_numeric,
-    cast(case when deciding_arm = 'cg' then cg_unit else 'mg/dL' end
-        as {{ dbt.type_string() }}) as value_unit,
-    cast(case when deciding_arm = 'cg' then cg_threshold else creatinine_limit end
-        as {{ clinical_double() }}) as threshold,
+    cast(
+        case when deciding_arm = 'cg' then cg_compared else creatinine_mg_dl end
+        as {{ clinical_double() }}
+    ) as value_numeric,
+    cast(
+        case when deciding_arm = 'cg' then cg_unit else 'mg/dL' end
+        as {{ dbt.type_string() }}
+    ) as value_unit,
+    cast(
+        case when deciding_arm = 'cg' then cg_threshold else creatinine_limit end
+        as {{ clinical_double() }}
+    ) as threshold,
     cast(case when deciding_arm = 'creatinine' then creatinine_uln end as {{ clinical_double() }}) as uln,
-    cast(case when deciding_arm = 'creatinine' then creatinine_uln_source end
-        as {{ dbt.type_string() }}) as uln_source,
+    cast(
+        case when deciding_arm = 'creatinine' then creatinine_uln_source end
+        as {{ dbt.type_string() }}
+    ) as uln_source,
 
     -- evidence: the creatinine result both arms rest on
     creatinine_evidence_source as evidence_source,

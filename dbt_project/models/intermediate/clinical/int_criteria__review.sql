@@ -12,15 +12,18 @@ population as (
 
 criteria as (
 
-    select distinct trial_id, criterion_id, label
-    from {{ source('config', 'trial_criteria') }}
+    select distinct
+        trial_id,
+        criterion_id,
+        label
+    from {{ ref('stg_config__trial_criteria') }}
     where rule = 'review'
 
 ),
 
 concepts as (
 
-    select * from {{ source('config', 'trial_criterion_concepts') }}
+    select * from {{ ref('stg_config__trial_criterion_concepts') }}
     where role = 'mention'
 
 ),
@@ -79,26 +82,28 @@ select
     -- reason (analysts): the code; reason_detail (coordinators, schema restricted) adds the
     -- source's display (docs/decisions.md "Free text from source records")
     criteria.label || ': to be confirmed by the study team'
-        || case
-            when mentions.concept is not null
-                then '; ' || mentions.concept || ' coded on record: ' || coalesce({{ display_code('mentions.code') }}, '')
-                    || coalesce(' since ' || {{ fmt_date('mentions.evidence_date') }}, '')
-                    || case when mentions.n_mentions > 1
+    || case
+        when mentions.concept is not null
+            then '; ' || mentions.concept || ' coded on record: ' || coalesce({{ display_code('mentions.code') }}, '')
+                || coalesce(' since ' || {{ fmt_date('mentions.evidence_date') }}, '')
+                || case when mentions.n_mentions > 1
                         then ' and ' || cast(mentions.n_mentions - 1 as {{ dbt.type_string() }}) || ' more'
-                        else '' end
-            else ''
-        end as reason,
+                    else ''
+                end
+        else ''
+    end as reason,
     criteria.label || ': to be confirmed by the study team'
-        || case
-            when mentions.concept is not null
-                then '; ' || mentions.concept || ' coded on record: ' || coalesce({{ display_code('mentions.code') }}, '')
-                    || ' (' || coalesce(mentions.code_label, '') || ')'
-                    || coalesce(' since ' || {{ fmt_date('mentions.evidence_date') }}, '')
-                    || case when mentions.n_mentions > 1
+    || case
+        when mentions.concept is not null
+            then '; ' || mentions.concept || ' coded on record: ' || coalesce({{ display_code('mentions.code') }}, '')
+                || ' (' || coalesce(mentions.code_label, '') || ')'
+                || coalesce(' since ' || {{ fmt_date('mentions.evidence_date') }}, '')
+                || case when mentions.n_mentions > 1
                         then ' and ' || cast(mentions.n_mentions - 1 as {{ dbt.type_string() }}) || ' more'
-                        else '' end
-            else ''
-        end as reason_detail
+                    else ''
+                end
+        else ''
+    end as reason_detail
 
 from criteria
 inner join population

@@ -14,7 +14,7 @@ population as (
 
 criteria as (
 
-    select * from {{ source('config', 'trial_criteria') }}
+    select * from {{ ref('stg_config__trial_criteria') }}
 
 ),
 
@@ -60,25 +60,27 @@ viral_loads as (
             -- (the result's reference-range high) is at or under the trial's limit; "detected"
             -- without a number cannot tell
             when observations.value_qualitative = 'not_detected' then 'undetectable'
-            when observations.value_qualitative = 'detected_below_lloq' then
-                case
+            when observations.value_qualitative = 'detected_below_lloq'
+                then
+                    case
                     -- a range sent without a unit is read in copies/mL
-                    when coalesce(
-                        observations.ref_high_canonical,
-                        case when observations.unit_raw is null then observations.ref_high_raw end
-                    ) <= limits.undetectable_below then 'undetectable'
-                    else 'undecidable'
-                end
+                        when coalesce(
+                                observations.ref_high_canonical,
+                                case when observations.unit_raw is null then observations.ref_high_raw end
+                            ) <= limits.undetectable_below then 'undetectable'
+                        else 'undecidable'
+                    end
             when observations.value_qualitative = 'detected' then 'undecidable'
             when observations.value_issue is not null or observations.value_canonical is null
                 then 'unusable'
-            when observations.value_comparator in ('<', '<=') then
-                case
-                    when observations.value_canonical < limits.undetectable_below then 'undetectable'
-                    when observations.value_comparator = '<'
-                        and observations.value_canonical <= limits.undetectable_below then 'undetectable'
-                    else 'undecidable'
-                end
+            when observations.value_comparator in ('<', '<=')
+                then
+                    case
+                        when observations.value_canonical < limits.undetectable_below then 'undetectable'
+                        when observations.value_comparator = '<'
+                            and observations.value_canonical <= limits.undetectable_below then 'undetectable'
+                        else 'undecidable'
+                    end
             when observations.value_comparator in ('>', '>=') then 'detectable'
             when observations.value_canonical < limits.undetectable_below then 'undetectable'
             else 'detectable'
@@ -127,7 +129,7 @@ detectable_ever as (
         and coalesce(value_comparator, '') not in ('<', '<=')
         and coalesce(value_qualitative, '') <> 'not_detected'
     )
-        or value_qualitative in ('detected', 'detected_below_lloq')
+    or value_qualitative in ('detected', 'detected_below_lloq')
     group by trial_id, patient_mrn
 
 ),

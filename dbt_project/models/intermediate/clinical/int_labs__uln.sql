@@ -55,8 +55,8 @@ chosen as (
     select
         *,
         ref_high_canonical is not null
-            and ref_high_canonical >= plausible_uln_low
-            and ref_high_canonical <= plausible_uln_high as result_uln_plausible
+        and ref_high_canonical >= plausible_uln_low
+        and ref_high_canonical <= plausible_uln_high as result_uln_plausible
     from with_ranges
 
 )

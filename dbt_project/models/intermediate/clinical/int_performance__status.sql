@@ -35,7 +35,7 @@ assessments as (
     where observations.analyte in ('ecog', 'karnofsky', 'lansky')
         and observations.effective_date <= {{ screening_date() }}
         and {{ dbt.datediff('observations.effective_date', screening_date(), 'day') }}
-            <= population.performance_window_days
+        <= population.performance_window_days
 
 ),
 
@@ -73,13 +73,15 @@ ranked as (
 
 ecog as (
 
-    select * from ranked where scale_family = 'ecog' and recency_rank = 1
+    select * from ranked
+    where scale_family = 'ecog' and recency_rank = 1
 
 ),
 
 karnofsky as (
 
-    select * from ranked where scale_family = 'karnofsky' and recency_rank = 1
+    select * from ranked
+    where scale_family = 'karnofsky' and recency_rank = 1
 
 ),
 

@@ -15,7 +15,7 @@ population as (
 
 criteria as (
 
-    select * from {{ source('config', 'trial_criteria') }}
+    select * from {{ ref('stg_config__trial_criteria') }}
 
 ),
 
@@ -39,7 +39,9 @@ observations as (
 
 renal_analyte as (
 
-    select distinct trial_id, analyte
+    select distinct
+        trial_id,
+        analyte
     from criteria
     where rule = 'renal'
 
@@ -81,7 +83,7 @@ weights as (
     where observations.analyte = 'weight'
         and observations.effective_date <= {{ screening_date() }}
         and {{ dbt.datediff('observations.effective_date', screening_date(), 'day') }}
-            <= population.weight_window_days
+        <= population.weight_window_days
 
 ),
 
@@ -110,12 +112,12 @@ heights as (
             (
                 population.age_years >= population.height_adult_age_years
                 and {{ age_in_years('population.birth_date', 'observations.effective_date') }}
-                    >= population.height_adult_age_years
+                >= population.height_adult_age_years
             )
             or (
                 (population.age_years is null or population.age_years < population.height_adult_age_years)
                 and {{ dbt.datediff('observations.effective_date', screening_date(), 'day') }}
-                    <= population.height_child_window_days
+                <= population.height_child_window_days
             )
         )
 

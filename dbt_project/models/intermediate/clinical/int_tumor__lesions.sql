@@ -48,7 +48,7 @@ in_window as (
     where observations.analyte = 'tumor_size'
         and observations.effective_date <= {{ screening_date() }}
         and {{ dbt.datediff('observations.effective_date', screening_date(), 'day') }}
-            <= population.tumor_window_days
+        <= population.tumor_window_days
 
 ),
 
@@ -58,7 +58,10 @@ nodal_texts as (
     select
         texts.body_site_text,
         max(case when lymph_node_sites.code is not null then 1 else 0 end) as is_nodal_text
-    from (select distinct body_site_text from in_window where body_site_text is not null) as texts
+    from (
+        select distinct body_site_text from in_window
+        where body_site_text is not null
+    ) as texts
     left join lymph_node_sites
         on lymph_node_sites.system = 'text'
         and lower(texts.body_site_text) like {{ dbt.concat(["'%'", "lymph_node_sites.code", "'%'"]) }}
@@ -73,7 +76,10 @@ method_texts as (
         texts.method_text,
         min(imaging_methods.method) as method,
         min(case when imaging_methods.recist_accepts_for_measurement then 1 else 0 end) as accepts
-    from (select distinct method_text from in_window where method_text is not null) as texts
+    from (
+        select distinct method_text from in_window
+        where method_text is not null
+    ) as texts
     inner join imaging_methods
         on imaging_methods.system = 'text'
         and lower(texts.method_text) like {{ dbt.concat(["'%'", "imaging_methods.code", "'%'"]) }}
@@ -97,9 +103,9 @@ classified as (
             when value_issue is not null then null
             when coalesce(coded_site.code is not null or nodal_texts.is_nodal_text = 1, false)
                 then coalesce(
-                    in_window.short_axis_mm,
-                    case when coalesce(in_window.value_type, '') <> 'component' then value_canonical end
-                )
+                        in_window.short_axis_mm,
+                        case when coalesce(in_window.value_type, '') <> 'component' then value_canonical end
+                    )
             else value_canonical
         end as axis_mm
     from in_window
@@ -110,7 +116,7 @@ classified as (
         on in_window.method_text = method_texts.method_text
     left join lymph_node_sites as coded_site
         on coded_site.system = 'snomed'
-        and coded_site.code = in_window.body_site_code
+        and in_window.body_site_code = coded_site.code
     left join nodal_texts
         on in_window.body_site_text = nodal_texts.body_site_text
 
@@ -132,24 +138,24 @@ decided as (
             -- a nodal lesion sent with its longest dimension only: the short axis is no longer
             when is_nodal and axis_mm is null
                 then case
-                    when value_canonical < recist_nodal_short_axis_mm then 'not_measurable'
-                    else 'undecided'
-                end
+                        when value_canonical < recist_nodal_short_axis_mm then 'not_measurable'
+                        else 'undecided'
+                    end
             when is_nodal
                 then case
-                    when axis_mm >= recist_nodal_short_axis_mm then 'measurable'
-                    else 'not_measurable'
-                end
+                        when axis_mm >= recist_nodal_short_axis_mm then 'measurable'
+                        else 'not_measurable'
+                    end
             when method_accepted and method = 'chest x-ray'
                 then case
-                    when axis_mm >= recist_chest_xray_mm then 'measurable'
-                    else 'not_measurable'
-                end
+                        when axis_mm >= recist_chest_xray_mm then 'measurable'
+                        else 'not_measurable'
+                    end
             when method_accepted
                 then case
-                    when axis_mm >= recist_ct_mr_caliper_mm then 'measurable'
-                    else 'not_measurable'
-                end
+                        when axis_mm >= recist_ct_mr_caliper_mm then 'measurable'
+                        else 'not_measurable'
+                    end
             -- no recognized method: decided only when every rule agrees
             when axis_mm >= recist_chest_xray_mm then 'measurable'
             when axis_mm < recist_ct_mr_caliper_mm then 'not_measurable'

@@ -22,11 +22,14 @@ systems as (
 
 child_codings as (
 
-    select * from {{ ref('stg_fhir__codings') }} where entity = 'conditions'
+    select * from {{ ref('stg_fhir__codings') }}
+    where entity = 'conditions'
     union all
-    select * from {{ ref('stg_hl7__codings') }} where entity = 'conditions'
+    select * from {{ ref('stg_hl7__codings') }}
+    where entity = 'conditions'
     union all
-    select * from {{ ref('stg_csv__codings') }} where entity = 'conditions'
+    select * from {{ ref('stg_csv__codings') }}
+    where entity = 'conditions'
 
 ),
 
@@ -53,23 +56,23 @@ codings as (
     from latest_versions
     union all
     select
-        {{ dbt.concat(["evidence_source", "':'", "record_id", "':alt'"]) }} as condition_id,
-        coalesce(systems.code_system, {{ clean_lower('alt_code_system_raw') }}) as code_system,
-        {{ normalize_code('alt_code_raw', "coalesce(systems.code_system, " ~ clean_lower('alt_code_system_raw') ~ ")") }} as code,
-        alt_code_display as code_display,
-        alt_code_system_raw as code_system_raw,
-        alt_code_raw as code_raw,
-        patient_mrn,
-        evidence_source,
-        record_id,
-        source_file,
-        code_text,
-        clinical_status,
-        verification_status,
-        onset_at,
-        recorded_at,
-        abatement_at,
-        loaded_at
+        {{ dbt.concat(["latest_versions.evidence_source", "':'", "latest_versions.record_id", "':alt'"]) }} as condition_id,
+        coalesce(systems.code_system, {{ clean_lower('latest_versions.alt_code_system_raw') }}) as code_system,
+        {{ normalize_code('latest_versions.alt_code_raw', "coalesce(systems.code_system, " ~ clean_lower('latest_versions.alt_code_system_raw') ~ ")") }} as code,
+        latest_versions.alt_code_display as code_display,
+        latest_versions.alt_code_system_raw as code_system_raw,
+        latest_versions.alt_code_raw as code_raw,
+        latest_versions.patient_mrn,
+        latest_versions.evidence_source,
+        latest_versions.record_id,
+        latest_versions.source_file,
+        latest_versions.code_text,
+        latest_versions.clinical_status,
+        latest_versions.verification_status,
+        latest_versions.onset_at,
+        latest_versions.recorded_at,
+        latest_versions.abatement_at,
+        latest_versions.loaded_at
     from latest_versions
     left join systems
         on {{ clean_lower('latest_versions.alt_code_system_raw') }} = systems.system_alias
@@ -111,8 +114,8 @@ deduplicated as (
         select
             codings.*,
             row_number() over (
-                partition by evidence_source, record_id, code_system, code
-                order by length(condition_id), condition_id
+                partition by codings.evidence_source, codings.record_id, codings.code_system, codings.code
+                order by length(codings.condition_id), codings.condition_id
             ) as coding_rank
         from codings
     ) as ranked

@@ -15,7 +15,7 @@ by_source as (
 
     select
         by_source.*,
-        case evidence_source when 'fhir' then 1 when 'csv' then 2 else 3 end as feed_rank
+        case by_source.evidence_source when 'fhir' then 1 when 'csv' then 2 else 3 end as feed_rank
     from {{ ref('int_patients__by_source') }} as by_source
 
 ),
@@ -56,11 +56,11 @@ birth as (
         select
             by_source.*,
             row_number() over (
-                partition by patient_mrn
+                partition by by_source.patient_mrn
                 order by
-                    case when birth_date is null then 1 else 0 end,
-                    coalesce(birth_date_loaded_at, latest_loaded_at) desc,
-                    feed_rank
+                    case when by_source.birth_date is null then 1 else 0 end,
+                    coalesce(by_source.birth_date_loaded_at, by_source.latest_loaded_at) desc,
+                    by_source.feed_rank
             ) as birth_rank
         from by_source
     ) as ranked
@@ -75,11 +75,11 @@ names as (
         select
             by_source.*,
             row_number() over (
-                partition by patient_mrn
+                partition by by_source.patient_mrn
                 order by
-                    case when family_name is null and given_name is null then 1 else 0 end,
-                    name_loaded_at desc,
-                    feed_rank
+                    case when by_source.family_name is null and by_source.given_name is null then 1 else 0 end,
+                    by_source.name_loaded_at desc,
+                    by_source.feed_rank
             ) as name_rank
         from by_source
     ) as ranked

@@ -21,9 +21,9 @@ records as (
 
     select
         unioned.*,
-        case when sex in ('male', 'female', 'other') then sex end as known_sex
+        case when unioned.sex in ('male', 'female', 'other') then unioned.sex end as known_sex
     from unioned
-    where patient_mrn is not null
+    where unioned.patient_mrn is not null
 
 ),
 
@@ -56,7 +56,8 @@ fields as (
         -- for conflicts (names, death)
         first_value(loaded_at) over (
             partition by patient_mrn, evidence_source
-            order by case when family_name is null and given_name is null then 1 else 0 end,
+            order by
+                case when family_name is null and given_name is null then 1 else 0 end,
                 {{ latest }}
         ) as name_loaded_at,
         record_id as latest_record_id,

@@ -28,7 +28,11 @@ details as (
         'int_criteria__hiv',
         'int_criteria__review',
     ] %}
-    select trial_id, criterion_id, patient_mrn, reason_detail
+    select
+        trial_id,
+        criterion_id,
+        patient_mrn,
+        reason_detail
     from {{ ref(model) }}
     where reason_detail is not null
     {% if not loop.last %}union all{% endif %}
