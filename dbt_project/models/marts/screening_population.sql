@@ -12,7 +12,7 @@ status as (
 
 trials as (
 
-    select * from {{ source('config', 'trials') }}
+    select * from {{ ref('stg_config__trials') }}
 
 ),
 

@@ -13,7 +13,7 @@ evaluations as (
 
 criteria as (
 
-    select * from {{ source('config', 'trial_criteria') }}
+    select * from {{ ref('stg_config__trial_criteria') }}
 
 ),
 

@@ -14,14 +14,14 @@ population as (
 criteria as (
 
     select distinct trial_id, criterion_id, label
-    from {{ source('config', 'trial_criteria') }}
+    from {{ ref('stg_config__trial_criteria') }}
     where rule = 'diagnosis'
 
 ),
 
 concepts as (
 
-    select * from {{ source('config', 'trial_criterion_concepts') }}
+    select * from {{ ref('stg_config__trial_criterion_concepts') }}
 
 ),
 

@@ -14,13 +14,13 @@ observations as (
 
 criteria as (
 
-    select * from {{ source('config', 'trial_criteria') }}
+    select * from {{ ref('stg_config__trial_criteria') }}
 
 ),
 
 settings as (
 
-    select * from {{ source('config', 'trial_settings') }}
+    select * from {{ ref('stg_config__trial_settings') }}
 
 ),
 

@@ -21,13 +21,13 @@ patients as (
 
 trials as (
 
-    select * from {{ source('config', 'trials') }}
+    select * from {{ ref('stg_config__trials') }}
 
 ),
 
 settings as (
 
-    select * from {{ source('config', 'trial_settings') }}
+    select * from {{ ref('stg_config__trial_settings') }}
 
 ),
 
