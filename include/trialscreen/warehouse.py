@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import polars as pl
@@ -312,7 +312,8 @@ class PostgresWarehouse(Warehouse):
         # set on the psycopg2 connection itself: an attribute set on SQLAlchemy's pool proxy
         # never reaches the driver, and a statement outside transaction() (ensure_table, an
         # update) was then silently rolled back when the connection closed
-        self._dbapi: Any = self.raw.dbapi_connection
+        # Any: the driver's own attributes (autocommit); cast, or mypy narrows to the pool's type
+        self._dbapi: Any = cast(Any, self.raw.dbapi_connection)
         self._dbapi.autocommit = True
         self._depth = 0
 
