@@ -210,13 +210,57 @@ def run_dbt(
             cli_args += ["--vars", yaml.safe_dump(dict(dbt_vars), default_flow_style=True).strip()]
         cli_args += list(args or [])
         env = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **target.env}
+        finished: list[tuple[str, str]] = []
         with _environment(env):
-            result = dbtRunner().invoke(cli_args)
+            result = dbtRunner(callbacks=[_failed_node_recorder(finished)]).invoke(cli_args)
     if not result.success:
-        failures = _failures(result)
+        if target.target == "duckdb":
+            _release_duckdb()
+        # when the invocation itself aborted (a DuckDB INTERNAL/FATAL error invalidates the
+        # database, and dbt's next statement raises) there is no result list: the failed
+        # nodes come from dbt's NodeFinished events, first failure first
+        failures = _failures(result) or finished
         detail = summarize(result.exception) if result.exception else ""
         raise DbtBuildError(command, failures, detail)
     return result
+
+
+def _failed_node_recorder(failures: list[tuple[str, str]]) -> Any:
+    """A dbtRunner callback that appends (unique_id, message) of every node that failed."""
+
+    def record(event: Any) -> None:
+        if event.info.name != "NodeFinished":
+            return
+        run_result = event.data.run_result
+        if str(run_result.status).lower() in _FAILED_STATUSES:
+            name = event.data.node_info.unique_id or event.data.node_info.node_name or "?"
+            failures.append((name, str(run_result.message or run_result.status)))
+
+    return record
+
+
+def _release_duckdb() -> None:
+    """Close dbt-duckdb's cached connection after a failed invocation.
+
+    A DuckDB INTERNAL or FATAL error invalidates the database instance, and the instance
+    stays cached in this process while dbt-duckdb holds its connection: the run's next step
+    (``finish_run``, writing the failed status) would get "database has been invalidated".
+    Closed, the next connect opens the file afresh (docs/decisions.md, "DuckDB 2.0.0:
+    dict-surviving hash join").
+    """
+    import gc
+
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # pragma: no cover - dbt-duckdb is a dependency
+        return
+    with DuckDBConnectionManager._LOCK:
+        environment = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+    if environment is not None:
+        with contextlib.suppress(Exception):
+            environment.close()
+    gc.collect()  # cursors dbt's threads left behind hold the instance too
 
 
 def _run_vars(
