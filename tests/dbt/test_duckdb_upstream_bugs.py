@@ -166,6 +166,7 @@ def test_evidence_joined_once_runs_where_the_chain_raised(con) -> None:
     assert con.execute("select count(*) from out").fetchone() == (2 * PATIENTS,)
 
 
+@pytest.mark.slow  # both shapes at 300,000 patients with DuckDB's default memory: ~20 s
 def test_both_shapes_return_the_same_rows(con) -> None:
     """With DuckDB's default memory the chained shape runs: the rewrite changes no row."""
     con.execute(f"create table chained as {CHAINED}")
