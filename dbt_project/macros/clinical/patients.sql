@@ -17,9 +17,9 @@
 {% macro surviving_mrn(mrn) -%}
     coalesce(
         (
-            select max(merges.surviving_mrn)
-            from {{ ref('int_patient_merges') }} as merges
-            where merges.retired_mrn = {{ mrn }}
+            select max(patient_merges.surviving_mrn)
+            from {{ ref('int_patient_merges') }} as patient_merges
+            where patient_merges.retired_mrn = {{ mrn }}
         ),
         {{ mrn }}
     )

@@ -17,7 +17,7 @@ patients as (
 
 ),
 
-merges as (
+patient_merges as (
 
     select * from {{ ref('int_patient_merges') }}
 
@@ -68,12 +68,12 @@ classified as (
         on patients.patient_mrn = test_mrns.patient_mrn
     union all
     select
-        merges.retired_mrn as patient_mrn,
+        patient_merges.retired_mrn as patient_mrn,
         patient_keys.patient_key,
         'merged_away' as exclusion_reason
-    from merges
+    from patient_merges
     left join patient_keys
-        on merges.retired_mrn = patient_keys.mrn
+        on patient_merges.retired_mrn = patient_keys.mrn
 
 )
 

@@ -11,7 +11,7 @@
 
 with
 
-merges as (
+merge_records as (
 
     select * from {{ ref('stg_hl7__patient_merges') }}
     union all
@@ -25,12 +25,15 @@ versions as (
     select *
     from (
         select
-            merges.*,
+            merge_records.*,
             row_number() over (
-                partition by evidence_source, record_id
-                order by loaded_at desc, source_file desc, source_position desc
+                partition by merge_records.evidence_source, merge_records.record_id
+                order by
+                    merge_records.loaded_at desc,
+                    merge_records.source_file desc,
+                    merge_records.source_position desc
             ) as version_rank
-        from merges
+        from merge_records
     ) as ranked
     where version_rank = 1
         and retired_mrn is not null
@@ -47,12 +50,12 @@ edges as (
         select
             versions.*,
             row_number() over (
-                partition by retired_mrn
+                partition by versions.retired_mrn
                 order by
-                    case when merged_at is null then 1 else 0 end,
-                    merged_at desc,
-                    loaded_at desc,
-                    evidence_source
+                    case when versions.merged_at is null then 1 else 0 end,
+                    versions.merged_at desc,
+                    versions.loaded_at desc,
+                    versions.evidence_source
             ) as edge_rank
         from versions
     ) as ranked
