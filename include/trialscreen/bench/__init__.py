@@ -1,22 +1,19 @@
-"""``trialscreen bench`` (see :mod:`trialscreen.bench.measure`)."""
+"""``trialscreen bench``: measuring in :mod:`trialscreen.bench.measure` (populations, ingest,
+parsing peers, dbt, the reference query; ``run_bench``), tables in
+:mod:`trialscreen.bench.render`."""
 
 from trialscreen.bench.measure import (
-    FEEDS,
     SCREENING_DATE,
     TRIALS,
-    Table,
-    _print,
     bench_scale,
     bench_size,
-    machine,
-    markdown,
     measure_latest_query,
     measure_parsing,
     population,
-    ratio_lines,
     run_bench,
-    tables,
 )
+from trialscreen.bench.render import Table, _print, machine, markdown, ratio_lines, tables
+from trialscreen.schema import FEEDS
 
 __all__ = [
     "FEEDS",
