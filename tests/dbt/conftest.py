@@ -26,6 +26,8 @@ T1 = datetime(2026, 10, 30, 9, 0)
 T2 = datetime(2026, 10, 31, 9, 0)
 
 BUILD_SELECT = "path:seeds path:models/staging path:models/intermediate/normalized"
+# the trial configuration (schema config) is not written here
+BUILD_EXCLUDE = "path:models/staging/config"
 
 _DUCKDB_TYPES = {
     pl.String: "varchar",
@@ -385,6 +387,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         SCREENING_DATE,
         "run-test",
         select=BUILD_SELECT,
+        exclude=BUILD_EXCLUDE,
         artifacts_dir=tmp_path_factory.mktemp("dbt-artifacts"),
     )
     yield path

@@ -313,7 +313,7 @@ def test_same_models_build_on_postgresql(db: duckdb.DuckDBPyConnection, tmp_path
     from trialscreen.transform import seed_and_build
 
     from ..pg import start_cluster
-    from .conftest import BUILD_SELECT, SCREENING_DATE, _sql_type
+    from .conftest import BUILD_EXCLUDE, BUILD_SELECT, SCREENING_DATE, _sql_type
 
     pg_types = {"double": "double precision"}
     try:
@@ -344,7 +344,14 @@ def test_same_models_build_on_postgresql(db: duckdb.DuckDBPyConnection, tmp_path
             cur.execute("create table restricted.patient_keys (mrn varchar, patient_key varchar)")
             keys = db.execute("select mrn, patient_key from restricted.patient_keys").fetchall()
             cur.executemany("insert into restricted.patient_keys values (%s, %s)", keys)
-        seed_and_build(url, SCREENING_DATE, "run-pg", select=BUILD_SELECT, artifacts_dir=tmp_path)
+        seed_and_build(
+            url,
+            SCREENING_DATE,
+            "run-pg",
+            select=BUILD_SELECT,
+            exclude=BUILD_EXCLUDE,
+            artifacts_dir=tmp_path,
+        )
         query = (
             "select observation_id, value_canonical, value_issue"
             " from intermediate.int_observations order by observation_id"
