@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pyspark is optional: imported only when a session is made
     from pyspark.sql import SparkSession
 
 # What the dbt sources read (models/staging/_raw__sources.yml,
-# models/intermediate/clinical/_config__sources.yml): whole schemas, plus single tables.
+# models/staging/config/_config__sources.yml): whole schemas, plus single tables.
 LANDED_SCHEMAS = ("raw", "config")
 LANDED_TABLES = ("restricted.patient_keys",)
 
