@@ -23,24 +23,67 @@ def _bundle() -> dict[str, object]:
             "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": "CODX1"}],
             "birthDate": "1980-01-01",
         },
-        {"resourceType": "Medication", "id": "m1", "code": {"coding": [
-            {"system": RX, "code": "1547550", "display": "pembrolizumab 25 MG/ML [Keytruda]"}]}},
-        {"resourceType": "Condition", "id": "c1", "subject": subject, "code": {"coding": [
-            {"system": "urn:oid:2.16.840.1.113883.6.90", "code": "C49.2"},
-            {"system": "urn:oid:2.16.840.1.113883.6.43.1", "code": "M-95813"},
-            {"system": "http://snomed.info/sct", "code": "450910001"}]},
-         "onsetDateTime": "2020-01-01"},
-        {"resourceType": "MedicationRequest", "id": "r1", "intent": "order", "status": "completed",
-         "subject": subject, "medicationReference": {"reference": "urn:uuid:m1"},
-         "authoredOn": "2024-01-01"},
-        {"resourceType": "MedicationRequest", "id": "r2", "intent": "order", "status": "completed",
-         "subject": subject, "authoredOn": "2024-01-01", "medicationReference": {"reference": "#x"},
-         "contained": [{"resourceType": "Medication", "id": "x",
-                        "code": {"coding": [{"system": ATC, "code": "L01FF01"}]}}]},
-        {"resourceType": "MedicationStatement", "id": "s1", "status": "not-taken",
-         "subject": subject, "effectiveDateTime": "2024-01-01",
-         "medicationCodeableConcept": {"coding": [{"system": RX, "code": "1547550"},
-                                                  {"system": ATC, "code": "L01FF02"}]}},
+        {
+            "resourceType": "Medication",
+            "id": "m1",
+            "code": {
+                "coding": [
+                    {
+                        "system": RX,
+                        "code": "1547550",
+                        "display": "pembrolizumab 25 MG/ML [Keytruda]",
+                    }
+                ]
+            },
+        },
+        {
+            "resourceType": "Condition",
+            "id": "c1",
+            "subject": subject,
+            "code": {
+                "coding": [
+                    {"system": "urn:oid:2.16.840.1.113883.6.90", "code": "C49.2"},
+                    {"system": "urn:oid:2.16.840.1.113883.6.43.1", "code": "M-95813"},
+                    {"system": "http://snomed.info/sct", "code": "450910001"},
+                ]
+            },
+            "onsetDateTime": "2020-01-01",
+        },
+        {
+            "resourceType": "MedicationRequest",
+            "id": "r1",
+            "intent": "order",
+            "status": "completed",
+            "subject": subject,
+            "medicationReference": {"reference": "urn:uuid:m1"},
+            "authoredOn": "2024-01-01",
+        },
+        {
+            "resourceType": "MedicationRequest",
+            "id": "r2",
+            "intent": "order",
+            "status": "completed",
+            "subject": subject,
+            "authoredOn": "2024-01-01",
+            "medicationReference": {"reference": "#x"},
+            "contained": [
+                {
+                    "resourceType": "Medication",
+                    "id": "x",
+                    "code": {"coding": [{"system": ATC, "code": "L01FF01"}]},
+                }
+            ],
+        },
+        {
+            "resourceType": "MedicationStatement",
+            "id": "s1",
+            "status": "not-taken",
+            "subject": subject,
+            "effectiveDateTime": "2024-01-01",
+            "medicationCodeableConcept": {
+                "coding": [{"system": RX, "code": "1547550"}, {"system": ATC, "code": "L01FF02"}]
+            },
+        },
     ]
     return {
         "resourceType": "Bundle",

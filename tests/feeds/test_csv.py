@@ -212,7 +212,9 @@ def test_lab_rows_without_mrn_id_code_or_valid_time_are_quarantined_and_the_rest
     _assert_errors_phi_free(parsed)
     quarantined = {row["source_position"]: row for row in parsed.quarantined.to_dicts()}
     assert quarantined[6]["error"] == "missing mrn"
-    assert quarantined[7]["error"] == "unparseable or unrepresentable timestamp in column 'collected_at'"
+    assert quarantined[7]["error"] == (
+        "unparseable or unrepresentable timestamp in column 'collected_at'"
+    )
     assert quarantined[8]["error"] == "lab result has neither loinc nor local_code"
     assert quarantined[9]["error"] == "missing result_id"
     assert (

@@ -337,9 +337,11 @@ def _reference_item(ref: pl.Expr) -> pl.Expr:
         ref.alias("code"),
         pl.lit(None, dtype=pl.String()).alias("display"),
     )
-    return pl.when(ref.is_not_null() & ~ref.str.starts_with("#")).then(
-        pl.concat_list(item)
-    ).otherwise(pl.lit([], dtype=pl.List(schema.CODING_ITEM)))
+    return (
+        pl.when(ref.is_not_null() & ~ref.str.starts_with("#"))
+        .then(pl.concat_list(item))
+        .otherwise(pl.lit([], dtype=pl.List(schema.CODING_ITEM)))
+    )
 
 
 def _contained_medication_items(ref: pl.Expr) -> pl.Expr:
