@@ -746,7 +746,8 @@ class _Evaluator:
                 o = max(same_day, key=lambda o: (o.effective, o.issued))
                 score = _score(o)
                 self.values[scale] = score
-                outcomes[scale] = score <= 2 if scale == "ecog" else score >= 70
+                if score is not None:
+                    outcomes[scale] = score <= 2 if scale == "ecog" else score >= 70
         if len(set(outcomes.values())) > 1:
             return "review", f"ECOG and Karnofsky on {last_day} disagree"
         ok = next(iter(outcomes.values()))

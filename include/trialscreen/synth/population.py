@@ -892,10 +892,15 @@ def _issue11(b: _Builder, sr: random.Random, shape: str) -> None:
             drug = sr.choice(cat.ART_DRUGS)
             b.med("atc", drug[0], drug[1], "on-hold", b.at(sr.randint(200, 3000)), "statement")
     elif shape in ("liver_abated", "liver_abated_later"):
-        code, display = cat.LIVER_METASTASIS
+        liver_code, liver_display = cat.LIVER_METASTASIS
         # on or before the screening date the abatement ends it; after it, it still counts
         abated = b.day(sr.randint(0, 300) if shape == "liver_abated" else -sr.randint(1, 60))
-        c = b.cond("icd-10-cm", sr.choice((code, code.replace(".", ""))), display, abated)
+        c = b.cond(
+            "icd-10-cm",
+            sr.choice((liver_code, liver_code.replace(".", ""))),
+            liver_display,
+            abated,
+        )
         c.onset = abated - timedelta(days=sr.randint(60, 500))
         c.abatement = abated
         c.clinical_status = sr.choice((None, "active", "resolved"))
@@ -903,8 +908,8 @@ def _issue11(b: _Builder, sr: random.Random, shape: str) -> None:
         site = sr.choice(cat.STS_ICD10[:6])
         b.cond("icd-10-cm", site[0], site[1], b.day(sr.randint(200, 2000)))
         if sr.random() < 0.6:
-            m = sr.choice(cat.METASTASES)
-            b.cond("icd-10-cm", m[0], m[1], b.day(sr.randint(20, 400)))
+            metastasis = sr.choice(cat.METASTASES)
+            b.cond("icd-10-cm", metastasis[0], metastasis[1], b.day(sr.randint(20, 400)))
     elif shape == "icdo3_spelling":
         respelled = False
         for c in b.conditions:
@@ -927,13 +932,13 @@ def _issue11(b: _Builder, sr: random.Random, shape: str) -> None:
                 ],
             )
     elif shape == "icdo3_metastatic":
-        code, display = cat.ASPS_METASTATIC
-        b.cond("icd-o-3", _respell(sr, code), display, b.day(sr.randint(20, 600)))
+        asps_code, asps_display = cat.ASPS_METASTATIC
+        b.cond("icd-o-3", _respell(sr, asps_code), asps_display, b.day(sr.randint(20, 600)))
     elif shape == "icd10_oid":
         coded = [c for c in b.conditions if c.system == "icd-10-cm"]
         if not coded:
-            m = sr.choice(cat.METASTASES)
-            coded = [b.cond("icd-10-cm", m[0], m[1], b.day(sr.randint(20, 400)))]
+            metastasis = sr.choice(cat.METASTASES)
+            coded = [b.cond("icd-10-cm", metastasis[0], metastasis[1], b.day(sr.randint(20, 400)))]
         for c in coded:
             c.system_uri = cat.ICD10_OID
     if progression and sr.random() < 0.5:
