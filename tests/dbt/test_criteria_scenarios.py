@@ -37,6 +37,7 @@ KEY = "test-key-not-a-secret"
 _SQL_TYPES = {
     pl.String: "varchar",
     pl.Int64: "bigint",
+    pl.Int32: "integer",
     pl.Float64: "double",
     pl.Date: "date",
     pl.Datetime: "timestamp",
@@ -575,7 +576,7 @@ def test_asps_with_metastasis_meets_diagnosis(warehouse):
 
 def test_coded_dysphagia_is_named_in_the_swallow_pills_review(warehouse):
     row = evaluation(warehouse, "DYSPH", "swallow_pills")
-    assert row["status"] == "review" and "R1310" in row["reason"]
+    assert row["status"] == "review" and "R13.10" in row["reason"]
 
 
 def test_second_trial_applies_its_own_thresholds_to_the_same_data(warehouse):
