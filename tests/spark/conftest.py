@@ -42,7 +42,9 @@ def _spark_missing() -> str | None:
 def duckdb_screened(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The population through the whole nightly pipeline on DuckDB (published marts)."""
     root = tmp_path_factory.mktemp("spark_parity")
-    generate(patients=PATIENTS, seed=SEED, out=root / "drop", screening_date=SCREENING_DATE)
+    summary = generate(
+        patients=PATIENTS, seed=SEED, out=root / "drop", screening_date=SCREENING_DATE
+    )
     mp = pytest.MonkeyPatch()
     mp.setenv(pseudonym.KEY_ENV, KEY)
     try:
@@ -57,6 +59,9 @@ def duckdb_screened(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "warehouse": root / "wh.duckdb",
         "run_id": result.run_id,
         "screening_date": SCREENING_DATE,
+        # the oracle's screened patients (every screened patient is in every cohort; test
+        # patients and merged-away MRNs have keys but are not screened)
+        "screened": sum(next(iter(summary.candidates.values())).values()),
     }
 
 
