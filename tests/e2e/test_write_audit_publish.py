@@ -28,19 +28,27 @@ def _snapshot(warehouse: Path) -> dict[str, list[tuple]]:
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("wap")
-    generate(patients=80, seed=31, out=root / "drop", screening_date=SCREENING_DATE)
+    summary = generate(patients=80, seed=31, out=root / "drop", screening_date=SCREENING_DATE)
     mp = pytest.MonkeyPatch()
     mp.setenv(pseudonym.KEY_ENV, "wap-test-key")
     first = pipeline.run_pipeline(
         root / "drop", SCREENING_DATE, root / "wh.duckdb", reports_dir=root / "reports"
     )
-    yield {"root": root, "first": first, "before": _snapshot(root / "wh.duckdb")}
+    # the oracle's count of screened (patient, cohort) pairs: test patients are not screened
+    screened = sum(n for statuses in summary.candidates.values() for n in statuses.values())
+    yield {
+        "root": root,
+        "first": first,
+        "before": _snapshot(root / "wh.duckdb"),
+        "screened": screened,
+    }
     mp.undo()
 
 
 def test_first_run_publishes(published) -> None:
     assert published["first"].published, published["first"].message
-    assert len(published["before"]["screening_results"]) == 80 * 2
+    assert len(published["before"]["screening_results"]) == published["screened"]
+    assert published["screened"] > 0
 
 
 def test_corrupted_build_fails_validation_and_keeps_yesterdays_tables(
@@ -53,16 +61,14 @@ def test_corrupted_build_fails_validation_and_keeps_yesterdays_tables(
         pipeline.ingest_feed(wh_path, root / "drop", feed, run_id)
     pipeline.prepare_build(wh_path, ["axiom"])
     pipeline.build(wh_path, SCREENING_DATE, run_id)
-    # the fixture's corruption: a duplicated key and an impossible creatinine clearance
+    # the fixture's corruption: a duplicated key and a creatinine clearance broken for
+    # everyone (what a unit or formula bug does), both structural
     with Warehouse.connect(wh_path) as wh:
         wh.execute(
             "insert into marts_candidate.screening_results "
             "select * from marts_candidate.screening_results limit 1"
         )
-        wh.execute(
-            "update marts_candidate.screening_results set crcl_ml_min = 5000 "
-            "where patient_key = (select min(patient_key) from marts_candidate.screening_results)"
-        )
+        wh.execute("update marts_candidate.screening_results set crcl_ml_min = 5000")
     outcome = pipeline.validate(wh_path, root / "reports", run_id, SCREENING_DATE)
     assert not outcome.success
     failed = {(f["expectation"], f["column"]) for f in outcome.blocking_failures}
@@ -88,6 +94,30 @@ def test_corrupted_build_fails_validation_and_keeps_yesterdays_tables(
     assert "Values for given compound columns must be unique together" in text
     assert "2 unexpected values found" in text
     assert "crcl_ml_min" in text
+
+
+def test_one_patients_implausible_value_warns_and_never_blocks_everyone(
+    published, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One record's value outside a physiological range is a warning: the gate publishes
+    everybody else's results (structural checks such as the column's median still block)."""
+    monkeypatch.setenv(pseudonym.KEY_ENV, "wap-test-key")
+    root, wh_path = published["root"], published["root"] / "wh.duckdb"
+    run_id = pipeline.start_run(wh_path, SCREENING_DATE, ["axiom"])
+    for feed in ("fhir", "hl7", "csv"):
+        pipeline.ingest_feed(wh_path, root / "drop", feed, run_id)
+    pipeline.prepare_build(wh_path, ["axiom"])
+    pipeline.build(wh_path, SCREENING_DATE, run_id)
+    with Warehouse.connect(wh_path) as wh:
+        wh.execute(
+            "update marts_candidate.screening_results set crcl_ml_min = 5000 "
+            "where patient_key = (select min(patient_key) from marts_candidate.screening_results)"
+        )
+    outcome = pipeline.validate(wh_path, root / "reports", run_id, SCREENING_DATE)
+    assert outcome.success, outcome.blocking_failures
+    warned = {(w["expectation"], w["column"]) for w in outcome.warnings}
+    assert ("expect_column_values_to_be_between", "crcl_ml_min") in warned
+    pipeline.finish_run(wh_path, run_id, "failed", message="test stops before publish")
 
 
 def test_rerun_without_new_files_publishes_the_same_result(
