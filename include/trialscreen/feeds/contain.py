@@ -29,7 +29,7 @@ _ROW = "__contain_row"
 
 
 def _checks(frame: pl.DataFrame) -> list[pl.Expr]:
-    checks = []
+    checks: list[pl.Expr] = []
     for name, dtype in frame.schema.items():
         if dtype == pl.String:
             bad = pl.col(name).str.contains("\x00", literal=True)
