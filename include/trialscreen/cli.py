@@ -144,9 +144,38 @@ def cmd_roles(args: argparse.Namespace) -> int:
     return roles_main([])
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from trialscreen import doctor
+
+    checks = doctor.run_checks(config_path=args.config, warehouse=args.warehouse)
+    print(doctor.render(checks))
+    return doctor.exit_status(checks)
+
+
+def cmd_trials_list(args: argparse.Namespace) -> int:
+    from trialscreen import doctor
+
+    summaries, errors = doctor.trial_summaries(doctor.trials_dir())
+    rows = [("id", "NCT id", "title", "cohorts")] + [
+        (s.trial_id, s.nct_id or "-", s.title, ", ".join(s.cohorts)) for s in summaries
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[3]]))
+    for error in errors:
+        print(error, file=sys.stderr)
+    return 1 if errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trialscreen", description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="configuration file (default: $TRIALSCREEN_CONFIG, else ./trialscreen.toml if "
+        "present); the environment overrides it (docs/configuration.md)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="the nightly job: ingest, build, validate, publish")
@@ -195,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     roles.set_defaults(func=cmd_roles)
 
+    doctor = sub.add_parser(
+        "doctor", help="check configuration, warehouse, roles, keys, Spark; exit 1 on a FAIL"
+    )
+    doctor.add_argument("--warehouse", help="default: the configured warehouse URL")
+    doctor.set_defaults(func=cmd_doctor)
+
+    trials = sub.add_parser("trials", help="the trial definitions")
+    trials_sub = trials.add_subparsers(dest="trials_command", required=True)
+    trials_list = trials_sub.add_parser("list", help="id, NCT id, title and cohorts of each")
+    trials_list.set_defaults(func=cmd_trials_list)
+
     bench = sub.add_parser("bench", help="benchmark on generated populations")
     bench.add_argument(
         "--sizes", type=int, nargs="+", help="default 1000 10000 (none with --scale alone)"
@@ -227,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.verbose)
+    if args.command != "doctor":  # doctor reports a bad file as one of its findings
+        from trialscreen import config
+
+        try:
+            config.setup(args.config)  # env > file > default (docs/configuration.md)
+        except config.ConfigError as exc:  # names the file and field, never a value
+            print(exc, file=sys.stderr)
+            return 1
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
