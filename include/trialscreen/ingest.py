@@ -617,8 +617,9 @@ def ingest_feed(
             counts.files_seen += 1
             if digest in known:
                 counts.files_skipped += 1
-                # file names can carry PHI (Synthea names bundles after the patient): log a hash
-                log.info("file already ingested", extra={"feed": feed, "file_sha256": digest[:16]})
+                # file names can carry PHI (Synthea names bundles after the patient): log a hash.
+                # Debug: a night re-delivering 20,000 files logs one summary line at info
+                log.debug("file already ingested", extra={"feed": feed, "file_sha256": digest[:16]})
                 if progress:
                     progress(1)
                 continue
@@ -630,6 +631,11 @@ def ingest_feed(
             elif not accepts(path):
                 unsupported.append(_unsupported_file(feed, rel, path))
             todo.append((path, digest, size))
+        if counts.files_skipped:
+            log.info(
+                "files already ingested, skipped",
+                extra={"feed": feed, "files_skipped": counts.files_skipped},
+            )
 
         batch = _Batch()
         by_rel = {p.source_file: p for p in unsupported}
