@@ -374,6 +374,10 @@ def validate(
             }
             (outcome.blocking_failures if exp.blocking else outcome.warnings).append(entry)
         outcome.assets.append({"suite": suite.name, **asdict(info)})
+    # GX links CDNs and a remote logo: point every page at vendored copies (air-gapped servers)
+    from trialscreen.validate.offline_docs import localize_site
+
+    localize_site(_docs_index(docs_root).parent)
     outcome.success = not outcome.blocking_failures
     outcome.seconds = round(time.monotonic() - started, 2)
     log.info(
