@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -174,8 +174,12 @@ def run_dbt(
     dbt_vars: Mapping[str, Any] | None = None,
     artifacts_dir: str | Path | None = None,
     project_dir: str | Path | None = None,
+    callbacks: Sequence[Callable[[Any], None]] = (),
 ) -> Any:
-    """Run one dbt command in-process; raise DbtBuildError when it does not succeed."""
+    """Run one dbt command in-process; raise DbtBuildError when it does not succeed.
+
+    ``callbacks`` get every dbt event (``EventMsg``) as it fires, from dbt's threads: the
+    CLI's progress on a terminal counts ``NodeFinished`` events (trialscreen.progress)."""
     from dbt.cli.main import dbtRunner  # imported late: dbt import is slow
 
     target = dbt_target(warehouse_url)
@@ -212,7 +216,8 @@ def run_dbt(
         env = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **target.env}
         finished: list[tuple[str, str]] = []
         with _environment(env):
-            result = dbtRunner(callbacks=[_failed_node_recorder(finished)]).invoke(cli_args)
+            recorders = [_failed_node_recorder(finished), *callbacks]
+            result = dbtRunner(callbacks=recorders).invoke(cli_args)
     if not result.success:
         if target.target == "duckdb":
             _release_duckdb()
@@ -285,6 +290,7 @@ def build_dbt(
     *,
     exclude: str | None = None,
     artifacts_dir: str | Path | None = None,
+    callbacks: Sequence[Callable[[Any], None]] = (),
 ) -> None:
     """``dbt build`` (models, data tests and unit tests) for a screening date."""
     args: list[str] = []
@@ -298,6 +304,7 @@ def build_dbt(
         args=args,
         dbt_vars=_run_vars(screening_date, run_id, extra_vars),
         artifacts_dir=artifacts_dir,
+        callbacks=callbacks,
     )
 
 
@@ -310,6 +317,7 @@ def seed_and_build(
     *,
     exclude: str | None = None,
     artifacts_dir: str | Path | None = None,
+    callbacks: Sequence[Callable[[Any], None]] = (),
 ) -> None:
     """Load the reference seeds (full refresh), then ``dbt build``."""
     run_dbt(
@@ -318,6 +326,7 @@ def seed_and_build(
         args=["--full-refresh"],
         dbt_vars=_run_vars(screening_date, run_id, extra_vars),
         artifacts_dir=artifacts_dir,
+        callbacks=callbacks,
     )
     build_dbt(
         warehouse_url,
@@ -327,6 +336,7 @@ def seed_and_build(
         extra_vars=extra_vars,
         exclude=exclude,
         artifacts_dir=artifacts_dir,
+        callbacks=callbacks,
     )
 
 
