@@ -32,11 +32,12 @@ import logging
 import os
 import re
 import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -130,6 +131,8 @@ class RunResult:
     candidates: dict[str, int] = field(default_factory=dict)
     artifacts: dict[str, Path] = field(default_factory=dict)
     message: str = ""
+    # failed because the quality gate blocked publication (not a crash): the CLI exits 3
+    gate_blocked: bool = False
 
     @property
     def published(self) -> bool:
@@ -250,11 +253,17 @@ def _refuse_abandoned(wh: Warehouse, run_id: str) -> None:
         )
 
 
-def ingest_feed(warehouse: str | Path, drop: Path, feed: str, run_id: str) -> FeedCounts:
+def ingest_feed(
+    warehouse: str | Path,
+    drop: Path,
+    feed: str,
+    run_id: str,
+    progress: Callable[[int], None] | None = None,
+) -> FeedCounts:
     with run_lock(warehouse), Warehouse.connect(warehouse) as wh:
         ensure_tables(wh)
         _refuse_abandoned(wh, run_id)
-        return _ingest_feed(wh, Path(drop), feed, run_id)
+        return _ingest_feed(wh, Path(drop), feed, run_id, progress=progress)
 
 
 def write_patient_keys(wh: Warehouse, key: str) -> int:
@@ -306,12 +315,21 @@ def dbt_vars(screening_date: date, run_id: str) -> dict[str, Any]:
     }
 
 
-def build(warehouse: str | Path, screening_date: date, run_id: str) -> None:
+def build(
+    warehouse: str | Path,
+    screening_date: date,
+    run_id: str,
+    callbacks: Sequence[Callable[[Any], None]] = (),
+) -> None:
     from trialscreen.transform import seed_and_build
 
     with run_lock(warehouse):
         seed_and_build(
-            transform_url(warehouse), screening_date, check_run_id(run_id), extra_vars={"wap": True}
+            transform_url(warehouse),
+            screening_date,
+            check_run_id(run_id),
+            extra_vars={"wap": True},
+            callbacks=callbacks,
         )
 
 
@@ -475,6 +493,31 @@ class ValidationFailed(RuntimeError):
     """Blocking expectations failed: nothing was published."""
 
 
+class RunProgress(Protocol):
+    """What :func:`run_pipeline` reports while it runs. The CLI draws it on a terminal
+    (``trialscreen.progress``); the DAG and the tests pass none."""
+
+    def step(self, name: str) -> None:
+        """A step begins: ingest, build, validate, publish, reports."""
+
+    def files(self, feed: str, n: int) -> None:
+        """``n`` more entries of a feed's folder were handled (landed or skipped)."""
+
+    def dbt_event(self, event: Any) -> None:
+        """One dbt event (``EventMsg``), called from dbt's threads."""
+
+
+class _NoProgress:
+    def step(self, name: str) -> None:
+        pass
+
+    def files(self, feed: str, n: int) -> None:
+        pass
+
+    def dbt_event(self, event: Any) -> None:
+        pass
+
+
 def run_pipeline(
     input_dir: Path,
     screening_date: date,
@@ -483,12 +526,20 @@ def run_pipeline(
     reports_dir: Path | None = None,
     run_id: str | None = None,
     dbt_docs: bool = False,
+    progress: RunProgress | None = None,
 ) -> RunResult:
     """The whole nightly job outside Airflow, step by step as the DAG runs it, holding the
     warehouse's run lock throughout: a second run refuses at once (``WarehouseBusy``)."""
     with run_lock(warehouse or "trialscreen.duckdb"):
         return _run_pipeline(
-            input_dir, screening_date, warehouse, trials, reports_dir, run_id, dbt_docs
+            input_dir,
+            screening_date,
+            warehouse,
+            trials,
+            reports_dir,
+            run_id,
+            dbt_docs,
+            progress or _NoProgress(),
         )
 
 
@@ -500,6 +551,7 @@ def _run_pipeline(
     reports_dir: Path | None,
     run_id: str | None,
     dbt_docs: bool,
+    progress: RunProgress,
 ) -> RunResult:
     warehouse = warehouse or "trialscreen.duckdb"
     trials = trials or ["axiom"]
@@ -510,22 +562,32 @@ def _run_pipeline(
     result = RunResult(run_id=run_id, screening_date=screening_date, status="running")
     outcome = None
     try:
+        progress.step("ingest")
         for feed in schema.FEEDS:
-            result.feed_counts[feed] = ingest_feed(warehouse, Path(input_dir), feed, run_id)
+
+            def tick(n: int, feed: str = feed) -> None:
+                progress.files(feed, n)
+
+            result.feed_counts[feed] = ingest_feed(warehouse, Path(input_dir), feed, run_id, tick)
         finish_run(warehouse, run_id, "running", result.feed_counts)
+        progress.step("build")
         prepare_build(warehouse, trials)
-        build(warehouse, screening_date, run_id)
+        build(warehouse, screening_date, run_id, callbacks=[progress.dbt_event])
+        progress.step("validate")
         outcome = validate(warehouse, reports_dir, run_id, screening_date)
         result.artifacts["data docs"] = Path(outcome.data_docs_index)
         if not outcome.success:
             names = ", ".join(sorted({f["expectation"] for f in outcome.blocking_failures}))
             raise ValidationFailed(f"quality gate failed, nothing published: {names}")
+        progress.step("publish")
         publish(warehouse, run_id)
         result.status = "published"
     except Exception as exc:
         # the error's class and table, never its text (a database error quotes the row)
         result.status, result.message = "failed", summarize(exc)
+        result.gate_blocked = isinstance(exc, ValidationFailed)
         finish_run(warehouse, run_id, "failed", message=result.message)
+    progress.step("reports")
     result.candidates = candidate_counts(warehouse)
     try:
         result.artifacts["report"] = write_reports(
