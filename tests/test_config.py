@@ -248,6 +248,7 @@ def test_doctor_on_a_duckdb_warehouse(duckdb_warehouse: Path, tmp_path: Path) ->
         "trials", "folders",
     ]  # fmt: skip
     assert found["config"].status == "OK" and "2 settings from the file" in found["config"].found
+    assert "overrides" not in found["config"].found
     assert found["timezone"].found.startswith("Europe/Paris (file)")
     assert found["warehouse"].status == "OK"
     assert "DuckDB" in found["warehouse"].found and "1 of 11 schemas" in found["warehouse"].found
@@ -284,6 +285,25 @@ def test_doctor_reports_a_bad_file_and_goes_on(tmp_path: Path) -> None:
     )
     assert "trials" in by_name(checks)  # the other checks still ran
     assert doctor.exit_status(checks) == 1
+
+
+def test_doctor_says_which_file_values_the_environment_overrides(tmp_path: Path) -> None:
+    toml = write(tmp_path / "site.toml", '[hospital]\ntimezone = "Europe/Paris"\n')
+    env = {pseudonym.KEY_ENV: KEY, "TRIALSCREEN_TIMEZONE": "Asia/Tokyo"}
+    checks = by_name(doctor.run_checks(config_path=toml, env=env))
+    assert checks["timezone"].found.startswith("Asia/Tokyo (environment)")
+    assert checks["config"].found.endswith(
+        "the environment overrides the file for TRIALSCREEN_TIMEZONE"
+    )
+
+
+def test_defaults_are_the_readers_defaults() -> None:
+    from trialscreen.pipeline import DEFAULT_PUBLISH_LOCK_TIMEOUT
+
+    defaults = {s.env: s.default for s in config.SETTINGS}
+    assert defaults["TRIALSCREEN_PUBLISH_LOCK_TIMEOUT"] == DEFAULT_PUBLISH_LOCK_TIMEOUT
+    assert defaults["TRIALSCREEN_TIMEZONE"] == settings.hospital_timezone()
+    assert defaults["TRIALSCREEN_MAX_FILE_BYTES"] == str(limits.current({}).max_file_bytes)
 
 
 def test_doctor_names_a_bad_environment_variable(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ never holds a secret (the pseudonym key, a password, a URL with a password in it
 refused with a message naming the variable to set instead.
 
 The file is validated whole when it is read; every error names the file, the table and the
-key (``trialscreen.toml: [warehouse] url: expected a string``) and never quotes a value.
+key (``trialscreen.toml: [warehouse] url: expected a string``) and never quotes a secret.
 
 :func:`apply` writes the file's values into the process environment where the environment
 does not already have them (``os.environ.setdefault``), so every reader of a
@@ -26,6 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
+
+from trialscreen.limits import DEFAULTS as LIMITS
+from trialscreen.settings import DEFAULT_TIMEZONE
+from trialscreen.spark import DEFAULT_DRIVER_MEMORY
 
 CONFIG_ENV = "TRIALSCREEN_CONFIG"
 DEFAULT_FILE = "trialscreen.toml"
@@ -141,7 +145,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("warehouse", "publish_lock_timeout", "TRIALSCREEN_PUBLISH_LOCK_TIMEOUT", "string", "60s",
       "PostgreSQL: how long publish waits for a table lock", _check_duration),
     # the hospital
-    S("hospital", "timezone", "TRIALSCREEN_TIMEZONE", "string", "UTC",
+    S("hospital", "timezone", "TRIALSCREEN_TIMEZONE", "string", DEFAULT_TIMEZONE,
       "IANA time zone: the screening date and every local date of the clinical windows",
       _check_timezone),
     # the nightly DAG
@@ -163,19 +167,24 @@ SETTINGS: tuple[Setting, ...] = (
     S("paths", "dbt_manifest", "TRIALSCREEN_DBT_MANIFEST", "path", None,
       "the precompiled dbt manifest the DAG renders from; default dbt_project/target/"),
     # hostile input (trialscreen.limits)
-    S("limits", "max_file_bytes", "TRIALSCREEN_MAX_FILE_BYTES", "integer", str(256 << 20),
+    S("limits", "max_file_bytes", "TRIALSCREEN_MAX_FILE_BYTES", "integer",
+      str(LIMITS.max_file_bytes),
       "the most bytes one feed file may hold once decompressed", _check_positive),
-    S("limits", "max_expansion_ratio", "TRIALSCREEN_MAX_EXPANSION_RATIO", "integer", "100",
+    S("limits", "max_expansion_ratio", "TRIALSCREEN_MAX_EXPANSION_RATIO", "integer",
+      str(LIMITS.max_expansion_ratio),
       "the most a gzip may expand (output bytes per input byte)", _check_positive),
-    S("limits", "ratio_floor_bytes", "TRIALSCREEN_RATIO_FLOOR_BYTES", "integer", str(8 << 20),
+    S("limits", "ratio_floor_bytes", "TRIALSCREEN_RATIO_FLOOR_BYTES", "integer",
+      str(LIMITS.ratio_floor_bytes),
       "output size from which the expansion ratio is checked", _check_positive),
-    S("limits", "max_record_bytes", "TRIALSCREEN_MAX_RECORD_BYTES", "integer", str(16 << 20),
+    S("limits", "max_record_bytes", "TRIALSCREEN_MAX_RECORD_BYTES", "integer",
+      str(LIMITS.max_record_bytes),
       "the most bytes one record (NDJSON line, HL7 message, CSV row) may hold",
       _check_positive),
     # Spark (optional extra)
     S("spark", "threads", "TRIALSCREEN_SPARK_THREADS", "integer", "1",
       "dbt threads on the spark target", _check_positive),
-    S("spark", "driver_memory", "TRIALSCREEN_SPARK_DRIVER_MEMORY", "string", "1g",
+    S("spark", "driver_memory", "TRIALSCREEN_SPARK_DRIVER_MEMORY", "string",
+      DEFAULT_DRIVER_MEMORY,
       "the Spark driver's heap", _check_memory),
 )  # fmt: skip
 del S
@@ -259,8 +268,13 @@ def parse(data: Mapping[str, object], source: str, base: Path | None = None) -> 
     for section, table in data.items():
         if section not in SECTIONS:
             secret = _secret_key_message(section)
-            why = secret or f"unknown table (known: {', '.join(SECTIONS)})"
-            errors.append(f"{source}: [{section}]: {why}")
+            inside = table if isinstance(table, dict) else {}
+            secrets = [(k, _secret_key_message(k)) for k in inside if _secret_key_message(k)]
+            if secrets:  # [pseudonym] key = ...: name the secret, not just the table
+                errors += [f"{source}: [{section}] {k}: {why}" for k, why in secrets]
+            else:
+                why = secret or f"unknown table (known: {', '.join(SECTIONS)})"
+                errors.append(f"{source}: [{section}]: {why}")
             continue
         if not isinstance(table, dict):
             errors.append(f"{source}: {section}: expected a table [{section}]")

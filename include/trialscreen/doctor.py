@@ -109,14 +109,20 @@ def _rows(con: Any, sql: str, params: list[Any] | None = None) -> list[tuple[Any
 def check_config(ctx: Context) -> Check:
     counts = {"environment": 0, "file": 0, "default": 0}
     for item in ctx.resolved.values():
-        if item.source != "default" or item.value is not None:
-            counts[item.source] += 1
+        counts[item.source] += 1
     wrong = config.problems(ctx.resolved.values())
     where = str(ctx.file.path) if ctx.file.path else "no file (environment and defaults)"
     found = (
         f"{where}: {counts['file']} settings from the file, {counts['environment']} from the "
-        f"environment, {counts['default']} defaults"
+        f"environment, {counts['default']} default or unset"
     )
+    overridden = [
+        name
+        for name, item in ctx.resolved.items()
+        if item.source == "environment" and ctx.file.value(item.setting) is not None
+    ]
+    if overridden:
+        found += f"; the environment overrides the file for {', '.join(overridden)}"
     if wrong:
         return Check("config", "FAIL", found + "; " + "; ".join(wrong))
     return Check("config", "OK", found)

@@ -13,6 +13,12 @@ hygiene".
   byte read so far), checked once the output passes ``TRIALSCREEN_RATIO_FLOOR_BYTES``
   (default 8 MiB: small files may compress very well and cost nothing). Default 100.
 * ``TRIALSCREEN_MAX_RECORD_BYTES``: the most bytes one record may hold. Default 16 MiB.
+
+Each is also a key of the ``[limits]`` table of ``trialscreen.toml`` (``max_file_bytes``, ...).
+Precedence: the environment, else the file, else these defaults; the CLI applies the file to
+the environment at start (``trialscreen.config.setup``), so :func:`current` reads the
+environment only (docs/configuration.md#precedence). ``trialscreen.config`` validates the
+file's values with the same rule (a positive whole number).
 """
 
 from __future__ import annotations

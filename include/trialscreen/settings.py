@@ -4,6 +4,11 @@ The hospital time zone (``TRIALSCREEN_TIMEZONE``, an IANA name, default ``UTC``)
 screening date when none is given (today in that zone; the DAG takes its logical date in
 it), how a timestamp sent without an offset is placed in time, and every local date the
 clinical windows and reasons use (docs/decisions.md, "Local time").
+
+Where a value comes from: the environment variable, else the configuration file
+(``[hospital] timezone`` in ``trialscreen.toml``), else the default. The CLI applies the file
+to the environment at start (``trialscreen.config.setup``), so this module reads the
+environment only; docs/configuration.md#precedence.
 """
 
 from __future__ import annotations
