@@ -89,7 +89,7 @@ def test_report_counts_match_the_marts(report):
     # age removes p4, anc removes p3: 6 -> 5 -> 4 -> 4 -> 4
     assert re.findall(r'class="num">(\d+)', funnel) == ["6", "5", "4", "4", "4"]
     assert "(−1)" in funnel
-    assert 'id="feed-volume-fhir"' in html and 'id="feed-volume-hl7"' in html
+    assert 'id="feed-nights-fhir"' in html and 'id="feed-nights-hl7"' in html
     assert "Observation without a subject reference" in html
     quarantine = re.search(r'id="quarantine-per-feed">(.*?)</table>', html).group(1)
     assert '<td class="">fhir</td><td class="n">2</td>' in quarantine
@@ -161,8 +161,45 @@ def test_every_text_the_report_renders_from_data_is_escaped():
             }
         ),
         freshness=pl.DataFrame(
-            {"feed": [bad], "latest_record_at": [datetime(2026, 11, 1)], "records_this_run": [3]}
+            {
+                "feed": [bad],
+                "latest_record_on": [date(2026, 11, 1)],
+                "days_before_screening_date": [1],
+                "future_dated": [0],
+                "records_this_run": [3],
+            }
         ),
+        nights=pl.DataFrame(
+            {
+                "feed": [bad, bad],
+                "night": [date(2026, 11, 1), date(2026, 11, 2)],
+                "runs": [1, 1],
+                "records_in": [3, 0],
+                "loaded": [1, 0],
+                "duplicates_skipped": [1, 0],
+                "quarantined": [1, 0],
+                "trailing_median": [None, 3.0],
+                "flag": [None, "no_records"],
+            }
+        ),
+        unmapped_units=pl.DataFrame(
+            {"feed": [bad], "analyte": [bad], "unit_as_sent": [bad], "results": [1]}
+        ),
+        accrual=pl.DataFrame(
+            {
+                "trial_id": [bad],
+                "cohort_id": [bad],
+                "night": [date(2026, 11, 2)],
+                "candidates": [2],
+                "newly_eligible": [1],
+                "no_longer_eligible": [0],
+            }
+        ),
+        labels={
+            "trials": {bad: {"title": bad, "nct_id": bad}},
+            "cohorts": {(bad, bad): bad},
+            "criteria": {(bad, bad): bad},
+        },
         quarantine=pl.DataFrame({"feed": [bad], "scope": [bad], "error": [bad], "records": [1]}),
         value_issues=pl.DataFrame({"analyte": [bad], "value_issue": [bad], "results": [1]}),
         validation=ValidationOutcome(

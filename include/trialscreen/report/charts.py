@@ -9,7 +9,6 @@ import re
 
 import polars as pl
 
-RECENT_RUNS = 10
 STATUS_COLORS = {
     "met": "#2e7d32",
     "not_met": "#c62828",
@@ -106,32 +105,63 @@ def outcomes_svg(trial: str, cohort: str, frame: pl.DataFrame, order: list[str])
     return "".join(parts)
 
 
-def volume_svg(feed: str, frame: pl.DataFrame) -> str:
-    """One small multiple: per run, loaded + duplicates + quarantined stacked (= records_in)."""
-    rows = frame.to_dicts()[-RECENT_RUNS:]
-    width, height, pad_b, pad_t = 260, 130, 18, 16
+FLAG_COLOR = "#c62828"
+
+
+def night_volume_svg(feed: str, frame: pl.DataFrame) -> str:
+    """One small multiple of the feed-health dashboard: records per night (loaded, duplicates,
+    quarantined stacked), every night dated under its bar. A night with no records draws a
+    red outline and a 0; a flagged night (``collect.feed_nights``) is marked red."""
+    rows = frame.sort("night").to_dicts()
+    slot = 34
+    width = max(260, 10 + slot * len(rows))
+    height, pad_b, pad_t = 150, 32, 18
     top = max((r["records_in"] or 0 for r in rows), default=0) or 1
-    bar_slot = (width - 10) / max(len(rows), 1)
     parts = [
-        f'<svg id="{_id("feed-volume", feed)}" class="chart small" role="img" width="{width}" '
-        f'height="{height}" aria-label="{E(f"Records per run, {feed} feed")}">',
-        _svg_text(4, 12, f"{feed} (max {top} records/run)", cls="title"),
+        f'<svg id="{_id("feed-nights", feed)}" class="chart small" role="img" width="{width}" '
+        f'height="{height}" aria-label="{E(f"Records per night, {feed} feed")}">',
+        _svg_text(4, 12, f"{feed} (max {top} records/night)", cls="title"),
     ]
     usable = height - pad_b - pad_t
+    base = float(height - pad_b)
     for i, row in enumerate(rows):
-        x = 5 + i * bar_slot
-        y = float(height - pad_b)
+        x = 5 + i * slot
+        night = str(row["night"])
+        n_in = int(row["records_in"] or 0)
+        flag = row.get("flag") or ""
+        median = row.get("trailing_median")
+        tip = f"{night}: {n_in} records" + (
+            f"; trailing median {median:g}" if median is not None else ""
+        )
+        if flag:
+            tip += f"; flagged: {flag.replace('_', ' ')}"
+        parts.append(
+            f'<g class="night{" flagged" if flag else ""}" data-night="{E(night)}" '
+            f'data-records="{n_in}" data-flag="{E(flag)}"><title>{E(tip)}</title>'
+        )
+        y = base
         for part, color in VOLUME_COLORS.items():
-            n = row[part] or 0
+            n = int(row[part] or 0)
             h = usable * n / top
             y -= h
             if n:
-                tip = E(f"{row['run_id']}: {part} {n} of {row['records_in']}")
                 parts.append(
-                    f'<rect x="{x + 2:.1f}" y="{y:.1f}" width="{max(bar_slot - 4, 1):.1f}" '
-                    f'height="{h:.1f}" fill="{color}"><title>{tip}</title></rect>'
+                    f'<rect x="{x + 3:.1f}" y="{y:.1f}" width="{slot - 6}" height="{h:.1f}" '
+                    f'fill="{color}"/>'
                 )
-        if i == len(rows) - 1:
-            parts.append(_svg_text(x + bar_slot / 2, height - 4, "latest", "middle", "axis"))
+        if n_in == 0:
+            parts.append(
+                f'<rect x="{x + 3:.1f}" y="{base - 3:.1f}" width="{slot - 6}" height="3" '
+                f'fill="none" stroke="{FLAG_COLOR}"/>'
+            )
+            parts.append(_svg_text(x + slot / 2, base - 6, "0", "middle", "zero"))
+        if flag:
+            parts.append(_svg_text(x + slot / 2, pad_t + 8, "!", "middle", "flag"))
+        parts.append(_svg_text(x + slot / 2, height - 18, night[5:], "middle", "axis"))
+        parts.append("</g>")
+    if rows:
+        parts.append(
+            _svg_text(width - 4, height - 4, f"nights to {rows[-1]['night']}", "end", "axis")
+        )
     parts.append("</svg>")
     return "".join(parts)

@@ -8,21 +8,28 @@ import json
 import os
 import re
 import shutil
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
+from trialscreen import settings
 from trialscreen.report.charts import (
-    RECENT_RUNS,
     VOLUME_COLORS,
     E,
     _id,
     funnel_svg,
+    night_volume_svg,
     outcomes_svg,
-    volume_svg,
 )
-from trialscreen.report.collect import UNMAPPED_TOP, ReportData, collect
+from trialscreen.report.collect import (
+    LOW_FRACTION,
+    RECENT_NIGHTS,
+    UNMAPPED_TOP,
+    ReportData,
+    collect,
+)
 from trialscreen.validate import ValidationOutcome
 from trialscreen.warehouse import Warehouse
 
@@ -53,7 +60,39 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#777}
 .legend span{display:inline-block;margin-right:14px}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
+.chart text.zero,.chart text.flag{fill:#c62828;font-weight:700}
+.flags li{color:#c62828}
+tr.flagged td{background:#ffebee}
+.nct{font-weight:400;font-size:14px;color:#555}
 """
+
+
+def local_time(value: Any, zone: str) -> str:
+    """A naive UTC timestamp of the audit tables in the hospital's time zone, zone named."""
+    if not isinstance(value, datetime):
+        return str(value)
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    local = aware.astimezone(settings.hospital_zone(zone))
+    return local.strftime("%Y-%m-%d %H:%M %Z") + f" ({zone})"
+
+
+def _trial_heading(data: ReportData, trial: str, cohort: str) -> str:
+    info = data.labels.get("trials", {}).get(trial) or {}
+    title = info.get("title") or trial
+    nct = info.get("nct_id")
+    cohort_title = data.labels.get("cohorts", {}).get((trial, cohort)) or f"cohort {cohort}"
+    return (
+        f"{E(title)} · {E(cohort_title)}"
+        f' <span class="nct">{E(trial)}{" · " + E(nct) if nct else ""} · cohort {E(cohort)}</span>'
+    )
+
+
+def _with_labels(data: ReportData, trial: str, frame: pl.DataFrame | None) -> pl.DataFrame | None:
+    """criterion_id replaced by the trial definition's label (the id when it has none)."""
+    names = {c: label for (t, c), label in data.labels.get("criteria", {}).items() if t == trial}
+    if frame is None or not names:
+        return frame
+    return frame.with_columns(pl.col("criterion_id").replace(names))
 
 
 def _table(frame: pl.DataFrame, numeric: set[str] | None = None, table_id: str = "") -> str:
@@ -85,7 +124,7 @@ def _cohort_sections(data: ReportData) -> str:
     out = []
     for trial, cohort in sorted(keys):
         sid = _id("cohort", trial, cohort)
-        parts = [f'<section id="{sid}"><h2>{E(trial)} · cohort {E(cohort)}</h2>']
+        parts = [f'<section id="{sid}"><h2>{_trial_heading(data, trial, cohort)}</h2>']
 
         def pick(
             frame: pl.DataFrame | None, trial: str = trial, cohort: str = cohort
@@ -97,8 +136,8 @@ def _cohort_sections(data: ReportData) -> str:
         candidates, new, funnel, outcomes = (
             pick(data.candidates),
             pick(data.new_candidates),
-            pick(data.funnel),
-            pick(data.outcomes),
+            _with_labels(data, trial, pick(data.funnel)),
+            _with_labels(data, trial, pick(data.outcomes)),
         )
         if candidates is not None and candidates.height:
             counts = dict(candidates.select("candidate_status", "patients").iter_rows())
@@ -132,57 +171,99 @@ def _cohort_sections(data: ReportData) -> str:
         if outcomes is not None and outcomes.height:
             parts.append("<h3>Criterion outcomes</h3>")
             parts.append(outcomes_svg(trial, cohort, outcomes, order))
+        accrual = pick(data.accrual)
+        if accrual is not None and accrual.height:
+            parts.append(f"<h3>Candidates per night (last {RECENT_NIGHTS} nights)</h3>")
+            parts.append(
+                _table(
+                    accrual.select(
+                        pl.col("night").cast(pl.String),
+                        "candidates",
+                        "newly_eligible",
+                        "no_longer_eligible",
+                    ),
+                    {"candidates", "newly_eligible", "no_longer_eligible"},
+                    _id("accrual", trial, cohort),
+                )
+            )
+            parts.append(
+                '<p class="muted">Candidates: ready for review or missing data. Newly eligible: '
+                "a candidate that night and not the night before; no longer eligible: the "
+                "reverse (ineligible now, or no longer screened). Empty on the first night.</p>"
+            )
         parts.append("</section>")
         out.append("".join(parts))
     return "".join(out)
 
 
 def _feeds_section(data: ReportData) -> str:
-    parts = ['<section id="feeds"><h2>Feeds: volumes and freshness</h2>']
-    if data.volumes is None or not data.volumes.height:
-        parts.append('<p class="muted">No feed counts recorded.</p></section>')
-        return "".join(parts)
-    legend = "".join(
-        f'<span><i style="background:{c}"></i>{E(k)}</span>' for k, c in VOLUME_COLORS.items()
-    )
-    parts.append(f'<p class="legend">Records per run (last {RECENT_RUNS}): {legend}</p>')
-    parts.append('<div class="multiples">')
-    for feed in sorted(set(data.volumes.get_column("feed").to_list())):
-        parts.append(volume_svg(feed, data.volumes.filter(pl.col("feed") == feed)))
-    parts.append("</div>")
-    if data.freshness is not None and data.freshness.height:
-        rows = []
-        for row in data.freshness.to_dicts():
-            latest = row["latest_record_at"]
-            age = ""
-            if isinstance(latest, datetime) and data.screening_date:
-                age = str((data.screening_date - latest.date()).days)
-            rows.append(
-                {
-                    "feed": row["feed"],
-                    "latest_record_at": str(latest) if latest else "never",
-                    "days_before_screening_date": age,
-                    "records_this_run": row["records_this_run"],
-                }
+    parts = ['<section id="feeds"><h2>Feed health</h2>']
+    nights = data.nights
+    if nights is None or not nights.height:
+        parts.append('<p class="muted">No feed counts recorded.</p>')
+    else:
+        legend = "".join(
+            f'<span><i style="background:{c}"></i>{E(k)}</span>' for k, c in VOLUME_COLORS.items()
+        )
+        parts.append(
+            f'<p class="legend">Records per night (last {RECENT_NIGHTS} nights): {legend}</p>'
+        )
+        flagged = nights.filter(pl.col("flag").is_not_null())
+        if flagged.height:
+            items = "".join(
+                f'<li data-feed="{E(r["feed"])}" data-night="{E(str(r["night"]))}">'
+                f"{E(r['feed'])}, {E(str(r['night']))}: "
+                + ("no records" if r["flag"] == "no_records" else f"only {r['records_in']} records")
+                + f" (trailing median {r['trailing_median']:g})</li>"
+                for r in flagged.to_dicts()
             )
+            parts.append(f'<ul class="flags" id="feed-flags">{items}</ul>')
+        else:
+            parts.append('<p id="feed-flags-none">No feed fell below its usual volume.</p>')
+        parts.append('<div class="multiples">')
+        for feed in nights.get_column("feed").unique(maintain_order=True).to_list():
+            parts.append(night_volume_svg(feed, nights.filter(pl.col("feed") == feed)))
+        parts.append("</div>")
+        parts.append(
+            f'<p class="muted">A night is flagged when the feed delivered less than '
+            f"{LOW_FRACTION:.0%} of the median of its earlier nights shown (no records at all: "
+            "an outage looks like this, not like a normal night).</p>"
+        )
+        parts.append("<details><summary>Per night</summary>")
+        parts.append(_nights_table(nights))
+        parts.append("</details>")
+    if data.freshness is not None and data.freshness.height:
         parts.append("<h3>Freshness</h3>")
         parts.append(
             _table(
-                pl.DataFrame(
-                    rows,
-                    schema={
-                        "feed": pl.String,
-                        "latest_record_at": pl.String,
-                        "days_before_screening_date": pl.String,
-                        "records_this_run": pl.Int64,
-                    },
-                ),
-                {"days_before_screening_date", "records_this_run"},
+                data.freshness.with_columns(pl.col("latest_record_on").cast(pl.String)),
+                {"days_before_screening_date", "future_dated", "records_this_run"},
                 "freshness",
             )
         )
+        parts.append(
+            '<p class="muted">Latest observation dated on or before the screening date '
+            f"({E(str(data.screening_date))}); observations dated after it are counted as "
+            "future-dated and never make a feed look fresh.</p>"
+        )
     parts.append("</section>")
     return "".join(parts)
+
+
+def _nights_table(nights: pl.DataFrame) -> str:
+    head = "".join(f"<th>{E(c)}</th>" for c in nights.columns)
+    body = []
+    for row in nights.to_dicts():
+        klass = ' class="flagged"' if row["flag"] else ""
+        cells = "".join(
+            f"<td>{E('' if v is None else (f'{v:g}' if isinstance(v, float) else str(v)))}</td>"
+            for v in row.values()
+        )
+        body.append(f"<tr{klass}>{cells}</tr>")
+    return (
+        f'<table id="feed-nights-table"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
 
 
 def _quarantine_section(data: ReportData) -> str:
@@ -210,8 +291,17 @@ def _issues_section(data: ReportData) -> str:
         parts.append(_table(data.value_issues, {"results"}, "value-issues-table"))
         parts.append(
             '<p class="muted">Flagged results are kept but never used as values; a flagged '
-            "latest result makes its criterion <i>unknown</i>.</p></section>"
+            "latest result makes its criterion <i>unknown</i>.</p>"
         )
+        units = data.unmapped_units
+        if units is not None and units.height:
+            parts.append("<h3>Units no seed converts</h3>")
+            parts.append(_table(units, {"results"}, "unmapped-units-table"))
+            parts.append(
+                '<p class="muted">Unit spellings as sent (add them to seed unit_aliases with '
+                "their UCUM code); a spelling read out of a value's free text is not shown.</p>"
+            )
+        parts.append("</section>")
     return "".join(parts)
 
 
@@ -281,9 +371,9 @@ def render(data: ReportData, docs_href: str | None = None) -> str:
     if data.run_row.get("trial_ids"):
         meta.append(f"<span>trials {E(str(data.run_row['trial_ids']))}</span>")
     if started:
-        meta.append(f"<span>started {E(str(started))}</span>")
+        meta.append(f"<span>started {E(local_time(started, data.timezone))}</span>")
     if finished:
-        meta.append(f"<span>finished {E(str(finished))}</span>")
+        meta.append(f"<span>finished {E(local_time(finished, data.timezone))}</span>")
     note = ""
     if data.marts_run_id and data.marts_run_id != data.run_id:
         note = (
@@ -325,11 +415,17 @@ def _write_index(reports_dir: Path) -> Path:
         )
     docs = reports_dir / "data_docs" / "gx" / "uncommitted" / "data_docs" / "local_site"
     docs_link = (
-        f'<p><a href="{E((docs / "index.html").relative_to(reports_dir).as_posix())}">'
-        "Data Docs</a></p>"
+        f'<p><a id="data-docs-index-link" '
+        f'href="{E((docs / "index.html").relative_to(reports_dir).as_posix())}">'
+        "Data Docs</a> (quality gate: every expectation and its result)</p>"
         if (docs / "index.html").is_file()
         else ""
     )
+    if (reports_dir / "dbt_docs" / "index.html").is_file():
+        docs_link += (
+            '<p><a id="dbt-docs-link" href="dbt_docs/index.html">dbt docs</a> (every model and '
+            "column described, with the lineage from feeds to marts)</p>"
+        )
     page = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>TrialScreen reports</title><style>{CSS}</style></head><body>"
