@@ -245,7 +245,7 @@ def test_doctor_on_a_duckdb_warehouse(duckdb_warehouse: Path, tmp_path: Path) ->
     found = by_name(checks)
     assert [c.name for c in checks] == [
         "config", "timezone", "warehouse", "transform", "roles", "keys", "spark", "dbt",
-        "trials", "folders",
+        "trials", "folders", "worklist", "alerts",
     ]  # fmt: skip
     assert found["config"].status == "OK" and "2 settings from the file" in found["config"].found
     assert "overrides" not in found["config"].found
@@ -304,6 +304,57 @@ def test_defaults_are_the_readers_defaults() -> None:
     assert defaults["TRIALSCREEN_PUBLISH_LOCK_TIMEOUT"] == DEFAULT_PUBLISH_LOCK_TIMEOUT
     assert defaults["TRIALSCREEN_TIMEZONE"] == settings.hospital_timezone()
     assert defaults["TRIALSCREEN_MAX_FILE_BYTES"] == str(limits.current({}).max_file_bytes)
+
+
+def test_defaults_of_the_gate_alerts_and_worklist() -> None:
+    from trialscreen.notify import DEFAULT_TIMEOUT
+    from trialscreen.validate.runner import DEFAULT_GATE_MEMORY_LIMIT
+
+    defaults = {s.env: s.default for s in config.SETTINGS}
+    assert defaults["TRIALSCREEN_GATE_MEMORY_LIMIT"] == DEFAULT_GATE_MEMORY_LIMIT
+    assert float(defaults["TRIALSCREEN_ALERT_WEBHOOK_TIMEOUT"] or 0) == DEFAULT_TIMEOUT
+    assert float(defaults["TRIALSCREEN_ALERT_SMTP_TIMEOUT"] or 0) == DEFAULT_TIMEOUT
+
+
+def test_alert_and_worklist_settings(tmp_path: Path) -> None:
+    file = config.load(
+        write(
+            tmp_path / "t.toml",
+            '[alerts]\nsmtp_host = "smtp.example"\nsmtp_from = "ts@example"\n'
+            'smtp_to = ["a@example", "b@example"]\nwebhook_timeout = 2.5\n'
+            '[worklist]\ndecisions_store = "decisions.sqlite"\nopt_out_file = "none.csv"\n',
+        )
+    )
+    assert file.values["TRIALSCREEN_ALERT_SMTP_TO"] == "a@example,b@example"
+    assert file.values["TRIALSCREEN_ALERT_WEBHOOK_TIMEOUT"] == "2.5"
+    assert file.values["TRIALSCREEN_DECISIONS_STORE"] == str(tmp_path / "decisions.sqlite")
+    checks = by_name(doctor.run_checks(config_path=tmp_path / "t.toml", env={}))
+    assert checks["alerts"] == doctor.Check(
+        "alerts", "OK", "mail via smtp.example:587 to 2 recipient(s)"
+    )
+    assert checks["worklist"].status == "FAIL" and "does not exist" in checks["worklist"].found
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[alerts]\nwebhook_url = "https://hooks.example/T0/s3cr3t-value"\n',
+         "[alerts] webhook_url: a secret is never read from a file: set "
+         "TRIALSCREEN_ALERT_WEBHOOK_URL"),
+        ('[alerts]\nsmtp_password = "s3cr3t-value"\n',
+         "[alerts] smtp_password: a secret is never read from a file: set "
+         "TRIALSCREEN_ALERT_SMTP_PASSWORD"),
+        ('[alerts]\nsmtp_to = [1]\n', "[alerts] smtp_to: expected a list of strings"),
+        ('[alerts]\nsmtp_security = "tls"\n', "[alerts] smtp_security: expected starttls"),
+        ('[alerts]\nsmtp_timeout = 900\n', "[alerts] smtp_timeout: expected seconds between"),
+        ('[gate]\nmemory_limit = "lots"\n', "[gate] memory_limit: expected a size"),
+        ('[worklist]\ndecisions_store = "postgresql://coord:s3cr3t-value@db/ts"\n',
+         "[worklist] decisions_store: carries a password"),
+    ],
+)  # fmt: skip
+def test_alert_and_worklist_errors(tmp_path: Path, text: str, expected: str) -> None:
+    (line,) = errors_of(tmp_path, text)
+    assert expected in line and "s3cr3t-value" not in line
 
 
 def test_doctor_names_a_bad_environment_variable(tmp_path: Path) -> None:

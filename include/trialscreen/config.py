@@ -35,7 +35,7 @@ CONFIG_ENV = "TRIALSCREEN_CONFIG"
 DEFAULT_FILE = "trialscreen.toml"
 MAX_FILE_BYTES = 1 << 20  # a configuration is a few KiB; anything larger is the wrong file
 
-Kind = Literal["string", "path", "url", "integer"]
+Kind = Literal["string", "path", "url", "integer", "number", "addresses"]
 Source = Literal["environment", "file", "default"]
 
 
@@ -92,6 +92,37 @@ def _check_postgres(value: str) -> str | None:
     if value.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
         return None
     return "expected a postgresql:// URL"
+
+
+def _check_seconds(value: str) -> str | None:
+    try:
+        seconds = float(value)
+    except ValueError:
+        return "expected a number of seconds"
+    return None if 0 < seconds <= 300 else "expected seconds between 0 and 300"
+
+
+def _check_port(value: str) -> str | None:
+    ok = value.isdigit() and 0 < int(value) < 65536
+    return None if ok else "expected a port number (1-65535)"
+
+
+def _check_smtp_security(value: str) -> str | None:
+    known = value.lower() in {"starttls", "ssl", "none"}
+    return None if known else "expected starttls, ssl or none"
+
+
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$", re.IGNORECASE)  # a DuckDB size
+
+
+def _check_size(value: str) -> str | None:
+    return None if _SIZE.match(value.strip()) else "expected a size such as 512MB or 1GB"
+
+
+def _check_store(value: str) -> str | None:
+    if "://" not in value or value.startswith(("postgresql://", "postgres://")):
+        return None
+    return "expected a SQLite file path or a postgresql:// URL"
 
 
 def _check_cron(value: str) -> str | None:
@@ -186,6 +217,37 @@ SETTINGS: tuple[Setting, ...] = (
     S("spark", "driver_memory", "TRIALSCREEN_SPARK_DRIVER_MEMORY", "string",
       DEFAULT_DRIVER_MEMORY,
       "the Spark driver's heap", _check_memory),
+    # the quality gate (trialscreen.validate.runner)
+    S("gate", "memory_limit", "TRIALSCREEN_GATE_MEMORY_LIMIT", "string", "512MB",
+      "the DuckDB memory the quality gate may use (it spills to disk beyond it)", _check_size),
+    # the coordinators' worklist (trialscreen.worklist)
+    S("worklist", "dir", "TRIALSCREEN_WORKLIST_DIR", "path", None,
+      "where the worklist is written (0700); default worklist/ beside the reports folder"),
+    S("worklist", "opt_out_file", "TRIALSCREEN_OPT_OUT_FILE", "path", None,
+      "the research-contact opt-out list (must exist); default "
+      "<worklist dir>/research_opt_outs.csv when present"),
+    S("worklist", "decisions_store", "TRIALSCREEN_DECISIONS_STORE", "url", None,
+      "the coordinators' decisions: a SQLite file (default <worklist dir>/decisions.sqlite) "
+      "or the coordinator's postgresql:// URL", _check_store),
+    S("worklist", "user", "TRIALSCREEN_USER", "string", None,
+      "who records decisions and exports (default: the login name)"),
+    # alerts (trialscreen.notify); the webhook URL and the SMTP password are secrets
+    S("alerts", "webhook_timeout", "TRIALSCREEN_ALERT_WEBHOOK_TIMEOUT", "number", "10",
+      "seconds the webhook may take", _check_seconds),
+    S("alerts", "smtp_host", "TRIALSCREEN_ALERT_SMTP_HOST", "string", None,
+      "the mail server alerts are sent through (unset: no mail)"),
+    S("alerts", "smtp_port", "TRIALSCREEN_ALERT_SMTP_PORT", "integer", "587",
+      "its port", _check_port),
+    S("alerts", "smtp_security", "TRIALSCREEN_ALERT_SMTP_SECURITY", "string", None,
+      "starttls, ssl or none; default ssl on port 465, else starttls", _check_smtp_security),
+    S("alerts", "smtp_from", "TRIALSCREEN_ALERT_SMTP_FROM", "string", None,
+      "the sender address"),
+    S("alerts", "smtp_to", "TRIALSCREEN_ALERT_SMTP_TO", "addresses", None,
+      "the recipients: a list of addresses, or one string separated by commas"),
+    S("alerts", "smtp_user", "TRIALSCREEN_ALERT_SMTP_USER", "string", None,
+      "the SMTP login, when the server needs one"),
+    S("alerts", "smtp_timeout", "TRIALSCREEN_ALERT_SMTP_TIMEOUT", "number", "10",
+      "seconds the mail server may take", _check_seconds),
 )  # fmt: skip
 del S
 
@@ -200,6 +262,8 @@ SECRETS: dict[str, str] = {
     "TRIALSCREEN_TRANSFORMER_PASSWORD": "trialscreen_transformer's password",
     "TRIALSCREEN_ANALYST_PASSWORD": "trialscreen_analyst's password (unset: NOLOGIN)",
     "TRIALSCREEN_COORDINATOR_PASSWORD": "trialscreen_coordinator's password (unset: NOLOGIN)",
+    "TRIALSCREEN_ALERT_WEBHOOK_URL": "the alert webhook (its URL usually holds a token)",
+    "TRIALSCREEN_ALERT_SMTP_PASSWORD": "the SMTP login's password",
 }
 _SECRET_KEYS: dict[str, str] = {
     "pseudonym_key": "TRIALSCREEN_PSEUDONYM_KEY",
@@ -208,6 +272,9 @@ _SECRET_KEYS: dict[str, str] = {
     "transformer_password": "TRIALSCREEN_TRANSFORMER_PASSWORD",
     "analyst_password": "TRIALSCREEN_ANALYST_PASSWORD",
     "coordinator_password": "TRIALSCREEN_COORDINATOR_PASSWORD",
+    "webhook_url": "TRIALSCREEN_ALERT_WEBHOOK_URL",
+    "webhook": "TRIALSCREEN_ALERT_WEBHOOK_URL",
+    "smtp_password": "TRIALSCREEN_ALERT_SMTP_PASSWORD",
 }
 _SECRET_WORDS = ("password", "passwd", "secret", "token", "key")
 
@@ -257,7 +324,20 @@ def _kind_error(kind: Kind, value: object) -> str | None:
     if kind == "integer":
         ok = isinstance(value, int) and not isinstance(value, bool)
         return None if ok else "expected an integer"
+    if kind == "number":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else "expected a number"
+    if kind == "addresses" and isinstance(value, list):
+        ok = all(isinstance(v, str) for v in value)
+        return None if ok else "expected a list of strings"
     return None if isinstance(value, str) else "expected a string"
+
+
+def _text(kind: Kind, value: object) -> str:
+    """A TOML value as the environment variable would spell it."""
+    if kind == "addresses" and isinstance(value, list):
+        return ",".join(str(v).strip() for v in value)
+    return str(value).strip()
 
 
 def parse(data: Mapping[str, object], source: str, base: Path | None = None) -> FileConfig:
@@ -289,7 +369,7 @@ def parse(data: Mapping[str, object], source: str, base: Path | None = None) -> 
                 continue
             problem = _kind_error(setting.kind, value)
             if problem is None:
-                text = str(value).strip()
+                text = _text(setting.kind, value)
                 if setting.kind == "url" and url_has_password(text):
                     problem = (
                         "carries a password; a secret is never read from a file: set "
@@ -301,7 +381,10 @@ def parse(data: Mapping[str, object], source: str, base: Path | None = None) -> 
                 elif setting.check is not None:
                     problem = setting.check(text)
                 if problem is None:
-                    if setting.kind == "path" and base is not None:
+                    relative = setting.kind == "path" or (
+                        setting.kind == "url" and "://" not in text  # a database file
+                    )
+                    if relative and base is not None:
                         text = str((base / Path(text).expanduser()).resolve())
                     values[setting.env] = text
             if problem is not None:

@@ -533,6 +533,43 @@ def check_folders(ctx: Context) -> Check:
     return Check("folders", status, "; ".join(notes))
 
 
+def check_worklist(ctx: Context) -> Check:
+    """The opt-out list, when one is named, exists: the worklist is not written without it."""
+    opt_out = ctx.value("TRIALSCREEN_OPT_OUT_FILE")
+    store = ctx.value("TRIALSCREEN_DECISIONS_STORE")
+    folder = ctx.value("TRIALSCREEN_WORKLIST_DIR")
+    notes = [f"folder: {folder or 'default (beside the reports folder)'}"]
+    notes.append(f"decisions: {_redact(store) if '://' in store else store or 'default SQLite'}")
+    if opt_out and not Path(opt_out).is_file():
+        notes.append(f"opt-out list {opt_out} does not exist: no worklist is written without it")
+        return Check("worklist", "FAIL", "; ".join(notes))
+    notes.append(f"opt-out list: {opt_out or 'default (<worklist dir>/research_opt_outs.csv)'}")
+    return Check("worklist", "OK", "; ".join(notes))
+
+
+def check_alerts(ctx: Context) -> Check:
+    """Where a failed night is announced (nothing is sent)."""
+    destinations = []
+    if ctx.env.get("TRIALSCREEN_ALERT_WEBHOOK_URL", "").strip():
+        destinations.append("webhook (URL set in the environment)")
+    host = ctx.value("TRIALSCREEN_ALERT_SMTP_HOST")
+    if host:
+        sender = ctx.value("TRIALSCREEN_ALERT_SMTP_FROM")
+        to = [a for a in ctx.value("TRIALSCREEN_ALERT_SMTP_TO").split(",") if a.strip()]
+        if not sender or not to:
+            return Check(
+                "alerts",
+                "FAIL",
+                f"mail via {host}: TRIALSCREEN_ALERT_SMTP_FROM and TRIALSCREEN_ALERT_SMTP_TO "
+                "are needed with TRIALSCREEN_ALERT_SMTP_HOST",
+            )
+        port = ctx.value("TRIALSCREEN_ALERT_SMTP_PORT")
+        destinations.append(f"mail via {host}:{port} to {len(to)} recipient(s)")
+    if not destinations:
+        return Check("alerts", "WARN", "no destination: a failed night shows only in Airflow")
+    return Check("alerts", "OK", "; ".join(destinations))
+
+
 CHECKS: tuple[Callable[[Context], Check], ...] = (
     check_config,
     check_timezone,
@@ -544,6 +581,8 @@ CHECKS: tuple[Callable[[Context], Check], ...] = (
     check_dbt,
     check_trials,
     check_folders,
+    check_worklist,
+    check_alerts,
 )
 
 
