@@ -451,6 +451,15 @@ def write_reports(
 ) -> Path:
     """The screening report (always) and, when asked, the dbt docs site for analysts
     (``<reports>/dbt_docs/index.html``, regenerated from the warehouse catalog)."""
+    try:  # the coordinators' worklist, restricted and apart from the reports: published runs
+        with Warehouse.connect(warehouse) as wh:
+            published = _read_run(wh, run_id)["status"] == "published"
+        if published:
+            from trialscreen.worklist import write_worklist
+
+            write_worklist(transform_url(warehouse), run_id, Path(reports_dir))
+    except Exception as exc:  # never stops the report; the class only (a row may carry PHI)
+        log.error("worklist failed", extra={"run_id": run_id, "error": type(exc).__name__})
     from trialscreen.report import write_report
 
     report = Path(write_report(transform_url(warehouse), Path(reports_dir), run_id, validation))

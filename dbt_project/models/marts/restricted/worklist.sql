@@ -1,0 +1,236 @@
+{{ config(schema='restricted') }}
+-- The coordinators' worklist (docs/specification.md#candidate-contacts; docs/decisions.md,
+-- "The coordinators' worklist"): one row per (trial, cohort, patient, criterion) for every
+-- candidate of this run, and for every patient who was a candidate in the previous run and is
+-- no longer one, with the patient's identity, each criterion's status, value, threshold,
+-- evidence date and the coordinator-facing reason. Every further per-criterion column of
+-- marts.criterion_evaluations passes through unchanged (listed in the YAML).
+-- Patients on the research-contact opt-out list (restricted.research_opt_outs, refreshed by
+-- the worklist step of each run) never appear. Schema `restricted`; never granted to analysts.
+{%- set opt_outs = adapter.get_relation(
+        database=target.database, schema='restricted', identifier='research_opt_outs') %}
+{%- set base_columns = [
+        'run_id', 'screening_date', 'trial_id', 'cohort_id', 'patient_key', 'criterion_id',
+        'status', 'value_numeric', 'value_unit', 'threshold', 'uln', 'uln_source',
+        'evidence_source', 'evidence_id', 'evidence_at', 'reason',
+        'mrn', 'family_name', 'given_name', 'birth_date', 'age_years', 'candidate_status',
+        'n_unknown', 'is_new', 'is_no_longer_eligible', 'previous_status', 'first_eligible_on',
+        'criterion_ordinal', 'criterion_label', 'criterion_status'] %}
+{%- set extra_columns = [] %}
+{%- if execute -%}
+{%- for column in adapter.get_columns_in_relation(ref('criterion_evaluations')) -%}
+{%- if column.name | lower not in base_columns -%}
+{%- do extra_columns.append(column.name | lower) -%}
+{%- endif -%}
+{%- endfor -%}
+{%- endif %}
+with
+
+results as (
+
+    select * from {{ ref('screening_results') }}
+
+),
+
+candidates as (
+
+    select * from {{ ref('eligible_candidates') }}
+
+),
+
+history as (
+
+    select * from {{ ref('screening_candidate_history') }}
+
+),
+
+evaluations as (
+
+    select * from {{ ref('criterion_evaluations') }}
+
+),
+
+evidence as (
+
+    select * from {{ ref('criterion_evidence') }}
+
+),
+
+criteria as (
+
+    select * from {{ ref('stg_config__trial_criteria') }}
+
+),
+
+population as (
+
+    select * from {{ ref('int_screening__population') }}
+
+),
+
+patients as (
+
+    select * from {{ ref('int_patients') }}
+
+),
+
+current_run as (
+
+    select distinct
+        run_id,
+        screening_date
+    from results
+
+),
+
+previous_run as (
+
+    -- the previous run per trial, as eligible_candidates defines it
+    select
+        history.trial_id,
+        history.run_id,
+        row_number() over (
+            partition by history.trial_id
+            order by history.screening_date desc, max(history.recorded_at) desc, history.run_id desc
+        ) as run_rank
+    from history
+    inner join current_run
+        on history.run_id <> current_run.run_id
+        and history.screening_date <= current_run.screening_date
+    group by history.trial_id, history.run_id, history.screening_date
+
+),
+
+previous_candidates as (
+
+    select
+        history.trial_id,
+        history.cohort_id,
+        history.patient_key,
+        history.candidate_status as previous_status
+    from history
+    inner join previous_run
+        on history.trial_id = previous_run.trial_id
+        and history.run_id = previous_run.run_id
+        and previous_run.run_rank = 1
+    where history.is_candidate
+
+),
+
+listed as (
+
+    -- this run's candidates
+    select
+        candidates.trial_id,
+        candidates.cohort_id,
+        candidates.patient_key,
+        candidates.candidate_status,
+        candidates.n_unknown,
+        candidates.is_new,
+        false as is_no_longer_eligible,
+        candidates.first_eligible_on,
+        previous_candidates.previous_status,
+        candidates.age_years
+    from candidates
+    left join previous_candidates
+        on candidates.trial_id = previous_candidates.trial_id
+        and candidates.cohort_id = previous_candidates.cohort_id
+        and candidates.patient_key = previous_candidates.patient_key
+
+    union all
+
+    -- candidates of the previous run who are screened ineligible now
+    select
+        results.trial_id,
+        results.cohort_id,
+        results.patient_key,
+        results.candidate_status,
+        results.n_unknown,
+        false as is_new,
+        true as is_no_longer_eligible,
+        cast(null as date) as first_eligible_on,
+        previous_candidates.previous_status,
+        results.age_years
+    from results
+    inner join previous_candidates
+        on results.trial_id = previous_candidates.trial_id
+        and results.cohort_id = previous_candidates.cohort_id
+        and results.patient_key = previous_candidates.patient_key
+    where results.candidate_status not in ('ready_for_review', 'missing_data')
+
+),
+
+identified as (
+
+    select
+        listed.*,
+        patients.patient_mrn as mrn,
+        patients.family_name,
+        patients.given_name,
+        patients.birth_date
+    from listed
+    inner join population
+        on listed.trial_id = population.trial_id
+        and listed.patient_key = population.patient_key
+    inner join patients
+        on population.patient_mrn = patients.patient_mrn
+    {%- if opt_outs is not none %}
+    where not exists (
+        select 1 from {{ opt_outs }} as opt_outs
+        where opt_outs.mrn = patients.patient_mrn
+    )
+    {%- endif %}
+
+)
+
+select
+    -- ids
+    evaluations.run_id,
+    evaluations.screening_date,
+    identified.trial_id,
+    identified.cohort_id,
+    identified.patient_key,
+
+    -- identity (PHI)
+    identified.mrn,
+    identified.family_name,
+    identified.given_name,
+    identified.birth_date,
+    identified.age_years,
+
+    -- candidate
+    identified.candidate_status,
+    identified.n_unknown,
+    identified.is_new,
+    identified.is_no_longer_eligible,
+    identified.previous_status,
+    identified.first_eligible_on,
+
+    -- criterion
+    evaluations.criterion_id,
+    criteria.ordinal as criterion_ordinal,
+    criteria.label as criterion_label,
+    evaluations.status as criterion_status,
+    evaluations.value_numeric,
+    evaluations.value_unit,
+    evaluations.threshold,
+    evaluations.uln,
+    evaluations.evidence_source,
+    evaluations.evidence_at,
+    evidence.reason_detail as reason{% for column in extra_columns %},
+    evaluations.{{ column }}{% endfor %}
+
+from identified
+inner join evaluations
+    on identified.trial_id = evaluations.trial_id
+    and identified.cohort_id = evaluations.cohort_id
+    and identified.patient_key = evaluations.patient_key
+inner join criteria
+    on evaluations.trial_id = criteria.trial_id
+    and evaluations.cohort_id = criteria.cohort_id
+    and evaluations.criterion_id = criteria.criterion_id
+left join evidence
+    on evaluations.trial_id = evidence.trial_id
+    and evaluations.cohort_id = evidence.cohort_id
+    and evaluations.patient_key = evidence.patient_key
+    and evaluations.criterion_id = evidence.criterion_id

@@ -1,0 +1,282 @@
+"""The coordinators' worklist (issue 12; docs/decisions.md, "The coordinators' worklist").
+
+    build.py      restricted.worklist -> entries per (trial, cohort, patient), ordered
+    render.py     the static HTML page
+    export.py     CSV / XLSX, with an audit row per export
+    decisions.py  the coordinators' decisions store (SQLite file, or schema ``decisions`` on
+                  PostgreSQL) and the export audit
+
+``write_worklist`` is the run's worklist step (called where the reports are written, only for
+a run that published): it refreshes the research-contact opt-out list and the merged
+decisions in the warehouse, gives the analysts the accrual counts (no identities), and writes
+``<worklist dir>/<run_id>/worklist.html`` and ``worklist.json`` (the snapshot that
+``trialscreen worklist export`` and ``mark`` read). The directory is
+``$TRIALSCREEN_WORKLIST_DIR`` (default: ``worklist/`` beside the reports directory, never
+inside it); directories are 0700, files 0600.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from trialscreen.run_ids import check_run_id
+from trialscreen.warehouse import Warehouse
+from trialscreen.worklist.build import Entry, Worklist, build
+from trialscreen.worklist.decisions import (
+    OUTCOMES,
+    Decision,
+    DecisionError,
+    DecisionStore,
+    default_location,
+)
+from trialscreen.worklist.export import export
+from trialscreen.worklist.render import render
+
+__all__ = [
+    "OUTCOMES",
+    "Decision",
+    "DecisionError",
+    "DecisionStore",
+    "Entry",
+    "Worklist",
+    "build",
+    "export",
+    "latest_snapshot",
+    "mark",
+    "render",
+    "worklist_dir",
+    "write_worklist",
+]
+
+log = logging.getLogger(__name__)
+
+WORKLIST_DIR_ENV = "TRIALSCREEN_WORKLIST_DIR"
+OPT_OUT_ENV = "TRIALSCREEN_OPT_OUT_FILE"
+OPT_OUTS_TABLE = "restricted.research_opt_outs"
+DECISIONS_TABLE = "restricted.worklist_decisions"
+EXPORTS_TABLE = "audit.worklist_exports"
+ACCRUAL_TABLE = "marts.worklist_accrual"
+
+
+def worklist_dir(reports_dir: Path | None = None) -> Path:
+    """``$TRIALSCREEN_WORKLIST_DIR``, else ``worklist/`` beside the reports directory."""
+    configured = os.environ.get(WORKLIST_DIR_ENV, "").strip()
+    if configured:
+        return Path(configured)
+    return Path(reports_dir or "reports").resolve().parent / "worklist"
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _private_write(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
+
+
+def opt_out_file(directory: Path) -> Path | None:
+    """``$TRIALSCREEN_OPT_OUT_FILE`` (must exist), else ``<worklist dir>/research_opt_outs.csv``
+    when present."""
+    configured = os.environ.get(OPT_OUT_ENV, "").strip()
+    if configured:
+        path = Path(configured)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{OPT_OUT_ENV}: '{path}' does not exist; no worklist is written without the "
+                "research-contact opt-out list it names"
+            )
+        return path
+    default = directory / "research_opt_outs.csv"
+    return default if default.is_file() else None
+
+
+def read_opt_outs(path: Path | None) -> list[str]:
+    """MRNs of patients who declined research contact: a CSV with a column ``mrn``."""
+    if path is None:
+        return []
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        if "mrn" not in (reader.fieldnames or ()):
+            raise ValueError(f"{OPT_OUT_ENV}: {path.name} has no column 'mrn'")
+        return sorted({(r.get("mrn") or "").strip() for r in reader} - {""})
+
+
+def _decision_frame(decisions: list[Decision]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "decision_id": [d.decision_id for d in decisions],
+            "trial_id": [d.trial_id for d in decisions],
+            "cohort_id": [d.cohort_id for d in decisions],
+            "mrn": [d.mrn for d in decisions],
+            "outcome": [d.outcome for d in decisions],
+            "reason": [d.reason for d in decisions],
+            "candidate_status": [d.candidate_status for d in decisions],
+            "run_id": [d.run_id for d in decisions],
+            "recorded_by": [d.recorded_by for d in decisions],
+            "recorded_at": [d.recorded_at for d in decisions],
+        },
+        schema={
+            "decision_id": pl.String(),
+            "trial_id": pl.String(),
+            "cohort_id": pl.String(),
+            "mrn": pl.String(),
+            "outcome": pl.String(),
+            "reason": pl.String(),
+            "candidate_status": pl.String(),
+            "run_id": pl.String(),
+            "recorded_by": pl.String(),
+            "recorded_at": pl.Datetime("us"),
+        },
+    )
+
+
+def _accrual(run_id: str, decisions: list[Decision]) -> pl.DataFrame:
+    """Patients per (trial, cohort, current outcome): counts only, for the analysts."""
+    current = {(d.trial_id, d.cohort_id, d.mrn): d.outcome for d in decisions}
+    counts: dict[tuple[str, str, str], int] = {}
+    for (trial, cohort, _), outcome in current.items():
+        counts[(trial, cohort, outcome)] = counts.get((trial, cohort, outcome), 0) + 1
+    keys = sorted(counts)
+    return pl.DataFrame(
+        {
+            "run_id": [run_id] * len(keys),
+            "trial_id": [k[0] for k in keys],
+            "cohort_id": [k[1] for k in keys],
+            "outcome": [k[2] for k in keys],
+            "patients": [counts[k] for k in keys],
+        },
+        schema={
+            "run_id": pl.String(),
+            "trial_id": pl.String(),
+            "cohort_id": pl.String(),
+            "outcome": pl.String(),
+            "patients": pl.Int64(),
+        },
+    )
+
+
+def _exports_frame(exports: list[dict[str, object]]) -> pl.DataFrame:
+    def at(v: object) -> datetime | None:
+        return datetime.fromisoformat(v) if isinstance(v, str) else v  # type: ignore[return-value]
+
+    return pl.DataFrame(
+        {
+            "export_id": [e["export_id"] for e in exports],
+            "exported_by": [e["exported_by"] for e in exports],
+            "exported_at": [at(e["exported_at"]) for e in exports],
+            "what": [e["what"] for e in exports],
+            "format": [e["format"] for e in exports],
+            "rows": [e["rows"] for e in exports],
+            "target": [e["target"] for e in exports],
+        },
+        schema={
+            "export_id": pl.String(),
+            "exported_by": pl.String(),
+            "exported_at": pl.Datetime("us"),
+            "what": pl.String(),
+            "format": pl.String(),
+            "rows": pl.Int64(),
+            "target": pl.String(),
+        },
+    )
+
+
+def write_worklist(warehouse_url: str, run_id: str, reports_dir: Path | None = None) -> Path:
+    """The run's worklist step (see the module docstring); returns the page's path."""
+    check_run_id(run_id)
+    directory = _private_dir(worklist_dir(reports_dir))
+    source = opt_out_file(directory)
+    opt_outs = read_opt_outs(source)
+    with DecisionStore(default_location(directory)) as store:
+        decisions = store.decisions()
+        exports = store.exports()
+        with Warehouse.connect(warehouse_url) as wh:
+            wh.replace_table(
+                OPT_OUTS_TABLE, pl.DataFrame({"mrn": opt_outs}, schema={"mrn": pl.String()})
+            )
+            # an opt-out listed after tonight's build leaves the published table now
+            wh.execute(
+                f"delete from restricted.worklist where mrn in (select mrn from {OPT_OUTS_TABLE})"
+            )
+            opted = wh.query(
+                "select c.trial_id, c.cohort_id, count(distinct c.patient_key) "
+                "from marts.eligible_candidates c "
+                "inner join restricted.patient_keys k on c.patient_key = k.patient_key "
+                f"inner join {OPT_OUTS_TABLE} o on k.mrn = o.mrn group by 1, 2"
+            )
+            wh.replace_table(DECISIONS_TABLE, _decision_frame(decisions))
+            wh.replace_table(ACCRUAL_TABLE, _accrual(run_id, decisions))
+            worklist = build(wh, run_id, datetime.now(UTC).replace(tzinfo=None))
+        worklist.opted_out = {f"{t}/{c}": int(n) for t, c, n in opted}
+        worklist.opt_out_source = str(source) if source else ""
+        worklist.apply(store.latest())
+        run_dir = _private_dir(directory / run_id)
+        page = run_dir / "worklist.html"
+        _private_write(run_dir / "worklist.json", worklist.to_json())
+        _private_write(page, render(worklist))
+        _private_write(directory / "LATEST", run_id + "\n")
+        rows = sum(len(e.criteria) for e in worklist.entries)
+        store.record_export(
+            f"worklist run {run_id} trial all", "html", rows, str(page), who="nightly"
+        )
+        exports = store.exports()
+    with Warehouse.connect(warehouse_url) as wh:
+        wh.replace_table(EXPORTS_TABLE, _exports_frame(exports))
+    log.info(
+        "worklist written",
+        extra={
+            "run_id": run_id,
+            "patients": len(worklist.entries),
+            "opted_out": sum(worklist.opted_out.values()),
+        },
+    )
+    return page
+
+
+def latest_snapshot(directory: Path | None = None) -> Worklist:
+    """The latest run's worklist snapshot (what the page shows), without decisions."""
+    directory = directory or worklist_dir()
+    latest = directory / "LATEST"
+    if not latest.is_file():
+        raise FileNotFoundError(f"no worklist in {directory} yet: run the pipeline first")
+    run_id = latest.read_text(encoding="utf-8").strip()
+    return Worklist.read(directory / run_id / "worklist.json")
+
+
+def mark(
+    store: DecisionStore,
+    worklist: Worklist,
+    decisions: list[Decision],
+) -> int:
+    """Record decisions on patients of the latest worklist; each keeps the candidate status the
+    coordinator saw. A patient not on that worklist is refused (named by line, not by MRN)."""
+    listed = {(e.trial_id, e.cohort_id, e.mrn): e for e in worklist.entries}
+    complete = []
+    for n, d in enumerate(decisions, start=1):
+        entry = listed.get((d.trial_id, d.cohort_id, d.mrn.strip()))
+        if entry is None:
+            raise DecisionError(
+                f"decision {n}: no such patient on the {d.trial_id}/{d.cohort_id} worklist of "
+                f"run {worklist.run_id}"
+            )
+        complete.append(
+            Decision(
+                **{
+                    **d.__dict__,
+                    "candidate_status": entry.candidate_status,
+                    "run_id": worklist.run_id,
+                }
+            )
+        )
+    return store.record(complete)

@@ -1,0 +1,281 @@
+"""Reading the worklist: restricted.worklist (one row per patient and criterion) becomes one
+entry per (trial, cohort, patient) with its criteria, the coordinators' current decision, and
+the order a coordinator works in (docs/decisions.md, "The coordinators' worklist").
+
+Order within a trial and cohort: ready_for_review first, then missing_data by the number of
+unknown criteria (fewest first: closest to ready), then by the earliest re-screen date
+(``rescreen_by``, when the marts carry it), then by MRN. Patients whose current decision
+closes them (screen-failed, not interested, enrolled) while their candidate status is what it
+was when the decision was made come after the open ones; patients who are no longer
+candidates come last.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from trialscreen.warehouse import Warehouse
+from trialscreen.worklist.decisions import CLOSING_OUTCOMES, Decision
+
+WORKLIST_TABLE = "restricted.worklist"
+PATIENT_COLUMNS = (
+    "run_id",
+    "screening_date",
+    "trial_id",
+    "cohort_id",
+    "patient_key",
+    "mrn",
+    "family_name",
+    "given_name",
+    "birth_date",
+    "age_years",
+    "candidate_status",
+    "n_unknown",
+    "is_new",
+    "is_no_longer_eligible",
+    "previous_status",
+    "first_eligible_on",
+)
+CRITERION_COLUMNS = (
+    "criterion_id",
+    "criterion_ordinal",
+    "criterion_label",
+    "criterion_status",
+    "value_numeric",
+    "value_unit",
+    "threshold",
+    "uln",
+    "evidence_source",
+    "evidence_at",
+    "reason",
+)
+READINESS = {"ready_for_review": 0, "missing_data": 1, "ineligible": 2}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe scalar: dates as ISO text, decimals as float."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@dataclass
+class Criterion:
+    criterion_id: str
+    label: str
+    status: str
+    value: float | None
+    unit: str | None
+    threshold: float | None
+    evidence_at: str | None
+    reason: str | None
+    # every further per-criterion column of the marts (valid_until, rescreen_by, margin, ...)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Entry:
+    trial_id: str
+    cohort_id: str
+    patient_key: str
+    mrn: str
+    family_name: str | None
+    given_name: str | None
+    birth_date: str | None
+    age_years: int | None
+    candidate_status: str
+    n_unknown: int
+    is_new_in_marts: bool
+    is_no_longer_eligible: bool
+    previous_status: str | None
+    first_eligible_on: str | None
+    criteria: list[Criterion] = field(default_factory=list)
+    decision: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return ", ".join(p for p in (self.family_name, self.given_name) if p) or "(no name)"
+
+    @property
+    def decision_unchanged(self) -> bool:
+        """The current decision was made on the status the patient still has."""
+        return bool(self.decision) and (
+            (self.decision or {}).get("candidate_status") == self.candidate_status
+        )
+
+    @property
+    def is_closed(self) -> bool:
+        return self.decision_unchanged and (self.decision or {}).get("outcome") in CLOSING_OUTCOMES
+
+    @property
+    def is_new(self) -> bool:
+        """New since the last run, unless a coordinator already decided on this status."""
+        return self.is_new_in_marts and not self.decision_unchanged
+
+    @property
+    def rescreen_by(self) -> str | None:
+        dates = [str(c.extra["rescreen_by"]) for c in self.criteria if c.extra.get("rescreen_by")]
+        return min(dates) if dates else None
+
+    @property
+    def next_steps(self) -> list[str]:
+        """What to do next: the marts' next step of each criterion that is not met (unknown,
+        review, not met) in criterion order, without repeats; else the reason of each unknown
+        or review criterion."""
+        steps: list[str] = []
+        for c in self.criteria:
+            if c.status == "met":
+                continue
+            step = c.extra.get("next_step") or (
+                c.reason if c.status in ("unknown", "review") else None
+            )
+            if step and step not in steps:
+                steps.append(str(step))
+        return steps
+
+    @property
+    def missing_item(self) -> str | None:
+        """The one thing to obtain when a single criterion is unknown (the marts'
+        ``missing_item``, else that criterion's label)."""
+        unknown = [c for c in self.criteria if c.status == "unknown"]
+        if len(unknown) != 1:
+            return None
+        return str(unknown[0].extra.get("missing_item") or unknown[0].label)
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (
+            self.is_no_longer_eligible,
+            self.is_closed,
+            READINESS.get(self.candidate_status, 3),
+            self.n_unknown,
+            self.rescreen_by or "9999-12-31",
+            self.mrn,
+        )
+
+
+@dataclass
+class Worklist:
+    run_id: str
+    screening_date: str | None
+    built_at: str
+    entries: list[Entry]
+    # (trial_id, cohort_id) -> candidates not listed because they declined research contact
+    opted_out: dict[str, int] = field(default_factory=dict)
+    opt_out_source: str = ""
+    extra_columns: list[str] = field(default_factory=list)
+
+    def cohorts(self) -> list[tuple[str, str]]:
+        keys = {(e.trial_id, e.cohort_id) for e in self.entries}
+        keys |= {tuple(k.split("/", 1)) for k in self.opted_out}  # type: ignore[misc]
+        return sorted(keys)
+
+    def for_cohort(self, trial_id: str, cohort_id: str) -> list[Entry]:
+        return sorted(
+            (e for e in self.entries if (e.trial_id, e.cohort_id) == (trial_id, cohort_id)),
+            key=Entry.sort_key,
+        )
+
+    def for_trial(self, trial_id: str | None) -> list[Entry]:
+        return [
+            e for t, c in self.cohorts() if trial_id in (None, t) for e in self.for_cohort(t, c)
+        ]
+
+    def apply(self, decisions: dict[tuple[str, str, str], Decision]) -> Worklist:
+        """Attach each patient's current decision (who, when, outcome, reason)."""
+        for e in self.entries:
+            d = decisions.get((e.trial_id, e.cohort_id, e.mrn))
+            e.decision = None if d is None else {k: _plain(v) for k, v in asdict(d).items()}
+        return self
+
+    # --- the snapshot the exports and `mark` read --------------------------------------
+    def to_json(self) -> str:
+        data = asdict(self)
+        for e in data["entries"]:
+            e["decision"] = None  # decisions are read from the store when used
+        return json.dumps(data, default=_plain, indent=1)
+
+    @staticmethod
+    def from_json(text: str) -> Worklist:
+        data = json.loads(text)
+        entries = []
+        for e in data.pop("entries"):
+            criteria = [Criterion(**c) for c in e.pop("criteria")]
+            entries.append(Entry(**e, criteria=criteria))
+        return Worklist(**data, entries=entries)
+
+    @staticmethod
+    def read(path: Path) -> Worklist:
+        return Worklist.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def build(wh: Warehouse, run_id: str, built_at: datetime) -> Worklist:
+    """The worklist of the published restricted.worklist (opted-out patients already gone)."""
+    present = [
+        r[0]
+        for r in wh.query(
+            "select column_name from information_schema.columns where table_schema = "
+            f"{wh.param} and table_name = {wh.param} order by ordinal_position",
+            ["restricted", "worklist"],
+        )
+    ]
+    if not present:
+        raise LookupError("restricted.worklist does not exist: no run has published one yet")
+    extra = [c for c in present if c not in PATIENT_COLUMNS + CRITERION_COLUMNS]
+    columns = list(PATIENT_COLUMNS + CRITERION_COLUMNS) + extra
+    rows = wh.query(
+        f"select {', '.join(columns)} from {WORKLIST_TABLE} "
+        "order by trial_id, cohort_id, mrn, criterion_ordinal"
+    )
+    entries: dict[tuple[str, str, str], Entry] = {}
+    screening_date: str | None = None
+    for raw in rows:
+        r = dict(zip(columns, (_plain(v) for v in raw), strict=True))
+        screening_date = screening_date or r["screening_date"]
+        key = (r["trial_id"], r["cohort_id"], r["patient_key"])
+        entry = entries.get(key)
+        if entry is None:
+            entry = entries[key] = Entry(
+                trial_id=r["trial_id"],
+                cohort_id=r["cohort_id"],
+                patient_key=r["patient_key"],
+                mrn=r["mrn"],
+                family_name=r["family_name"],
+                given_name=r["given_name"],
+                birth_date=r["birth_date"],
+                age_years=None if r["age_years"] is None else int(r["age_years"]),
+                candidate_status=r["candidate_status"],
+                n_unknown=int(r["n_unknown"] or 0),
+                is_new_in_marts=bool(r["is_new"]),
+                is_no_longer_eligible=bool(r["is_no_longer_eligible"]),
+                previous_status=r["previous_status"],
+                first_eligible_on=r["first_eligible_on"],
+            )
+        entry.criteria.append(
+            Criterion(
+                criterion_id=r["criterion_id"],
+                label=r["criterion_label"] or r["criterion_id"],
+                status=r["criterion_status"],
+                value=r["value_numeric"],
+                unit=r["value_unit"],
+                threshold=r["threshold"],
+                evidence_at=r["evidence_at"],
+                reason=r["reason"],
+                extra={c: r[c] for c in extra},
+            )
+        )
+    return Worklist(
+        run_id=run_id,
+        screening_date=screening_date,
+        built_at=built_at.isoformat(timespec="seconds"),
+        entries=list(entries.values()),
+        extra_columns=extra,
+    )
