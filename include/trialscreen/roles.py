@@ -10,11 +10,12 @@ runs it at start-up; ``python -m trialscreen.roles`` reads ``TRIALSCREEN_ADMIN_U
     trialscreen_loader        raw, quarantine, audit, config,       (its own tables)
                               restricted (patient_keys)
     trialscreen_transformer   staging, intermediate, marts,         raw, quarantine, config,
-                              restricted, reference, audit,         audit, restricted (patient_keys)
-                              marts_candidate,
+                              restricted, reference, audit,         audit, decisions,
+                              marts_candidate,                      restricted (patient_keys)
                               restricted_candidate
     trialscreen_analyst       -                                     marts
-    trialscreen_coordinator   -                                     marts, restricted
+    trialscreen_coordinator   decisions (worklist decisions and     marts, restricted
+                              export audit, trialscreen.worklist)
 
 Write-audit-publish (``trialscreen.pipeline``) on these roles: the loader lands feeds and keeps
 the run rows; the transformer builds ``marts_candidate`` and ``restricted_candidate`` (schemas
@@ -66,6 +67,7 @@ SCHEMAS = (
     "reference",
     "marts_candidate",
     "restricted_candidate",
+    "decisions",
 )
 
 ADMIN_URL_ENV = "TRIALSCREEN_ADMIN_URL"
@@ -106,15 +108,15 @@ ROLES: tuple[RoleSpec, ...] = (
             "marts_candidate",
             "restricted_candidate",
         ),
-        reads=("raw", "quarantine", "config", "audit", "restricted"),
+        reads=("raw", "quarantine", "config", "audit", "restricted", "decisions"),
         purpose="dbt, quality gate, publish: builds the candidate schemas, publishes marts",
     ),
     RoleSpec(ANALYST, writes=(), reads=("marts",), purpose="analysts: pseudonymized marts only"),
     RoleSpec(
         COORDINATOR,
-        writes=(),
+        writes=("decisions",),
         reads=("marts", "restricted"),
-        purpose="research coordinators: marts plus re-identification (restricted)",
+        purpose="research coordinators: marts, re-identification (restricted), worklist decisions",
     ),
 )
 ROLE_NAMES = tuple(r.name for r in ROLES)
@@ -140,7 +142,7 @@ def plan(admin: str, is_superuser: bool, db: str) -> list[str]:
     ]
     if not is_superuser:
         # ALTER DEFAULT PRIVILEGES FOR ROLE w needs membership in w (superusers skip this).
-        sql += [f"grant {q(w)} to {q(admin)}" for w in (LOADER, TRANSFORMER)]
+        sql += [f"grant {q(w)} to {q(admin)}" for w in (LOADER, TRANSFORMER, COORDINATOR)]
     for schema in SCHEMAS:
         s = q(schema)
         w_names, r_names = writers(schema), readers(schema)
