@@ -26,7 +26,7 @@ from pathlib import Path
 import polars as pl
 
 from trialscreen.run_ids import check_run_id
-from trialscreen.warehouse import Warehouse
+from trialscreen.warehouse import Warehouse, WarehouseUrl
 from trialscreen.worklist.build import Entry, Worklist, build
 from trialscreen.worklist.decisions import (
     OUTCOMES,
@@ -192,47 +192,69 @@ def _exports_frame(exports: list[dict[str, object]]) -> pl.DataFrame:
     )
 
 
+def _store_location(warehouse_url: str, directory: Path) -> str:
+    """On PostgreSQL the decisions are tables of the warehouse (schema ``decisions``), read
+    here with the run's own role; else the SQLite file."""
+    if WarehouseUrl.parse(warehouse_url).engine == "postgres":
+        return warehouse_url
+    return default_location(directory)
+
+
 def write_worklist(warehouse_url: str, run_id: str, reports_dir: Path | None = None) -> Path:
-    """The run's worklist step (see the module docstring); returns the page's path."""
+    """The run's worklist step (see the module docstring); returns the page's path. The run
+    reads the decisions store and never writes it."""
     check_run_id(run_id)
     directory = _private_dir(worklist_dir(reports_dir))
     source = opt_out_file(directory)
     opt_outs = read_opt_outs(source)
-    with DecisionStore(default_location(directory)) as store:
+    with DecisionStore(_store_location(warehouse_url, directory), readonly=True) as store:
         decisions = store.decisions()
         exports = store.exports()
-        with Warehouse.connect(warehouse_url) as wh:
-            wh.replace_table(
-                OPT_OUTS_TABLE, pl.DataFrame({"mrn": opt_outs}, schema={"mrn": pl.String()})
-            )
-            # an opt-out listed after tonight's build leaves the published table now
-            wh.execute(
-                f"delete from restricted.worklist where mrn in (select mrn from {OPT_OUTS_TABLE})"
-            )
-            opted = wh.query(
-                "select c.trial_id, c.cohort_id, count(distinct c.patient_key) "
-                "from marts.eligible_candidates c "
-                "inner join restricted.patient_keys k on c.patient_key = k.patient_key "
-                f"inner join {OPT_OUTS_TABLE} o on k.mrn = o.mrn group by 1, 2"
-            )
-            wh.replace_table(DECISIONS_TABLE, _decision_frame(decisions))
-            wh.replace_table(ACCRUAL_TABLE, _accrual(run_id, decisions))
-            worklist = build(wh, run_id, datetime.now(UTC).replace(tzinfo=None))
-        worklist.opted_out = {f"{t}/{c}": int(n) for t, c, n in opted}
-        worklist.opt_out_source = str(source) if source else ""
-        worklist.apply(store.latest())
-        run_dir = _private_dir(directory / run_id)
-        page = run_dir / "worklist.html"
-        _private_write(run_dir / "worklist.json", worklist.to_json())
-        _private_write(page, render(worklist))
-        _private_write(directory / "LATEST", run_id + "\n")
-        rows = sum(len(e.criteria) for e in worklist.entries)
-        store.record_export(
-            f"worklist run {run_id} trial all", "html", rows, str(page), who="nightly"
-        )
-        exports = store.exports()
+    latest = {(d.trial_id, d.cohort_id, d.mrn): d for d in decisions}
     with Warehouse.connect(warehouse_url) as wh:
-        wh.replace_table(EXPORTS_TABLE, _exports_frame(exports))
+        wh.replace_table(
+            OPT_OUTS_TABLE, pl.DataFrame({"mrn": opt_outs}, schema={"mrn": pl.String()})
+        )
+        # an opt-out listed after tonight's build leaves the published table now
+        wh.execute(
+            f"delete from restricted.worklist where mrn in (select mrn from {OPT_OUTS_TABLE})"
+        )
+        opted = wh.query(
+            "select c.trial_id, c.cohort_id, count(distinct c.patient_key) "
+            "from marts.eligible_candidates c "
+            "inner join restricted.patient_keys k on c.patient_key = k.patient_key "
+            f"inner join {OPT_OUTS_TABLE} o on k.mrn = o.mrn group by 1, 2"
+        )
+        wh.replace_table(DECISIONS_TABLE, _decision_frame(decisions))
+        wh.replace_table(ACCRUAL_TABLE, _accrual(run_id, decisions))
+        worklist = build(wh, run_id, datetime.now(UTC).replace(tzinfo=None))
+    worklist.opted_out = {f"{t}/{c}": int(n) for t, c, n in opted}
+    worklist.opt_out_source = str(source) if source else ""
+    worklist.apply(latest)
+    run_dir = _private_dir(directory / run_id)
+    page = run_dir / "worklist.html"
+    _private_write(run_dir / "worklist.json", worklist.to_json())
+    _private_write(page, render(worklist))
+    _private_write(directory / "LATEST", run_id + "\n")
+    rows = sum(len(e.criteria) for e in worklist.entries)
+    page_export = {
+        "export_id": f"page-{run_id}",
+        "exported_by": "nightly run",
+        "exported_at": datetime.now(UTC).replace(tzinfo=None, microsecond=0),
+        "what": f"worklist run {run_id} trial all",
+        "format": "html",
+        "rows": rows,
+        "target": str(page),
+    }
+    audit = _exports_frame([*exports, page_export])
+    with Warehouse.connect(warehouse_url) as wh, wh.transaction():
+        wh.ensure_table(EXPORTS_TABLE, dict(audit.schema))
+        ids = audit["export_id"].to_list()
+        wh.execute(
+            f"delete from {EXPORTS_TABLE} where export_id in ({', '.join([wh.param] * len(ids))})",
+            ids,
+        )
+        wh.load_frame(EXPORTS_TABLE, audit)
     log.info(
         "worklist written",
         extra={

@@ -120,10 +120,14 @@ def default_location(worklist_dir: Path) -> str:
 class DecisionStore:
     """Append-only decisions and export audit, in SQLite or PostgreSQL."""
 
-    def __init__(self, location: str | Path) -> None:
+    def __init__(self, location: str | Path, readonly: bool = False) -> None:
+        """``readonly``: the nightly run's view (it reads decisions, never writes them); a
+        store nobody has written yet reads as empty."""
         self.location = str(location)
         self.postgres = self.location.startswith(("postgresql://", "postgres://"))
+        self.readonly = readonly
         self._con: Any = None
+        self._empty = False
 
     # --- connection ------------------------------------------------------------------
     def __enter__(self) -> DecisionStore:
@@ -131,6 +135,12 @@ class DecisionStore:
             import psycopg2  # type: ignore[import-untyped]
 
             self._con = psycopg2.connect(self.location)
+        elif self.readonly:
+            path = Path(self.location)
+            if not path.is_file():
+                self._empty = True
+                return self
+            self._con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         else:
             path = Path(self.location)
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -139,8 +149,26 @@ class DecisionStore:
             os.chmod(path, 0o600)
             self._con = sqlite3.connect(path, timeout=30, isolation_level=None)
             self._con.execute("pragma journal_mode=wal")
-        self._ensure()
+        if self.readonly:
+            self._empty = not self._has_tables()
+        else:
+            self._ensure()
         return self
+
+    def _has_tables(self) -> bool:
+        with self._cursor() as cur:
+            if self.postgres:
+                cur.execute(
+                    "select count(*) from information_schema.tables where table_schema = %s "
+                    "and table_name in ('worklist_decisions', 'worklist_exports')",
+                    [SCHEMA],
+                )
+            else:
+                cur.execute(
+                    "select count(*) from sqlite_master where type = 'table' "
+                    "and name in ('worklist_decisions', 'worklist_exports')"
+                )
+            return int(cur.fetchone()[0]) == 2
 
     def __exit__(self, *exc: object) -> None:
         if self._con is not None:
@@ -229,6 +257,8 @@ class DecisionStore:
 
     def decisions(self) -> list[Decision]:
         """Every decision, oldest first."""
+        if self._empty:
+            return []
         with self._cursor() as cur:
             cur.execute(
                 f"select {', '.join(DECISION_COLUMNS)} from "
@@ -262,6 +292,8 @@ class DecisionStore:
         return export_id
 
     def exports(self) -> list[dict[str, Any]]:
+        if self._empty:
+            return []
         with self._cursor() as cur:
             cur.execute(
                 f"select {', '.join(EXPORT_COLUMNS)} from {self._table('worklist_exports')} "
