@@ -261,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
         "population of this size; wall time and peak RSS per step; exit 1 if the build fails",
     )
     bench.set_defaults(func=cmd_bench)
+    from trialscreen.worklist.commands import add_commands as add_worklist_commands
+
+    add_worklist_commands(sub)  # worklist export | mark | import (coordinators)
+
     return parser
 
 
