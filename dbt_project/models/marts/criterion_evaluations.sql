@@ -18,17 +18,10 @@ population as (
 
 evaluations as (
 
-    {% for model in [
-        'int_criteria__age',
-        'int_criteria__diagnosis',
-        'int_criteria__ici_refractory_progression',
-        'int_criteria__measurable_disease',
-        'int_criteria__performance_status',
-        'int_criteria__labs',
-        'int_criteria__renal',
-        'int_criteria__hiv',
-        'int_criteria__review',
-    ] %}
+    -- the criterion models of the rule registry (dbt_project.yml var criterion_rules;
+    -- docs/adding_a_rule.md): a model left out of the union leaves its criteria without an
+    -- evaluation, which the completeness test and the gate's blocking check catch
+    {% for model in criterion_models() %}
     select
         trial_id,
         criterion_id,
@@ -37,15 +30,40 @@ evaluations as (
         value_numeric,
         value_unit,
         threshold,
+        comparator,
         uln,
         uln_source,
         evidence_source,
         evidence_id,
         evidence_at,
+        evidence_date,
+        valid_until,
+        missing_item,
         reason
     from {{ ref(model) }}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
+
+),
+
+next_steps as (
+
+    select * from {{ ref('criterion_next_steps') }}
+
+),
+
+margins as (
+
+    -- the margin to the threshold in the criterion's own direction: positive on the side
+    -- that meets it, negative on the side that fails it (docs/decisions.md "Margins, near
+    -- flips and valid_until")
+    select
+        *,
+        case
+            when comparator in ('>=', '>') then value_numeric - threshold
+            when comparator in ('<=', '<') then threshold - value_numeric
+        end as margin
+    from evaluations
 
 )
 
@@ -57,25 +75,52 @@ select
     criteria.cohort_id,
     population.patient_key,
     criteria.criterion_id,
+    criteria.label as criterion_label,
+    criteria.rule,
 
     -- decision
-    evaluations.status,
-    evaluations.value_numeric,
-    evaluations.value_unit,
-    evaluations.threshold,
-    evaluations.uln,
-    evaluations.uln_source,
+    margins.status,
+    margins.value_numeric,
+    margins.value_unit,
+    margins.threshold,
+    margins.comparator,
+    margins.uln,
+    margins.uln_source,
+
+    -- margin to the threshold
+    margins.margin,
+    case
+        when margins.threshold <> 0 then margins.margin / abs(margins.threshold)
+    end as margin_relative,
+    coalesce(
+        margins.status in ('met', 'not_met')
+        and margins.valid_until is not null
+        and margins.threshold <> 0
+        and abs(margins.margin / margins.threshold) <= 0.1,
+        false
+    ) as near_flip,
 
     -- evidence
-    evaluations.evidence_source,
-    evaluations.evidence_id,
-    evaluations.evidence_at,
-    evaluations.reason
+    margins.evidence_source,
+    margins.evidence_id,
+    margins.evidence_at,
+    margins.evidence_date,
+    margins.valid_until,
+
+    -- next step for an unknown
+    margins.missing_item,
+    case
+        when margins.status = 'unknown'
+            then coalesce(next_steps.next_step, 'Obtain a current result - ' || criteria.label)
+    end as next_step,
+    margins.reason
 
 from criteria
-inner join evaluations
-    on criteria.trial_id = evaluations.trial_id
-    and criteria.criterion_id = evaluations.criterion_id
+inner join margins
+    on criteria.trial_id = margins.trial_id
+    and criteria.criterion_id = margins.criterion_id
 inner join population
-    on evaluations.trial_id = population.trial_id
-    and evaluations.patient_mrn = population.patient_mrn
+    on margins.trial_id = population.trial_id
+    and margins.patient_mrn = population.patient_mrn
+left join next_steps
+    on margins.missing_item = next_steps.missing_item

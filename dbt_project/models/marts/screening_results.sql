@@ -77,7 +77,12 @@ counts as (
         {{ dbt.listagg("case when status = 'review' then criterion_id end", "','", "order by ordinal") }}
             as review_criteria,
         {{ dbt.listagg("case when status = 'not_met' then criterion_id end", "','", "order by ordinal") }}
-            as not_met_criteria
+            as not_met_criteria,
+        -- the earliest date a criterion's evidence leaves its window
+        min(valid_until) as rescreen_by,
+        -- read only when exactly one criterion is unknown (sole_missing_*)
+        max(case when status = 'unknown' then criterion_id end) as unknown_criterion_id,
+        max(case when status = 'unknown' then next_step end) as unknown_next_step
     from ordered
     group by run_id, screening_date, trial_id, cohort_id, patient_key
 
@@ -130,6 +135,12 @@ results as (
         counts.unknown_criteria,
         counts.review_criteria,
         counts.not_met_criteria,
+        counts.rescreen_by,
+        -- the single missing item between this candidate and ready_for_review
+        case when counts.n_not_met = 0 and counts.n_unknown = 1 then counts.unknown_criterion_id end
+            as sole_missing_criterion,
+        case when counts.n_not_met = 0 and counts.n_unknown = 1 then counts.unknown_next_step end
+            as sole_missing_next_step,
 
         -- derived values
         population.age_years,

@@ -59,11 +59,15 @@ select
     cast(threshold as {{ clinical_double() }}) as threshold,
     cast(null as {{ clinical_double() }}) as uln,
     cast(null as {{ dbt.type_string() }}) as uln_source,
+    cast(operator as {{ dbt.type_string() }}) as comparator,
 
-    -- evidence
+    -- evidence: a birth date does not expire (valid_until null)
     case when decided_status is not null then evidence_source end as evidence_source,
     case when decided_status is not null then evidence_id end as evidence_id,
     cast(null as {{ dbt.type_timestamp() }}) as evidence_at,
+    cast(null as date) as evidence_date,
+    cast(null as date) as valid_until,
+    cast(case when decided_status is null then 'birth_date' end as {{ dbt.type_string() }}) as missing_item,
 
     -- reason
     case
@@ -79,6 +83,7 @@ select
                 else {{ operator_negated_display('operator') }}
             end
             || ' ' || {{ fmt_num('threshold', 0) }}
-    end as reason
+    end as reason,
+    cast(null as {{ dbt.type_string() }}) as reason_detail
 
 from evaluated

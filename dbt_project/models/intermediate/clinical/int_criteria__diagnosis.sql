@@ -246,11 +246,15 @@ select
     cast(null as {{ clinical_double() }}) as threshold,
     cast(null as {{ clinical_double() }}) as uln,
     cast(null as {{ dbt.type_string() }}) as uln_source,
+    cast(null as {{ dbt.type_string() }}) as comparator,
 
-    -- evidence
+    -- evidence: a coded diagnosis does not expire (valid_until null)
     coalesce(dx_evidence_source, site_evidence_source) as evidence_source,
     coalesce(dx_evidence_id, site_evidence_id) as evidence_id,
     cast(coalesce(dx_date, site_date) as {{ dbt.type_timestamp() }}) as evidence_at,
+    cast(coalesce(dx_date, site_date) as date) as evidence_date,
+    cast(null as date) as valid_until,
+    cast(null as {{ dbt.type_string() }}) as missing_item,
 
     -- reason (analysts): codes and seed terms only; reason_detail (coordinators, schema
     -- restricted) quotes the source's display or text (docs/decisions.md "Free text from

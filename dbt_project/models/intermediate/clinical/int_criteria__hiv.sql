@@ -113,6 +113,7 @@ select
     cast(case when has_hiv then undetectable_below end as {{ clinical_double() }}) as threshold,
     cast(null as {{ clinical_double() }}) as uln,
     cast(null as {{ dbt.type_string() }}) as uln_source,
+    cast(case when has_hiv then '<' end as {{ dbt.type_string() }}) as comparator,
 
     -- evidence: the viral load behind the decision, else the HIV diagnosis
     case when has_hiv then coalesce(viral_load_evidence_source, hiv_condition_evidence_source) end
@@ -123,6 +124,17 @@ select
         case when has_hiv then coalesce(viral_load_effective_at, cast(hiv_condition_date as {{ dbt.type_timestamp() }})) end
         as {{ dbt.type_timestamp() }}
     ) as evidence_at,
+    case
+        when has_hiv and viral_load_effective_at is not null
+            then {{ date_in_timezone('viral_load_effective_at', var('timezone')) }}
+        when has_hiv then cast(hiv_condition_date as date)
+    end as evidence_date,
+    -- no HIV on record does not expire; a decision on a viral load lasts its window
+    case
+        when has_hiv and status <> 'unknown' and viral_load_effective_at is not null
+            then {{ valid_until(date_in_timezone('viral_load_effective_at', var('timezone')), 'window_days') }}
+    end as valid_until,
+    cast(case when status = 'unknown' then 'hiv_viral_load' end as {{ dbt.type_string() }}) as missing_item,
 
     -- reason
     case

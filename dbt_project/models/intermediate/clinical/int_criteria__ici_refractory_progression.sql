@@ -141,14 +141,19 @@ select
     cast(null as {{ clinical_double() }}) as threshold,
     cast(null as {{ clinical_double() }}) as uln,
     cast(null as {{ dbt.type_string() }}) as uln_source,
+    cast(null as {{ dbt.type_string() }}) as comparator,
 
-    -- evidence: the progression record, else the first ICI record
+    -- evidence: the progression record, else the first ICI record; treatment history and
+    -- documented progression do not expire (valid_until null)
     coalesce(progression_evidence_source, ici_evidence_source) as evidence_source,
     coalesce(progression_evidence_id, ici_evidence_id) as evidence_id,
     cast(
         coalesce(event_at, cast(first_ici_start_date as {{ dbt.type_timestamp() }}))
         as {{ dbt.type_timestamp() }}
     ) as evidence_at,
+    cast(coalesce(event_date, first_ici_start_date) as date) as evidence_date,
+    cast(null as date) as valid_until,
+    cast(null as {{ dbt.type_string() }}) as missing_item,
 
     -- reason (analysts): drug code and seed term; reason_detail (coordinators, schema
     -- restricted) the drug and condition texts as sent (docs/decisions.md "Free text from

@@ -188,11 +188,23 @@ select
     cast(limit_value as {{ clinical_double() }}) as threshold,
     cast(case when rule = 'lab_uln' then uln end as {{ clinical_double() }}) as uln,
     cast(case when rule = 'lab_uln' then uln_source end as {{ dbt.type_string() }}) as uln_source,
+    cast(limit_operator as {{ dbt.type_string() }}) as comparator,
 
     -- evidence
     evidence_source,
     evidence_id,
     cast(effective_at as {{ dbt.type_timestamp() }}) as evidence_at,
+    cast(effective_date as date) as evidence_date,
+    case
+        when status in ('met', 'not_met') then {{ valid_until('effective_date', 'window_days') }}
+    end as valid_until,
+    -- what would decide an unknown (key of the seed criterion_next_steps)
+    cast(case
+        when status <> 'unknown' then null
+        when observation_id is not null and value_issue is null and value_canonical is not null
+            and limit_value is null then 'reference_range'
+        else analyte
+    end as {{ dbt.type_string() }}) as missing_item,
 
     -- reason
     case

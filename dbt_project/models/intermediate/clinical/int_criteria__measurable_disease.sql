@@ -80,11 +80,26 @@ select
     cast(minimum_size_mm as {{ clinical_double() }}) as threshold,
     cast(null as {{ clinical_double() }}) as uln,
     cast(null as {{ dbt.type_string() }}) as uln_source,
+    cast(case when coalesce(axis_mm, size_mm) is not null then '>=' end as {{ dbt.type_string() }})
+        as comparator,
 
     -- evidence
     evidence_source,
     evidence_id,
     cast(effective_at as {{ dbt.type_timestamp() }}) as evidence_at,
+    cast(effective_date as date) as evidence_date,
+    case
+        when status in ('met', 'not_met') then {{ valid_until('effective_date', 'window_days') }}
+    end as valid_until,
+    -- what would decide an unknown (key of the seed criterion_next_steps)
+    cast(case
+        when status <> 'unknown' then null
+        when observation_id is null then 'tumor_measurement'
+        when measurement_status = 'undecided' and method is null then 'imaging_method'
+        when measurement_status = 'undecided' and not method_accepted then 'imaging_accepted_method'
+        when measurement_status = 'undecided' then 'short_axis'
+        else 'tumor_measurement'
+    end as {{ dbt.type_string() }}) as missing_item,
 
     -- reason
     case
@@ -136,6 +151,7 @@ select
                     then '; to confirm: the short axis'
                 else ''
             end
-    end as reason
+    end as reason,
+    cast(null as {{ dbt.type_string() }}) as reason_detail
 
 from joined

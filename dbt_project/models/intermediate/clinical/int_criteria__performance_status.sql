@@ -122,6 +122,8 @@ select
     ) as threshold,
     cast(null as {{ clinical_double() }}) as uln,
     cast(null as {{ dbt.type_string() }}) as uln_source,
+    cast(case when ecog is not null then '<=' when karnofsky is not null then '>=' end as {{ dbt.type_string() }})
+        as comparator,
 
     -- evidence: the ECOG record when there is one, else the Karnofsky/Lansky record
     case when ecog_observation_id is not null then ecog_evidence_source else karnofsky_evidence_source end
@@ -132,6 +134,9 @@ select
         case when ecog_observation_id is not null then ecog_effective_at else karnofsky_effective_at end
         as {{ dbt.type_timestamp() }}
     ) as evidence_at,
+    cast(assessment_date as date) as evidence_date,
+    case when status <> 'unknown' then {{ valid_until('assessment_date', 'window_days') }} end as valid_until,
+    cast(case when status = 'unknown' then 'performance_status' end as {{ dbt.type_string() }}) as missing_item,
 
     -- reason
     case
@@ -148,6 +153,7 @@ select
                     then ' (Karnofsky recorded for a patient under ' || {{ fmt_num('lansky_under_age', 0) }} || '; Lansky expected)'
                 else ''
             end
-    end as reason
+    end as reason,
+    cast(null as {{ dbt.type_string() }}) as reason_detail
 
 from described

@@ -41,6 +41,8 @@ joined as (
         criteria.uln_multiplier,
         criteria.window_days,
         population.height_adult_age_years,
+        population.height_child_window_days,
+        population.weight_window_days,
         clearance.*,
         {{ clinical_round('criteria.uln_multiplier * clearance.creatinine_uln') }} as creatinine_limit,
         case when clearance.cg_compare = 'absolute' then clearance.crcl_male_ml_min
@@ -203,11 +205,39 @@ select
         case when deciding_arm = 'creatinine' then creatinine_uln_source end
         as {{ dbt.type_string() }}
     ) as uln_source,
+    cast(case when deciding_arm = 'cg' then '>=' else '<=' end as {{ dbt.type_string() }}) as comparator,
 
     -- evidence: the creatinine result both arms rest on
     creatinine_evidence_source as evidence_source,
     creatinine_evidence_id as evidence_id,
     cast(creatinine_effective_at as {{ dbt.type_timestamp() }}) as evidence_at,
+    {{ date_in_timezone('creatinine_effective_at', var('timezone')) }} as evidence_date,
+    -- the earliest expiry of the inputs the decision rests on: creatinine alone when its arm
+    -- met; else creatinine, weight and (normalized CG under the adult age) height
+    case
+        when status = 'unknown' then null
+        when status = 'met' and deciding_arm = 'creatinine'
+            then {{ valid_until(date_in_timezone('creatinine_effective_at', var('timezone')), 'window_days') }}
+        else
+            least(
+                {{ valid_until(date_in_timezone('creatinine_effective_at', var('timezone')), 'window_days') }},
+                {{ valid_until('weight_date', 'weight_window_days') }},
+                case
+                    when cg_compare <> 'absolute' and age_years < height_adult_age_years
+                        then {{ valid_until('height_date', 'height_child_window_days') }}
+                end
+            )
+    end as valid_until,
+    -- what would decide an unknown (key of the seed criterion_next_steps)
+    cast(case
+        when status <> 'unknown' then null
+        when creatinine_observation_id is null or creatinine_issue is not null or creatinine_mg_dl is null
+            then 'creatinine'
+        when weight_kg is null then 'weight'
+        when cg_compare <> 'absolute' and height_cm is null then 'height'
+        when creatinine_uln is null then 'reference_range'
+        else 'creatinine'
+    end as {{ dbt.type_string() }}) as missing_item,
 
     -- reason
     case

@@ -73,11 +73,15 @@ select
     cast(null as {{ clinical_double() }}) as threshold,
     cast(null as {{ clinical_double() }}) as uln,
     cast(null as {{ dbt.type_string() }}) as uln_source,
+    cast(null as {{ dbt.type_string() }}) as comparator,
 
     -- evidence
     mentions.evidence_source,
     mentions.evidence_id,
     cast(mentions.evidence_date as {{ dbt.type_timestamp() }}) as evidence_at,
+    cast(mentions.evidence_date as date) as evidence_date,
+    cast(null as date) as valid_until,
+    cast(null as {{ dbt.type_string() }}) as missing_item,
 
     -- reason (analysts): the code; reason_detail (coordinators, schema restricted) adds the
     -- source's display (docs/decisions.md "Free text from source records")

@@ -19,15 +19,9 @@ population as (
 
 details as (
 
-    -- the criterion models whose reasons withhold source text
-    {% for model in [
-        'int_criteria__diagnosis',
-        'int_criteria__ici_refractory_progression',
-        'int_criteria__labs',
-        'int_criteria__renal',
-        'int_criteria__hiv',
-        'int_criteria__review',
-    ] %}
+    -- the criterion models of the rule registry (dbt_project.yml var criterion_rules); a model
+    -- whose reasons hold no source text returns reason_detail null
+    {% for model in criterion_models() %}
     select
         trial_id,
         criterion_id,
