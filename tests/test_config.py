@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from trialscreen import cli, config, doctor, limits, pseudonym, settings
+from trialscreen.roles import SCHEMAS
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "k" * 64  # a test key; real ones come from `openssl rand -hex 32`
@@ -73,6 +74,16 @@ def test_the_readers_see_the_file_through_the_cli(
     assert settings.hospital_timezone() == "Pacific/Kiritimati"
     assert limits.current().max_record_bytes == 8192
     capsys.readouterr()
+
+
+def test_cli_refuses_a_bad_environment_value_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TRIALSCREEN_ALERT_SMTP_PORT", "smtp")
+    assert cli.main(["trials", "list"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "TRIALSCREEN_ALERT_SMTP_PORT: expected a port number (1-65535)"
+    )
 
 
 def test_relative_paths_are_taken_from_the_files_folder(tmp_path: Path) -> None:
@@ -251,7 +262,8 @@ def test_doctor_on_a_duckdb_warehouse(duckdb_warehouse: Path, tmp_path: Path) ->
     assert "overrides" not in found["config"].found
     assert found["timezone"].found.startswith("Europe/Paris (file)")
     assert found["warehouse"].status == "OK"
-    assert "DuckDB" in found["warehouse"].found and "1 of 11 schemas" in found["warehouse"].found
+    assert "DuckDB" in found["warehouse"].found
+    assert f"1 of {len(SCHEMAS)} schemas" in found["warehouse"].found
     assert found["roles"].status == "OK" and "not applicable" in found["roles"].found
     assert found["keys"].status == "OK"
     assert "matches the 3 stored patient keys checked" in found["keys"].found

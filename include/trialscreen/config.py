@@ -63,7 +63,7 @@ def _check_positive(value: str) -> str | None:
 
 
 _DURATION = re.compile(r"^\d+(ms|s|min|h)?$")  # PostgreSQL lock_timeout (trialscreen.pipeline)
-_MEMORY = re.compile(r"^\d+[kmgt]?$", re.IGNORECASE)  # a JVM heap size: 512m, 2g
+_MEMORY = re.compile(r"^\d+([kmgtp]b?)?$", re.IGNORECASE)  # a Spark size: 512m, 2g, 2gb
 
 
 def _check_duration(value: str) -> str | None:
@@ -481,7 +481,11 @@ def apply(file: FileConfig, environ: MutableMapping[str, str] | None = None) -> 
 
 
 def setup(cli_path: str | Path | None = None) -> FileConfig:
-    """At start of a command (and the DAG): locate, validate and apply the file."""
+    """At start of a command (and the DAG): locate, validate and apply the file, then check
+    the values in force that came from the environment (each error names the variable)."""
     file = load_located(cli_path)
+    wrong = problems(resolve(file))
+    if wrong:
+        raise ConfigError("\n".join(wrong))
     apply(file)
     return file
