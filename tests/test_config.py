@@ -231,12 +231,21 @@ def by_name(checks: list[doctor.Check]) -> dict[str, doctor.Check]:
 
 
 @pytest.fixture()
-def duckdb_warehouse(tmp_path: Path) -> Path:
-    """A DuckDB warehouse holding patient keys made with KEY, as a run leaves them."""
+def duckdb_warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DuckDB warehouse after one published run, holding patient keys made with KEY."""
+    from datetime import date
+
+    from trialscreen.pipeline import finish_run, start_run
+
     path = tmp_path / "wh" / "trialscreen.duckdb"
     path.parent.mkdir()
+    with monkeypatch.context() as env:
+        env.setenv(pseudonym.KEY_ENV, KEY)
+        run_id = start_run(path, date(2026, 11, 20), ["axiom"])
+        finish_run(path, run_id, "published")
+    (tmp_path / "run_id").write_text(run_id)
     con = duckdb.connect(str(path))
-    con.execute("create schema restricted")
+    con.execute("create schema if not exists restricted")
     con.execute("create table restricted.patient_keys (mrn varchar, patient_key varchar)")
     con.executemany(
         "insert into restricted.patient_keys values (?, ?)",
@@ -263,7 +272,11 @@ def test_doctor_on_a_duckdb_warehouse(duckdb_warehouse: Path, tmp_path: Path) ->
     assert found["timezone"].found.startswith("Europe/Paris (file)")
     assert found["warehouse"].status == "OK"
     assert "DuckDB" in found["warehouse"].found
-    assert f"1 of {len(SCHEMAS)} schemas" in found["warehouse"].found
+    assert re.search(rf"\d+ of {len(SCHEMAS)} schemas", found["warehouse"].found)
+    run_id = (tmp_path / "run_id").read_text()
+    assert found["warehouse"].found.endswith(
+        f"last run {run_id} published; last published {run_id} (screening date 2026-11-20)"
+    )
     assert found["roles"].status == "OK" and "not applicable" in found["roles"].found
     assert found["keys"].status == "OK"
     assert "matches the 3 stored patient keys checked" in found["keys"].found
