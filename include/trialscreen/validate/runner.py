@@ -1,20 +1,30 @@
-"""The quality-gate runner: reads each asset's frame with the warehouse's native client
-(PHI-free by construction), runs it through Great Expectations as a pandas dataframe asset
-and folds the results into a :class:`ValidationOutcome` (see :mod:`trialscreen.validate`).
+"""The quality-gate runner: builds each asset's PHI-free query, has Great Expectations run
+it where the data is (a SQL datasource on the warehouse: expectations become SQL aggregates,
+so the gate's memory does not grow with the tables) and folds the results into a
+:class:`ValidationOutcome` (see :mod:`trialscreen.validate`).
+
+On DuckDB the datasource is :func:`duckdb_datasource_type`: GX's SQL datasource with one
+persisted connection (GX's own SQL datasource opens a connection per metric query and reads
+the rows after closing it, which DuckDB answers with no rows: every expectation failed with
+an ``IndexError``), run under :data:`GATE_MEMORY_LIMIT_ENV` (DuckDB spills beyond it). A
+missing table or one without any listed column is validated as an empty pandas frame, as
+before, so its column-set expectation fails by name.
 """
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
@@ -30,7 +40,7 @@ from trialscreen.validate.suites import (
     _sql_text,
     load_suite,
 )
-from trialscreen.warehouse import Warehouse
+from trialscreen.warehouse import Warehouse, WarehouseUrl
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]
@@ -66,20 +76,28 @@ def _conform(frame: pl.DataFrame, columns: Mapping[str, str]) -> pl.DataFrame:
     )
 
 
-def read_asset(wh: Warehouse, asset: Asset) -> tuple[pl.DataFrame, AssetRead]:
-    """The frame GX validates for one asset (PHI-free by construction)."""
+def _count(wh: Warehouse, sql: str) -> int:
+    return int(wh.scalar(f"select count(*) from ({sql}) as counted") or 0)
+
+
+def asset_query(wh: Warehouse, asset: Asset) -> tuple[str | None, pl.DataFrame, AssetRead]:
+    """What GX validates for one asset, PHI-free by construction: the query that selects it
+    (run by GX on the warehouse), or, when there is nothing to query (a missing table, no
+    listed column), ``None`` and the empty frame that stands for it."""
     if asset.sql is not None:
         missing = [t for t in asset.requires if not wh.table_exists(t)]
         if missing:
             note = f"skipped: {', '.join(missing)} not found"
-            return _empty(asset.columns), AssetRead(asset.name, "sql check", 0, note)
-        frame = _conform(query_frame(wh, asset.sql), asset.columns)
-        return frame, AssetRead(asset.name, "sql check", frame.height)
+            return None, _empty(asset.columns), AssetRead(asset.name, "sql check", 0, note)
+        # GX takes a query asset that starts with SELECT (a check may start with WITH)
+        sql = f"select * from ({asset.sql.strip().rstrip(';')}) as checked"
+        return sql, _empty({}), AssetRead(asset.name, "sql check", _count(wh, sql))
     assert asset.table is not None
     if not wh.table_exists(asset.table):
+        info = AssetRead(asset.name, asset.table, 0, "table not found")
         if asset.required:  # no columns at all: the column-set expectation fails, blocking
-            return pl.DataFrame(), AssetRead(asset.name, asset.table, 0, "table not found")
-        return _empty(asset.columns), AssetRead(asset.name, asset.table, 0, "table not found")
+            return None, pl.DataFrame(), info
+        return None, _empty(asset.columns), info
     present = set(query_frame(wh, f"select * from {asset.table} where 1 = 0").columns)
     exprs = []
     for col in asset.columns:
@@ -96,14 +114,25 @@ def read_asset(wh: Warehouse, asset: Asset) -> tuple[pl.DataFrame, AssetRead]:
         else:
             exprs.append(col)
     if not exprs:
-        return pl.DataFrame(), AssetRead(asset.name, asset.table, 0, "no listed column found")
+        info = AssetRead(asset.name, asset.table, 0, "no listed column found")
+        return None, pl.DataFrame(), info
     sql = f"select {', '.join(exprs)} from {asset.table}"
     # a filter on the loader's columns applies only where the table has them
     filtered = re.findall(r"\b(run_id|load_id)\b", asset.where or "")
     if asset.where and all(c in present for c in filtered):
         sql += f" where {asset.where}"
+    return sql, _empty({}), AssetRead(asset.name, asset.table, _count(wh, sql))
+
+
+def read_asset(wh: Warehouse, asset: Asset) -> tuple[pl.DataFrame, AssetRead]:
+    """The asset's rows as one frame (PHI-free by construction). The gate itself no longer
+    reads them (GX queries the warehouse); kept for tools that want to look at an asset."""
+    sql, frame, info = asset_query(wh, asset)
+    if sql is None:
+        return frame, info
     frame = _conform(query_frame(wh, sql), asset.columns)
-    return frame, AssetRead(asset.name, asset.table, frame.height)
+    info.rows = frame.height
+    return frame, info
 
 
 def _to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
@@ -219,8 +248,75 @@ def _quiet_gx() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+# the DuckDB memory the gate may use (DuckDB spills to disk beyond it); a DuckDB setting
+# such as 512MB or 1GB. The gate's process stays under 1 GB at any population size.
+GATE_MEMORY_LIMIT_ENV = "TRIALSCREEN_GATE_MEMORY_LIMIT"
+DEFAULT_GATE_MEMORY_LIMIT = "512MB"
+_MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$", re.IGNORECASE)
+# GX resolves ${...} in a connection string from the environment: the URL (a PostgreSQL
+# password) never lands in the context's great_expectations.yml
+GX_URL_ENV = "TRIALSCREEN_GX_WAREHOUSE_URL"
+GX_DATASOURCE = "warehouse"
+_duckdb_datasource: type | None = None
+
+
+def gate_memory_limit() -> str:
+    value = (os.environ.get(GATE_MEMORY_LIMIT_ENV) or DEFAULT_GATE_MEMORY_LIMIT).strip()
+    if not _MEMORY_LIMIT.match(value):
+        raise ValueError(f"{GATE_MEMORY_LIMIT_ENV}: '{value}' is not a size such as 512MB or 1GB")
+    return value
+
+
+def duckdb_datasource_type() -> type:
+    """GX's SQL datasource for a DuckDB file, with one connection held for the whole gate.
+
+    GX keeps a connection open only for the dialects it lists (sqlite, SQL Server, ...); for
+    any other it runs each metric query in ``with engine.connect()`` and fetches the rows
+    after the block, when DuckDB has discarded them. Registered with GX (a fluent datasource
+    type) on first use, before any context that may list it is loaded."""
+    global _duckdb_datasource
+    if _duckdb_datasource is not None:
+        return _duckdb_datasource
+    from great_expectations.datasource.fluent.sql_datasource import SQLDatasource
+    from great_expectations.execution_engine.sqlalchemy_execution_engine import (
+        SqlAlchemyExecutionEngine,
+    )
+
+    class PersistedConnectionEngine(SqlAlchemyExecutionEngine):
+        _previous_limit: str | None = None
+
+        @contextmanager
+        def get_connection(self) -> Iterator[Any]:
+            if not self._connection:
+                connection = self.engine.connect()
+                self._previous_limit = connection.exec_driver_sql(
+                    "select current_setting('memory_limit')"
+                ).scalar()
+                # a database-wide setting: restored by close()
+                connection.exec_driver_sql(f"set memory_limit = '{gate_memory_limit()}'")
+                self._connection = connection
+            yield self._connection
+
+        def close(self) -> None:
+            if self._connection and self._previous_limit:
+                self._connection.exec_driver_sql(f"set memory_limit = '{self._previous_limit}'")
+            super().close()
+            self._connection = None
+
+    class TrialscreenDuckDBDatasource(SQLDatasource):
+        type: Literal["trialscreen_duckdb"] = "trialscreen_duckdb"  # type: ignore[assignment]
+
+        @property
+        def execution_engine_type(self) -> builtins.type[SqlAlchemyExecutionEngine]:
+            return PersistedConnectionEngine
+
+    _duckdb_datasource = TrialscreenDuckDBDatasource
+    return _duckdb_datasource
+
+
 def _gx_context(docs_root: Path) -> Any:
     _quiet_gx()
+    duckdb_datasource_type()  # a context written by an earlier gate lists this type
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -254,13 +350,43 @@ def _docs_index(docs_root: Path) -> Path:
     return docs_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
-def _run_asset(
-    ctx: Any, suite: Suite, asset: Asset, frame: pd.DataFrame, run_id: str
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One checkpoint run; returns per-expectation rows and the Data Docs page URL."""
-    import great_expectations as gx
-    from great_expectations.core.run_identifier import RunIdentifier
+def _warehouse_datasource(ctx: Any, url: WarehouseUrl) -> Any:
+    """The context's SQL datasource on the warehouse, made anew for each gate (its query
+    assets carry this run's filters). The URL reaches GX through :data:`GX_URL_ENV`."""
+    if url.engine == "duckdb":
+        assert url.path is not None
+        os.environ[GX_URL_ENV] = f"duckdb:///{url.path.resolve()}"
+    else:
+        assert url.url is not None
+        os.environ[GX_URL_ENV] = url.url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    wanted = "trialscreen_duckdb" if url.engine == "duckdb" else "postgres"
+    existing = ctx.data_sources.all().get(GX_DATASOURCE)
+    if existing is not None and existing.type == wanted:
+        return existing
+    if existing is not None:
+        ctx.data_sources.delete(GX_DATASOURCE)
+    connection = "${" + GX_URL_ENV + "}"
+    if url.engine == "duckdb":
+        duckdb_datasource_type()  # registers add_trialscreen_duckdb
+        return ctx.data_sources.add_trialscreen_duckdb(GX_DATASOURCE, connection_string=connection)
+    return ctx.data_sources.add_postgres(GX_DATASOURCE, connection_string=connection)
 
+
+def _close_datasource(datasource: Any) -> None:
+    """Give the warehouse back: the DuckDB file (and its memory limit) before publish."""
+    try:
+        datasource.get_execution_engine().close()
+    finally:
+        datasource.get_engine().dispose()
+
+
+def _batch_definition(ctx: Any, suite: Suite, asset: Asset, sql: str | None, warehouse: Any) -> Any:
+    if sql is not None:  # GX runs the expectations as SQL on the warehouse
+        if any(a.name == asset.name for a in warehouse.assets):  # this run's query replaces it
+            warehouse.delete_asset(asset.name)
+        return warehouse.add_query_asset(asset.name, query=sql).add_batch_definition_whole_table(
+            "whole"
+        )
     try:
         datasource = ctx.data_sources.get(suite.name)
     except (KeyError, ValueError, LookupError):
@@ -270,28 +396,47 @@ def _run_asset(
     except LookupError:
         gx_asset = datasource.add_dataframe_asset(asset.name)
     try:
-        batch = gx_asset.get_batch_definition("whole")
+        return gx_asset.get_batch_definition("whole")
     except (KeyError, LookupError):
-        batch = gx_asset.add_batch_definition_whole_dataframe("whole")
+        return gx_asset.add_batch_definition_whole_dataframe("whole")
+
+
+def _run_asset(
+    ctx: Any,
+    suite: Suite,
+    asset: Asset,
+    batch: Any,
+    frame: pd.DataFrame | None,
+    run_id: str,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One checkpoint run (a query asset, or a dataframe asset given ``frame``); returns
+    per-expectation rows and the Data Docs page URL."""
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+
     gx_suite = gx.ExpectationSuite(
         name=asset.name,
         expectations=[_gx_expectation(e) for e in asset.expectations],
         meta={"trialscreen_suite": suite.name, "description": asset.description},
     )
     gx_suite = ctx.suites.add_or_update(gx_suite)
+    # one definition per kind of batch: a definition GX stored names its datasource, and an
+    # asset found missing one night (an empty frame) is queried on the warehouse the next
+    name = asset.name if frame is not None else f"{asset.name}@{GX_DATASOURCE}"
     definition = ctx.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=asset.name, data=batch, suite=gx_suite)
+        gx.ValidationDefinition(name=name, data=batch, suite=gx_suite)
     )
     checkpoint = ctx.checkpoints.add_or_update(
         gx.Checkpoint(
-            name=asset.name,
+            name=name,
             validation_definitions=[definition],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],  # type: ignore[attr-defined]
             result_format="SUMMARY",
         )
     )
     result = checkpoint.run(
-        batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_id)
+        batch_parameters={"dataframe": frame} if frame is not None else None,
+        run_id=RunIdentifier(run_name=run_id),
     )
     rows: list[dict[str, Any]] = []
     page: str | None = None
@@ -338,12 +483,12 @@ def validate(
         load_suite(name, run_id, screening_date, schema_map, (settings or {}).get(name))
         for name in suites
     ]
-    reads: list[tuple[Suite, Asset, pl.DataFrame, AssetRead]] = []
+    reads: list[tuple[Suite, Asset, str | None, pl.DataFrame, AssetRead]] = []
     with Warehouse.connect(warehouse_url) as wh:
         for suite in loaded:
             for asset in suite.assets:
-                frame, info = read_asset(wh, asset)
-                reads.append((suite, asset, frame, info))
+                sql, frame, info = asset_query(wh, asset)
+                reads.append((suite, asset, sql, frame, info))
 
     docs_root = Path(reports_dir) / "data_docs"
     ctx = _gx_context(docs_root)
@@ -354,9 +499,23 @@ def validate(
         data_docs_index=_docs_index(docs_root),
         suites=list(suites),
     )
-    for suite, asset, frame, info in reads:
-        rows, page = _run_asset(ctx, suite, asset, _to_pandas(frame), run_id)
-        info.docs_page = page
+    checked: list[tuple[Suite, Asset, list[dict[str, Any]], AssetRead]] = []
+    previous_url = os.environ.get(GX_URL_ENV)
+    warehouse = _warehouse_datasource(ctx, WarehouseUrl.parse(warehouse_url))
+    try:
+        for suite, asset, sql, frame, info in reads:
+            batch = _batch_definition(ctx, suite, asset, sql, warehouse)
+            pandas_frame = None if sql is not None else _to_pandas(frame)
+            rows, page = _run_asset(ctx, suite, asset, batch, pandas_frame, run_id)
+            info.docs_page = page
+            checked.append((suite, asset, rows, info))
+    finally:
+        _close_datasource(warehouse)
+        if previous_url is None:
+            os.environ.pop(GX_URL_ENV, None)
+        else:
+            os.environ[GX_URL_ENV] = previous_url
+    for suite, asset, rows, info in checked:
         for row in rows:
             outcome.expectations_evaluated += 1
             if row["success"]:
