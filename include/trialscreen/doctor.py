@@ -380,7 +380,7 @@ def check_keys(ctx: Context) -> Check:
     if ctx.con is not None:
         match = _stored_keys_match(ctx.con, key)
         if match is None:
-            notes.append("no stored patient keys readable to compare")
+            notes.append("not compared: no restricted.patient_keys, or this role cannot read it")
         elif match[1] == 0:
             notes.append("no patient keys stored yet")
         elif match[0] == match[1]:
