@@ -200,6 +200,32 @@ def test_example_file_is_valid_and_shows_every_setting() -> None:
     assert not missing, f"docs/configuration.md does not document {missing}"
 
 
+def test_every_variable_the_code_reads_is_a_setting_a_secret_or_listed() -> None:
+    """A TRIALSCREEN_* variable added anywhere must be registered in trialscreen.config
+    (SETTINGS, SECRETS or NOT_SETTINGS) and so documented in docs/configuration.md."""
+    sources = [
+        *(REPO / "include" / "trialscreen").rglob("*.py"),
+        *(REPO / "dags").glob("*.py"),
+        REPO / "dbt_project" / "profiles.yml",
+        REPO / "docker-compose.yml",
+        REPO / ".env.example",
+    ]
+    seen: dict[str, str] = {}
+    for path in sources:
+        for name in re.findall(r"\bTRIALSCREEN_[A-Z0-9_]*[A-Z0-9]\b", path.read_text()):
+            seen.setdefault(name, str(path.relative_to(REPO)))
+    known = set(config.BY_ENV) | set(config.SECRETS) | set(config.NOT_SETTINGS)
+    # prefixes named in prose (TRIALSCREEN_PG_*, TRIALSCREEN_ALERT_SMTP_*)
+    unknown = {
+        name: where
+        for name, where in seen.items()
+        if name not in known and not any(k.startswith(name + "_") for k in known)
+    }
+    assert not unknown, f"add to trialscreen.config and docs/configuration.md: {unknown}"
+    documented = (REPO / "docs" / "configuration.md").read_text()
+    assert [n for n in config.NOT_SETTINGS if n not in documented] == []
+
+
 # --------------------------------------------------------------------------- trials list
 
 

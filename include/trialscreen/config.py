@@ -265,6 +265,24 @@ SECRETS: dict[str, str] = {
     "TRIALSCREEN_ALERT_WEBHOOK_URL": "the alert webhook (its URL usually holds a token)",
     "TRIALSCREEN_ALERT_SMTP_PASSWORD": "the SMTP login's password",
 }
+# Variables that are not settings (docs/configuration.md#not-settings): derived from a URL for
+# one dbt or GX call, read by docker compose only, or by the test suite only.
+NOT_SETTINGS: dict[str, str] = {
+    CONFIG_ENV: "the configuration file itself",
+    "TRIALSCREEN_DBT_TARGET": "derived from the warehouse URL (trialscreen.transform)",
+    "TRIALSCREEN_DUCKDB_PATH": "derived from the warehouse URL",
+    "TRIALSCREEN_PG_HOST": "derived from the warehouse URL",
+    "TRIALSCREEN_PG_PORT": "derived from the warehouse URL",
+    "TRIALSCREEN_PG_USER": "derived from the warehouse URL",
+    "TRIALSCREEN_PG_PASSWORD": "derived from the warehouse URL (a secret)",
+    "TRIALSCREEN_PG_DBNAME": "derived from the warehouse URL",
+    "TRIALSCREEN_SPARK_WAREHOUSE_DIR": "derived from a spark:/// warehouse URL",
+    "TRIALSCREEN_GX_WAREHOUSE_URL": "set by the quality gate for one gate run",
+    "TRIALSCREEN_BIND_ADDRESS": "docker compose interpolation",
+    "TRIALSCREEN_IMAGE_TAG": "docker compose interpolation",
+    "TRIALSCREEN_COMPOSE_BIN": "test suite only",
+    "TRIALSCREEN_CSV_BENCH_ROWS": "test suite only",
+}
 _SECRET_KEYS: dict[str, str] = {
     "pseudonym_key": "TRIALSCREEN_PSEUDONYM_KEY",
     "key": "TRIALSCREEN_PSEUDONYM_KEY",
