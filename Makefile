@@ -68,8 +68,10 @@ bench: install
 # comments that point into them; then the dbt docs site. dbt docs generate reads the warehouse
 # catalog, so this builds a small warehouse first: a generated population (trialscreen synth)
 # through the nightly run (trialscreen run, which writes the dbt docs site with its reports),
-# with a throwaway pseudonym key (synthetic patients only). All in out/docs/, rebuilt each
-# time: under two minutes of CPU.
+# with a throwaway pseudonym key (synthetic patients only). The reports index links the
+# report, the Data Docs (every asset vendored: they render without internet) and the dbt docs
+# (overview: dbt_project/models/overview.md). All in out/docs/, rebuilt each time: under two
+# minutes of CPU.
 DOCS_OUT := out/docs
 DOCS_DATE := 2026-01-15
 docs: install
@@ -79,6 +81,9 @@ docs: install
 	TRIALSCREEN_PSEUDONYM_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(32))') \
 		$(BIN)/trialscreen run --input $(DOCS_OUT)/feeds --screening-date $(DOCS_DATE) \
 		--warehouse $(DOCS_OUT)/warehouse.duckdb --reports-dir $(DOCS_OUT)/reports
+	@grep -q "Where to look next" $(DOCS_OUT)/reports/dbt_docs/index.html  # the real overview
+	$(BIN)/python -c 'import sys; from trialscreen.report import write_index; write_index(sys.argv[1])' $(DOCS_OUT)/reports
+	@echo "reports index (links the report, the Data Docs and the dbt docs): $(DOCS_OUT)/reports/index.html"
 	@echo "dbt docs site: $(DOCS_OUT)/reports/dbt_docs/index.html"
 
 clean:

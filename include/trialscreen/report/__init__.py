@@ -38,7 +38,7 @@ from trialscreen.report.collect import (
     feed_nights,
     freshness,
 )
-from trialscreen.report.html import CSS, local_time, render, write_report
+from trialscreen.report.html import CSS, local_time, render, write_index, write_report
 
 __all__ = [
     "CSS",
@@ -56,5 +56,6 @@ __all__ = [
     "night_volume_svg",
     "outcomes_svg",
     "render",
+    "write_index",
     "write_report",
 ]

@@ -116,11 +116,18 @@ def night_volume_svg(feed: str, frame: pl.DataFrame) -> str:
     slot = 34
     width = max(260, 10 + slot * len(rows))
     height, pad_b, pad_t = 150, 32, 18
-    top = max((r["records_in"] or 0 for r in rows), default=0) or 1
+    top = max((r["records_in"] or 0 for r in rows), default=0)
+    any_records = top > 0
+    top = top or 1
     parts = [
         f'<svg id="{_id("feed-nights", feed)}" class="chart small" role="img" width="{width}" '
         f'height="{height}" aria-label="{E(f"Records per night, {feed} feed")}">',
-        _svg_text(4, 12, f"{feed} (max {top} records/night)", cls="title"),
+        _svg_text(
+            4,
+            12,
+            f"{feed} (max {top} records/night)" if any_records else f"{feed} (no records)",
+            cls="title",
+        ),
     ]
     usable = height - pad_b - pad_t
     base = float(height - pad_b)

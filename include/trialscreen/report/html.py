@@ -401,7 +401,10 @@ def render(data: ReportData, docs_href: str | None = None) -> str:
     )
 
 
-def _write_index(reports_dir: Path) -> Path:
+def write_index(reports_dir: Path) -> Path:
+    """``<reports_dir>/index.html``: every run's report, the Data Docs and the dbt docs (when
+    built; call again after building them)."""
+    reports_dir = Path(reports_dir)
     runs = []
     for child in sorted(reports_dir.iterdir(), reverse=True):
         meta = child / "report.json"
@@ -479,5 +482,5 @@ def write_report(
     latest = reports_dir / "latest"
     latest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(report, latest / "report.html")  # same depth: relative links still work
-    _write_index(reports_dir)
+    write_index(reports_dir)
     return report
