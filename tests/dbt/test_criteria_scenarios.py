@@ -282,6 +282,14 @@ def build_scenarios() -> Scenario:
     # a 14-year-old assessed on the Lansky scale (CSV local code LANSKY)
     s.baseline("LANSKY", birth="2012-06-01", ecog=True)
     s.obs("LANSKY", "", 80, None, "2026-10-29", category="survey", local_code="LANSKY")
+    # a 15 mm lesion with no imaging method: RECIST cannot decide (10-20 mm)
+    s.baseline("TUMUND", tumor=True)
+    s.obs("TUMUND", "21889-1", 15, "mm", "2026-10-20", category="imaging")
+    # WBC (an analyte only the second trial judges, >= 3.0): 4.2 met, 3.1 met within 10 %
+    s.baseline("WBC")
+    s.obs("WBC", "6690-2", 4.2, "10*9/L", "2026-10-30")
+    s.baseline("WBCNEAR")
+    s.obs("WBCNEAR", "6690-2", 3.1, "10*9/L", "2026-10-25")
     # dysphagia coded: named in the swallow_pills reason
     s.baseline("DYSPH")
     s.condition("DYSPH", "icd-10-cm", "R13.10", "Dysphagia", "2026-09-01")
@@ -591,7 +599,7 @@ def test_second_trial_applies_its_own_thresholds_to_the_same_data(warehouse):
     ).fetchall()
     assert {r[0] for r in rows} == {"main"}
     assert [r[1] for r in rows] == sorted(
-        ["age", "anc", "platelets", "renal", "performance_status", "informed_consent"]
+        ["age", "anc", "platelets", "wbc", "renal", "performance_status", "informed_consent"]
     )
 
 
@@ -777,3 +785,159 @@ def test_postgres_decides_every_criterion_like_duckdb(warehouse, pg_database, tm
     assert len(on_postgres) == len(on_duckdb)
     differing = [(p, d) for p, d in zip(on_postgres, on_duckdb, strict=True) if p != d]
     assert differing[:3] == []
+
+
+# ---------------------------------------------------------- issue 12: values, expiry, next steps
+
+
+def _result(con: duckdb.DuckDBPyConnection, mrn: str, trial: str = "axiom",
+            cohort: str = "asps") -> dict[str, Any]:  # fmt: skip
+    cursor = con.execute(
+        "select * from marts.screening_results where patient_key = ? and trial_id = ? "
+        "and cohort_id = ?",
+        [pseudonym.patient_key(mrn, KEY), trial, cohort],
+    )
+    names = [d[0] for d in cursor.description]
+    return dict(zip(names, cursor.fetchone(), strict=True))
+
+
+def test_an_analyte_only_the_second_trial_judges_reaches_the_long_form_mart(warehouse):
+    """WBC is in no AXIOM criterion and no column of screening_results: the second trial's
+    criterion gets value, unit, threshold, comparator, margin and expiry with no SQL change."""
+    wbc = evaluation(warehouse, "WBC", "wbc", trial="example_second")
+    assert (wbc["status"], wbc["value_numeric"], wbc["value_unit"]) == ("met", 4.2, "10*9/L")
+    assert (wbc["threshold"], wbc["comparator"]) == (3.0, ">=")
+    assert wbc["margin"] == pytest.approx(1.2)
+    assert wbc["margin_relative"] == pytest.approx(0.4)
+    assert wbc["near_flip"] is False
+    # the second trial's lab window is 14 days: 2026-10-30 + 14
+    assert wbc["evidence_date"] == date(2026, 10, 30)
+    assert wbc["valid_until"] == date(2026, 11, 13)
+    near = evaluation(warehouse, "WBCNEAR", "wbc", trial="example_second")
+    assert near["status"] == "met" and near["near_flip"] is True
+    assert near["margin_relative"] == pytest.approx(0.1 / 3.0)
+    assert near["valid_until"] == date(2026, 11, 8)
+    missing = evaluation(warehouse, "BASE", "wbc", trial="example_second")
+    assert missing["status"] == "unknown"
+    assert (missing["missing_item"], missing["next_step"]) == (
+        "wbc",
+        "Order a CBC with differential",
+    )
+    assert "wbc" not in {
+        c[0] for c in warehouse.execute("describe marts.screening_results").fetchall()
+    }
+
+
+@pytest.mark.parametrize(
+    ("mrn", "criterion", "status", "comparator", "margin", "valid_until"),
+    [
+        # windowed labs: effective date + the 28-day window; margin in the criterion's direction
+        ("BASE", "anc", "met", ">=", 2.0, date(2026, 11, 27)),
+        ("BASE", "bilirubin", "met", "<=", 1.8 - 0.8, date(2026, 11, 27)),  # 1.5 x ULN 1.2
+        ("BILI", "bilirubin", "not_met", "<=", 1.8 - 2.4, date(2026, 11, 27)),
+        ("BASE", "performance_status", "met", "<=", 1.0, date(2026, 11, 25)),  # ECOG 1 vs <= 2
+        ("BASE", "measurable_disease", "met", ">=", 15.0, date(2026, 11, 17)),  # 25 mm vs 10 mm
+        ("BASE", "renal", "met", "<=", 1.8 - 1.0, date(2026, 11, 27)),  # creatinine arm alone
+        ("HIVOK", "hiv", "met", "<", 50.0 - 20.0, date(2026, 11, 22)),  # VL 2026-10-25
+        # nothing expires: age, a coded diagnosis, no HIV on record, review items
+        ("AGE12", "age", "met", ">=", 0.0, None),
+        ("BASE", "diagnosis_asps", "met", None, None, None),
+        ("BASE", "hiv", "met", None, None, None),
+        ("BASE", "informed_consent", "review", None, None, None),
+    ],
+)
+def test_valid_until_and_margin_per_rule(warehouse, mrn, criterion, status, comparator, margin,
+                                         valid_until):  # fmt: skip
+    row = evaluation(warehouse, mrn, criterion)
+    assert row["status"] == status
+    assert row["comparator"] == comparator
+    assert row["margin"] == (None if margin is None else pytest.approx(margin))
+    assert row["valid_until"] == valid_until
+    assert row["next_step"] is None  # only unknowns have one
+
+
+def test_age_on_the_limit_is_not_flagged_as_near_flip(warehouse):
+    # age does not expire and cannot fall: a 12-year-old on the limit is not "about to flip"
+    assert evaluation(warehouse, "AGE12", "age")["near_flip"] is False
+
+
+@pytest.mark.parametrize(
+    ("mrn", "criterion", "missing_item", "next_step"),
+    [
+        ("ANCUNIT", "anc", "anc", "Order a CBC with differential"),
+        ("CRNOHT", "renal", "height", "Record the height"),
+        ("HIVSTALE", "hiv", "hiv_viral_load", "Order an HIV-1 RNA viral load"),
+        ("TUMUND", "measurable_disease", "imaging_method",
+         "Record the imaging method of the tumor measurement"),
+    ],
+)  # fmt: skip
+def test_every_unknown_has_a_concrete_next_step(warehouse, mrn, criterion, missing_item,
+                                                next_step):  # fmt: skip
+    row = evaluation(warehouse, mrn, criterion)
+    assert row["status"] == "unknown"
+    assert (row["missing_item"], row["next_step"]) == (missing_item, next_step)
+    assert row["valid_until"] is None and row["near_flip"] is False
+    unnamed = warehouse.execute(
+        "select count(*) from marts.criterion_evaluations "
+        "where status = 'unknown' and (next_step is null or next_step = '')"
+    ).fetchone()
+    assert unnamed == (0,)
+
+
+def test_rescreen_by_and_the_single_missing_item(warehouse):
+    base = _result(warehouse, "BASE")
+    assert base["candidate_status"] == "ready_for_review"
+    # the earliest expiry: the tumor measurement of 2026-10-20 + 28 days
+    assert base["rescreen_by"] == date(2026, 11, 17)
+    assert base["sole_missing_criterion"] is None
+    nohight = _result(warehouse, "CRNOHT")
+    assert nohight["candidate_status"] == "missing_data" and nohight["n_unknown"] == 1
+    assert (nohight["sole_missing_criterion"], nohight["sole_missing_next_step"]) == (
+        "renal",
+        "Record the height",
+    )
+    # an ineligible candidate has no single missing item
+    assert _result(warehouse, "BILI")["sole_missing_criterion"] is None
+
+
+def test_completeness_test_fails_when_a_rule_model_leaves_the_union(warehouse, tmp_path):
+    """Proof that the completeness test guards the union: the same warehouse rebuilt with
+    int_criteria__hiv left out of the registry fails assert_every_criterion_evaluated_once."""
+    (source,) = warehouse.execute("select getvariable('scenario_db')").fetchone()
+    copy = tmp_path / "without_hiv.duckdb"
+    shutil.copy(source, copy)
+    code = (
+        "import sys, json, datetime\n"
+        "from trialscreen.transform import build_dbt, DbtBuildError\n"
+        "try:\n"
+        "    build_dbt(sys.argv[1], datetime.date.fromisoformat(sys.argv[2]), sys.argv[3],"
+        " select='criterion_evaluations assert_every_criterion_evaluated_once',"
+        " extra_vars={'criterion_rules': json.loads(sys.argv[4])}, artifacts_dir=sys.argv[5])\n"
+        "except DbtBuildError as exc:\n"
+        "    print('FAILED', [name for name, _ in exc.failures])\n"
+        "    sys.exit(3)\n"
+    )
+    import yaml
+
+    rules = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").read_text())["vars"][
+        "criterion_rules"
+    ]
+    without_hiv = {rule: model for rule, model in rules.items() if rule != "hiv"}
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, "-c", code, f"duckdb:///{copy}", SCREENING_DATE.isoformat(), RUN_ID,
+         json.dumps(without_hiv), str(tmp_path / "dbt")],
+        env={**os.environ, "DO_NOT_TRACK": "1"}, capture_output=True, text=True, timeout=900,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr[-3000:] + proc.stdout[-2000:]
+    assert "assert_every_criterion_evaluated_once" in proc.stdout
+    con = duckdb.connect(str(copy), read_only=True)
+    try:
+        hiv_rows = con.execute(
+            "select count(*) from marts.criterion_evaluations where criterion_id = 'hiv'"
+        ).fetchone()
+    finally:
+        con.close()
+    assert hiv_rows == (0,)  # the criterion vanished: exactly what the test must catch

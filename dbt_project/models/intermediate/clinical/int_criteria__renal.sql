@@ -233,9 +233,12 @@ select
         when status <> 'unknown' then null
         when creatinine_observation_id is null or creatinine_issue is not null or creatinine_mg_dl is null
             then 'creatinine'
+        -- a comparator creatinine (">4.0") computes no clearance: an exact value decides
+        when creatinine_comparator is not null then 'creatinine'
         when weight_kg is null then 'weight'
         when cg_compare <> 'absolute' and height_cm is null then 'height'
         when creatinine_uln is null then 'reference_range'
+        when sex not in ('male', 'female') or sex is null then 'sex'
         else 'creatinine'
     end as {{ dbt.type_string() }}) as missing_item,
 
