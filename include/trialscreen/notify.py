@@ -32,7 +32,7 @@ import smtplib
 import ssl
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
@@ -236,3 +236,51 @@ def _send_smtp(alert: Alert) -> None:
         if user:
             client.login(user, password)
         client.send_message(message)
+
+
+# --- what the DAG and the CLI alert about ----------------------------------------------
+
+
+def trial_ids(trials: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The trial ids of ``trials`` (ids or YAML paths); one that does not load is left out
+    (an alert about a failed run must not fail on the definition that failed it)."""
+    from trialscreen.trial import load_trial
+
+    ids: list[str] = []
+    for trial in trials:
+        try:
+            ids.append(load_trial(trial).trial_id)
+        except Exception:  # noqa: BLE001, S112 - the alert goes out with the others
+            continue
+    return tuple(ids)
+
+
+def status_counts(candidates: dict[str, int]) -> dict[str, int]:
+    """``{"trial/cohort/status": n}`` (``pipeline.candidate_counts``) summed per status."""
+    totals: dict[str, int] = {}
+    for key, n in candidates.items():
+        status = key.rsplit("/", 1)[-1].lower()
+        if _COUNT_KEY.match(status):
+            totals[status] = totals.get(status, 0) + int(n)
+    return totals
+
+
+def missed_nights(warehouse: str, scheduled: list[date]) -> list[date]:
+    """The scheduled screening dates that have no run at all in ``audit.pipeline_runs``.
+
+    Only dates after the first run the warehouse ever recorded count (a new deployment has
+    missed nothing), and only those before the latest of ``scheduled``'s own run are asked
+    about by the caller. A warehouse without the runs table has missed nothing.
+    """
+    from trialscreen.pipeline import RUNS_TABLE
+    from trialscreen.warehouse import Warehouse
+
+    with Warehouse.connect(warehouse) as wh:
+        if not wh.table_exists(RUNS_TABLE):
+            return []
+        rows = wh.query(f"select distinct screening_date from {RUNS_TABLE}")
+    ran = {r[0] for r in rows if r[0] is not None}
+    if not ran:
+        return []
+    first = min(ran)
+    return sorted(d for d in set(scheduled) if d > first and d not in ran)
