@@ -1,7 +1,9 @@
 """TrialScreen nightly pre-screening: ingest → dbt (Cosmos) → validate → publish → reports.
 
-Thin by design: every task calls one function of ``trialscreen.pipeline`` (the same ones
-``trialscreen run`` calls); dbt runs as an astronomer-cosmos task group loaded from the
+Thin by design: every task calls one function of ``trialscreen.pipeline`` or
+``trialscreen.notify`` (the same ones ``trialscreen run`` calls); each takes the run id from
+its context, so XComs carry only what flows (dbt settings, the gate's counts, the published
+tables). dbt runs as an astronomer-cosmos task group (watcher mode: one ``dbt build``) from the
 precompiled manifest (``dbt_project/target/manifest.json``, written by ``make install`` /
 ``trialscreen manifest``), so parsing this file never calls dbt.
 """
@@ -9,14 +11,24 @@ precompiled manifest (``dbt_project/target/manifest.json``, written by ``make in
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import BaseNotifier, Param, dag, task
+from airflow.sdk.exceptions import AirflowFailException
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+from cosmos.constants import (
+    PRODUCER_WATCHER_DONE_TASK_ID,
+    PRODUCER_WATCHER_TASK_ID,
+    ExecutionMode,
+    InvocationMode,
+    LoadMode,
+    SeedRenderingBehavior,
+    TestBehavior,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk.bases.decorator import Task
@@ -30,23 +42,34 @@ WAREHOUSE = os.environ.get("TRIALSCREEN_WAREHOUSE_URL", str(REPO / "trialscreen.
 DROPS = os.environ.get("TRIALSCREEN_DROPS_DIR", str(REPO / "drops"))
 REPORTS = os.environ.get("TRIALSCREEN_REPORTS_DIR", str(REPO / "reports"))
 DBT_TARGET = "postgres" if WAREHOUSE.startswith("postgres") else "duckdb"
+GATE_TASK = "quality_gate"
+# Cosmos passes --resource-type model/seed/snapshot to the producer's build when tests are not
+# rendered as tasks; these add the tests back, so the one build runs what `dbt build` runs
+TEST_RESOURCES = ("--resource-type", "test", "--resource-type", "unit_test")
 
 DOC = """
 ### TrialScreen nightly
 
-Screens every patient for the configured trial **as of the run's logical date** (the
-screening date), from the feed files in the drop directory.
+Screens every patient for the configured trials (param `trials`, one or several) **as of
+the run's logical date** (the screening date), from the feed files in the drop directory.
 
-1. `start_run` checks the trial definition and configuration, records the run.
+0. `check_missed_nights` alerts when scheduled nights before this one have no run at all.
+1. `start_run` checks the trial definitions and configuration, records the run.
 2. `ingest_*` lands new FHIR / HL7 / CSV files (content-hash registry: re-delivered files
    are skipped; bad records go to `quarantine.records`).
-3. `prepare_build` pseudonymizes new MRNs and writes the trial definition to `config.*`.
-4. `dbt` (Cosmos) builds staging → intermediate → marts into the `*_candidate` schemas.
-5. `validate` runs the Great Expectations suites on the feeds and the candidate tables.
+3. `prepare_build` pseudonymizes new MRNs and writes the trial definitions to `config.*`.
+4. `dbt` (Cosmos, watcher mode) runs one `dbt build` into the `*_candidate` schemas; one
+   task per model and per model's tests shows how each went.
+5. `validate` runs the Great Expectations suites on the feeds and the candidate tables;
+   `quality_gate` fails the run at once (no retries, one alert) when a blocking
+   expectation failed: nothing is published and yesterday's tables stay.
 6. `publish` swaps the candidate tables in (one transaction, each table lock waited for at
-   most `TRIALSCREEN_PUBLISH_LOCK_TIMEOUT`); skipped when validation fails, so yesterday's
-   tables stay published and the run fails.
-7. `reports` writes the screening report and Data Docs; `notify` logs counts (no PHI).
+   most `TRIALSCREEN_PUBLISH_LOCK_TIMEOUT`).
+7. `reports` writes the screening report and Data Docs; `notify` sends the `published`
+   alert (counts only).
+
+Alerts (webhook, SMTP: `TRIALSCREEN_ALERT_*`, docs/decisions.md "Alerts") carry counts and
+run ids, never PHI: a failed run, a blocked gate, a published run, missed nights.
 
 A run with no new files still runs: the screening date moves every night, so windows
 (labs within 28 days…) and ages change even when no data arrived.
@@ -78,6 +101,56 @@ def _warehouse(params: dict[str, Any]) -> str:
     return str(params["warehouse"])
 
 
+class AlertNotifier(BaseNotifier):
+    """Airflow's notifier interface over ``trialscreen.notify.send`` (webhook, SMTP: whatever
+    the deployment configured). ``kind="failed"`` is the DAG's failure callback: one alert per
+    failed run, unless the quality gate failed it (the gate's own task callback alerted).
+    ``kind="gate_blocked"`` is the gate task's failure callback. Counts and ids only."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Nothing to render (no template fields). BaseNotifier's own asks the context's DAG
+        for a Jinja environment, which the scheduler's serialized DAG that ``dag.test()``
+        hands to DAG callbacks does not have (Airflow 3.3)."""
+
+    def notify(self, context: Any) -> None:
+        from trialscreen.notify import Alert, send, trial_ids
+
+        ti = context.get("ti") or context.get("task_instance")
+        failed_task = str(getattr(ti, "task_id", "") or "")
+        if self.kind == "failed" and failed_task == GATE_TASK:
+            return  # the gate's task callback sent gate_blocked for this run
+        params = context.get("params") or {}
+        trials = trial_ids(list(params.get("trials") or []))
+        run_id = context.get("run_id")
+        if self.kind == "gate_blocked":
+            exc = context.get("exception")
+            counts = dict(getattr(exc, "counts", {}) or {})
+            summary = (
+                f"quality gate blocked publication: {counts.get('blocking_failures', 0)} "
+                "blocking expectations failed, nothing published"
+            )
+        else:
+            counts = {"failed_tasks": 1}
+            task = re.sub(r"[^A-Za-z_.]", "_", failed_task)[:64] or "unknown"
+            summary = f"nightly run failed in task {task}, nothing published"
+        send(Alert(self.kind, run_id, trials, summary, counts))
+
+
+class GateBlocked(AirflowFailException):
+    """Blocking expectations failed: fail the run now, without retries (one alert)."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+        super().__init__(
+            f"quality gate blocked publication: {counts['blocking_failures']} blocking "
+            "expectation(s) failed, nothing published (see Data Docs)"
+        )
+
+
 @dag(
     dag_id="trialscreen_nightly",
     schedule=SCHEDULE,
@@ -87,6 +160,7 @@ def _warehouse(params: dict[str, Any]) -> str:
     doc_md=DOC,
     tags=["trialscreen", "screening", "phi"],
     render_template_as_native_obj=True,
+    on_failure_callback=AlertNotifier("failed"),
     default_args={
         "owner": "trialscreen",
         "retries": 2,
@@ -95,7 +169,13 @@ def _warehouse(params: dict[str, Any]) -> str:
         "max_retry_delay": timedelta(minutes=30),
     },
     params={
-        "trial": Param("axiom", type="string", description="trial id or YAML path"),
+        "trials": Param(
+            ["axiom"],
+            type="array",
+            items={"type": "string"},
+            minItems=1,
+            description="trial ids or YAML paths, screened in one run",
+        ),
         "input_dir": Param(DROPS, type="string", description="drop dir with fhir/ hl7/ csv/"),
         "warehouse": Param(WAREHOUSE, type="string", description="DuckDB path or postgresql://"),
         "reports_dir": Param(REPORTS, type="string", description="where reports are written"),
@@ -103,11 +183,29 @@ def _warehouse(params: dict[str, Any]) -> str:
 )
 def trialscreen_nightly() -> None:
     @task
+    def check_missed_nights() -> list[str]:
+        from trialscreen.notify import Alert, missed_nights, send, trial_ids
+
+        params, screening_date, run_id = _context()
+        missed = missed_nights(_warehouse(params), _scheduled_dates(screening_date))
+        if missed:
+            send(
+                Alert(
+                    "missed",
+                    run_id,
+                    trial_ids(params["trials"]),
+                    f"{len(missed)} scheduled nights before this run have no run at all",
+                    {"missed_nights": len(missed)},
+                )
+            )
+        return [d.isoformat() for d in missed]
+
+    @task
     def start_run() -> str:
         from trialscreen.pipeline import start_run as start
 
         params, screening_date, run_id = _context()
-        return start(_warehouse(params), screening_date, [params["trial"]], run_id)
+        return start(_warehouse(params), screening_date, list(params["trials"]), run_id)
 
     @task
     def detect_new_files() -> dict[str, int]:
@@ -116,24 +214,24 @@ def trialscreen_nightly() -> None:
         params, _, _ = _context()
         return new_file_counts(_warehouse(params), Path(params["input_dir"]))
 
-    def ingest(feed: str) -> Task[[str], dict[str, object]]:  # a task factory
+    def ingest(feed: str) -> Task[[], dict[str, object]]:  # a task factory
         @task(task_id=f"ingest_{feed}")
-        def _ingest(run: str) -> dict[str, object]:
+        def _ingest() -> dict[str, object]:
             from trialscreen.pipeline import ingest_feed
 
-            params, _, _ = _context()
-            counts = ingest_feed(_warehouse(params), Path(params["input_dir"]), feed, run)
+            params, _, run_id = _context()
+            counts = ingest_feed(_warehouse(params), Path(params["input_dir"]), feed, run_id)
             return counts.as_row()
 
         return _ingest
 
     @task
-    def prepare_build(run: str) -> dict[str, object]:
+    def prepare_build() -> dict[str, object]:
         from trialscreen.pipeline import dbt_vars, prepare_build, transform_url
         from trialscreen.transform import dbt_target
 
-        params, screening_date, _ = _context()
-        prepare_build(_warehouse(params), [params["trial"]])
+        params, screening_date, run_id = _context()
+        prepare_build(_warehouse(params), list(params["trials"]))
         # dbt connects as the transformer role when the deployment names one (compose does:
         # TRIALSCREEN_TRANSFORM_URL, the same URL validate, publish and reports use); the
         # engine is a deployment setting: Cosmos renders its profile target at parse time
@@ -146,57 +244,67 @@ def trialscreen_nightly() -> None:
         # XComs are stored in the metadata DB and shown in the UI: no password in them; dbt
         # reads TRIALSCREEN_PG_PASSWORD from the worker's environment (compose sets it)
         env = {k: v for k, v in target.env.items() if k != "TRIALSCREEN_PG_PASSWORD"}
-        return {"env": env, "vars": dbt_vars(screening_date, run)}
+        return {"env": env, "vars": dbt_vars(screening_date, run_id)}
 
     @task
-    def validate(run: str) -> dict[str, object]:
+    def validate() -> dict[str, object]:
         from trialscreen.pipeline import validate as run_validation
 
-        params, screening_date, _ = _context()
+        params, screening_date, run_id = _context()
         outcome = run_validation(
-            _warehouse(params), Path(params["reports_dir"]), run, screening_date
+            _warehouse(params), Path(params["reports_dir"]), run_id, screening_date
         )
-        return {"success": outcome.success, "result": outcome.as_json()}
+        return {
+            "success": outcome.success,
+            "blocking_failures": len(outcome.blocking_failures),
+            "warnings": len(outcome.warnings),
+            "expectations": outcome.expectations_evaluated,
+        }
+
+    @task(task_id=GATE_TASK, retries=0, on_failure_callback=AlertNotifier("gate_blocked"))
+    def quality_gate(validation: dict[str, Any]) -> None:
+        from trialscreen.pipeline import finish_run
+
+        params, _, run_id = _context()
+        if not validation["success"]:
+            finish_run(_warehouse(params), run_id, "failed", message="quality gate failed")
+            raise GateBlocked(
+                {k: int(validation[k]) for k in ("blocking_failures", "warnings", "expectations")}
+            )
 
     @task
-    def publish(run: str, validation: dict[str, Any]) -> dict[str, int]:
-        from trialscreen.pipeline import ValidationFailed, finish_run
+    def publish() -> dict[str, int]:
         from trialscreen.pipeline import publish as do_publish
 
-        params, _, _ = _context()
-        if not validation["success"]:
-            finish_run(_warehouse(params), run, "failed", message="quality gate failed")
-            raise ValidationFailed("quality gate failed: nothing published (see Data Docs)")
-        return do_publish(_warehouse(params), run)
+        params, _, run_id = _context()
+        return do_publish(_warehouse(params), run_id)
 
     @task(trigger_rule="all_done")
-    def reports(run: str) -> str:
+    def reports() -> str:
         from trialscreen.pipeline import write_reports
 
-        params, _, _ = _context()
+        params, _, run_id = _context()
         return str(
-            write_reports(_warehouse(params), Path(params["reports_dir"]), run, dbt_docs=True)
+            write_reports(_warehouse(params), Path(params["reports_dir"]), run_id, dbt_docs=True)
         )
 
     @task
-    def notify(run: str, published: dict[str, int]) -> dict[str, int]:
-        import logging
-
+    def notify(published: dict[str, int]) -> dict[str, int]:
+        from trialscreen.notify import Alert, send, status_counts, trial_ids
         from trialscreen.pipeline import candidate_counts
 
-        params, _, _ = _context()
-        counts = candidate_counts(_warehouse(params))
-        logging.getLogger("trialscreen.notify").warning(
-            "run %s published %d tables; candidates %s", run, len(published), counts
+        params, _, run_id = _context()
+        counts = {"tables": len(published), **status_counts(candidate_counts(_warehouse(params)))}
+        send(
+            Alert(
+                "published",
+                run_id,
+                trial_ids(params["trials"]),
+                f"published {len(published)} tables",
+                counts,
+            )
         )
         return counts
-
-    run = start_run()
-    new_files = detect_new_files()
-    ingested = [ingest(feed)(run) for feed in ("fhir", "hl7", "csv")]
-    settings = prepare_build(run=run)
-    run >> new_files >> ingested[0]
-    ingested[0] >> ingested[1] >> ingested[2] >> settings
 
     dbt = DbtTaskGroup(
         group_id="dbt",
@@ -211,12 +319,24 @@ def trialscreen_nightly() -> None:
             target_name=DBT_TARGET,
             profiles_yml_filepath=DBT_DIR / "profiles.yml",
         ),
+        # one `dbt build` (the producer task: seeds --full-refresh, models, data and unit
+        # tests, as `trialscreen run` builds); one task per model reports that model's result
+        # (docs/decisions.md, "One dbt build in the DAG")
         execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER
+            execution_mode=ExecutionMode.WATCHER,
+            invocation_mode=InvocationMode.DBT_RUNNER,
+            setup_operator_args={
+                "full_refresh": True,
+                "dbt_cmd_flags": list(TEST_RESOURCES),
+                # dbt-duckdb keeps the DuckDB file open in the process after the build (the
+                # next task in the same process, as under dag.test(), could not open it)
+                "post_execute": _release_dbt_connection,
+            },
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            test_behavior=TestBehavior.AFTER_ALL,
+            test_behavior=TestBehavior.NONE,  # tests run in the build, not as tasks
+            seed_rendering_behavior=SeedRenderingBehavior.NONE,  # seeds too
             emit_datasets=False,  # Airflow assets per model: noise for a single nightly DAG
         ),
         # per-run connection settings and vars come from prepare_build's XCom (templated at
@@ -226,12 +346,52 @@ def trialscreen_nightly() -> None:
             "vars": "{{ ti.xcom_pull(task_ids='prepare_build')['vars'] }}",
         },
     )
-    checked = validate(run=run)
-    settings >> dbt >> checked
-    published = publish(run=run, validation=checked)
-    report = reports(run=run)
-    published >> report
-    notify(run=run, published=published)
+    _models_after_the_build(dbt)
+
+    ingested = [ingest(feed)() for feed in ("fhir", "hl7", "csv")]
+    settings = prepare_build()
+    check_missed_nights() >> start_run() >> detect_new_files() >> ingested[0]
+    ingested[0] >> ingested[1] >> ingested[2] >> settings >> dbt
+    checked = validate()
+    dbt >> checked
+    gate = quality_gate(checked)
+    published = publish()
+    gate >> published >> reports()
+    notify(published)
+
+
+def _release_dbt_connection(context: Any, result: Any = None) -> None:
+    from trialscreen.transform import _release_duckdb
+
+    _release_duckdb()
+
+
+def _models_after_the_build(group: DbtTaskGroup) -> None:
+    """The model tasks of the dbt group that have no model upstream start when the build
+    has finished (whatever its outcome), not beside it: each then reads its model's result
+    at once instead of waiting in a worker slot or the triggerer, and ``dag.test()`` (which
+    runs one task at a time) never runs a model task before the build."""
+    producer = group.get_child_by_label(PRODUCER_WATCHER_TASK_ID)
+    done = group.get_child_by_label(PRODUCER_WATCHER_DONE_TASK_ID)
+    ids = {t.task_id for t in group.iter_tasks()}
+    for child in group.iter_tasks():
+        if child in (producer, done) or child.upstream_task_ids & ids:
+            continue
+        producer >> child
+        child.trigger_rule = "all_done"
+
+
+def _scheduled_dates(screening_date: pendulum.Date, nights: int = 14) -> list[pendulum.Date]:
+    """The screening dates of the schedule's runs in the ``nights`` days before this one."""
+    from croniter import croniter  # type: ignore[import-untyped]  # an Airflow dependency
+
+    zone = pendulum.timezone(TIMEZONE)
+    end = pendulum.datetime(screening_date.year, screening_date.month, screening_date.day, tz=zone)
+    points = croniter(SCHEDULE, end.subtract(days=nights))
+    dates: set[pendulum.Date] = set()
+    while (point := pendulum.instance(points.get_next(datetime), tz=zone)) < end:
+        dates.add(point.date())
+    return sorted(dates)
 
 
 trialscreen_nightly()

@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -69,19 +74,33 @@ def test_nightly_dag_is_scheduled_safely(dagbag) -> None:
     assert dag.doc_md and "screening date" in dag.doc_md
     assert dag.schedule == "0 2 * * *"
     assert dag.timetable.expression == "0 2 * * *"
-    assert set(dag.params.keys()) == {"trial", "input_dir", "warehouse", "reports_dir"}
+    assert set(dag.params.keys()) == {"trials", "input_dir", "warehouse", "reports_dir"}
+    assert dag.params["trials"] == ["axiom"]
     for task in dag.tasks:
-        assert task.retries >= 1, task.task_id
+        if task.task_id == "quality_gate":
+            assert task.retries == 0  # a blocked gate fails once: one alert, no retry noise
+        else:
+            assert task.retries >= 1, task.task_id
 
 
-def test_dbt_runs_as_cosmos_tasks_from_the_manifest(dagbag) -> None:
+def test_dbt_runs_as_one_build_with_a_task_per_model(dagbag) -> None:
     dag = dagbag.dags["trialscreen_nightly"]
     ids = {t.task_id for t in dag.tasks}
+    producer = dag.get_task("dbt.dbt_producer_watcher")
     assert "dbt.criterion_evaluations_run" in ids
     assert "dbt.stg_fhir__observations_run" in ids
+    assert not [i for i in ids if i.endswith("_test") or i.endswith("_seed")]
+    # the model tasks with no model upstream start after the build (they read its results)
+    assert "dbt.stg_config__trials_run" in producer.downstream_task_ids
+    assert dag.get_task("dbt.dbt_producer_watcher").upstream_task_ids == {"prepare_build"}
     order = ["start_run", "ingest_fhir", "prepare_build", "validate", "publish", "reports"]
     assert set(order) <= ids
-    assert "validate" in dag.get_task("publish").upstream_task_ids
+    # XComs flow only where data does: the run id comes from the context, not start_run
+    assert dag.get_task("ingest_fhir").upstream_task_ids == {"detect_new_files"}
+    assert dag.get_task("quality_gate").upstream_task_ids == {"validate"}
+    assert dag.get_task("publish").upstream_task_ids == {"quality_gate"}
+    assert dag.get_task("notify").upstream_task_ids == {"publish"}
+    assert dag.get_task("start_run").upstream_task_ids == {"check_missed_nights"}
 
 
 def test_dag_file_parse_does_not_call_dbt(dagbag) -> None:
@@ -111,54 +130,228 @@ def _marts(warehouse: Path) -> dict[str, list[tuple]]:
         return result
 
 
-def test_dag_test_run_publishes_what_the_cli_publishes(
-    dagbag,
-    population: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capfd: pytest.CaptureFixture[str],
-) -> None:
-    from trialscreen import pseudonym
-    from trialscreen.pipeline import run_pipeline
+class Receiver:
+    """A webhook endpoint on localhost (http.server in a thread): the JSON bodies it got."""
 
-    monkeypatch.setenv(pseudonym.KEY_ENV, "dag-test-key")
-    cli_wh = tmp_path / "cli.duckdb"
-    cli = run_pipeline(population, SCREENING_DATE, cli_wh, reports_dir=tmp_path / "cli_reports")
-    assert cli.published, cli.message
+    def __init__(self) -> None:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    dag_wh = tmp_path / "dag.duckdb"
-    dag = dagbag.dags["trialscreen_nightly"]
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch):
+    from trialscreen.notify import SMTP_HOST_ENV, WEBHOOK_URL_ENV
+
+    endpoint = Receiver()
+    monkeypatch.setenv(WEBHOOK_URL_ENV, endpoint.url)
+    monkeypatch.delenv(SMTP_HOST_ENV, raising=False)
+    yield endpoint
+    endpoint.close()
+
+
+def _dag_test(dag, day: date, **conf: object):
+    for task in dag.tasks:
+        task.retries = 0  # a failure fails now, not after back-off
     started = time.perf_counter()
-    run = dag.test(
-        logical_date=datetime(2026, 11, 20, 2, 0, tzinfo=UTC),
-        run_conf={
-            "input_dir": str(population),
-            "warehouse": str(dag_wh),
-            "reports_dir": str(tmp_path / "dag_reports"),
-        },
-    )
-    print(f"\ndag.test(): {time.perf_counter() - started:.1f} s")  # reported, not asserted
-    assert run.state == "success"
-    assert _marts(dag_wh) == _marts(cli_wh)
-    assert (tmp_path / "dag_reports" / "latest" / "report.html").exists()
+    run = dag.test(logical_date=datetime(day.year, day.month, day.day, 2, tzinfo=UTC), **conf)
+    print(f"\ndag.test() {day}: {time.perf_counter() - started:.1f} s")  # reported, not asserted
+    return run
 
-    # the Airflow task logs of the whole run (dag.test prints them) carry no PHI
-    task_logs = capfd.readouterr()
-    task_logs = task_logs.out + task_logs.err
-    assert "prepare_build" in task_logs and len(task_logs) > 10_000
+
+def _phi(warehouse: Path) -> set[str]:
     from trialscreen.warehouse import Warehouse
 
-    with Warehouse.connect(dag_wh) as wh:
-        phi = wh.query(
+    with Warehouse.connect(warehouse) as wh:
+        rows = wh.query(
             "select patient_mrn, family_name, given_name, cast(birth_date as varchar) "
             "from intermediate.int_patients"
         )
-    mrns = {r[0] for r in phi if r[0]}
-    names = {v for r in phi for v in r[1:3] if v and len(v) >= 5}
-    dates = {r[3] for r in phi if r[3]}
+    mrns = {r[0] for r in rows if r[0]}
+    names = {v for r in rows for v in r[1:3] if v and len(v) >= 5}
+    dates = {r[3] for r in rows if r[3]}
     assert len(mrns) > 100
-    tokens = set(re.findall(r"[A-Za-z0-9-]+", task_logs))
-    leaked = sorted((mrns | names | dates) & tokens)
-    assert leaked == [], f"PHI in Airflow task logs: {len(leaked)} values"
-    docs = (tmp_path / "dag_reports" / "dbt_docs" / "index.html").read_text()
+    return mrns | names | dates
+
+
+@pytest.fixture(scope="session")
+def dag_run(dagbag, population: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The DAG and `trialscreen run` on the same population, two trials, one key."""
+    from trialscreen import pseudonym
+    from trialscreen.pipeline import run_pipeline
+
+    out = tmp_path_factory.mktemp("dag_run")
+    trials = ["axiom", str(REPO / "include" / "trials" / "examples" / "second_trial.yml")]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(pseudonym.KEY_ENV, "dag-test-key")
+        mp.delenv("TRIALSCREEN_ALERT_WEBHOOK_URL", raising=False)
+        mp.delenv("TRIALSCREEN_ALERT_SMTP_HOST", raising=False)
+        started = time.perf_counter()
+        cli = run_pipeline(
+            population, SCREENING_DATE, out / "cli.duckdb", trials, out / "cli_reports"
+        )
+        print(f"\ntrialscreen run: {time.perf_counter() - started:.1f} s")  # not asserted
+        assert cli.published, cli.message
+        with _output_to(out / "dag_test.log"):
+            run = _dag_test(
+                dagbag.dags["trialscreen_nightly"],
+                SCREENING_DATE,
+                run_conf={
+                    "trials": trials,
+                    "input_dir": str(population),
+                    "warehouse": str(out / "dag.duckdb"),
+                    "reports_dir": str(out / "dag_reports"),
+                },
+            )
+    return run, out
+
+
+@contextlib.contextmanager
+def _output_to(log_file: Path) -> Iterator[None]:
+    """Everything the DAG run writes to stdout/stderr (its task logs) into ``log_file``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with log_file.open("ab") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+def test_dag_test_run_publishes_what_the_cli_publishes(dag_run) -> None:
+    from trialscreen.warehouse import Warehouse
+
+    run, out = dag_run
+    assert run.state == "success"
+    marts = _marts(out / "dag.duckdb")
+    assert marts == _marts(out / "cli.duckdb")
+    with Warehouse.connect(out / "dag.duckdb") as wh:
+        trials = {r[0] for r in wh.query("select distinct trial_id from marts.screening_results")}
+    assert trials == {"axiom", "example_second"}  # both trials of the params, one run
+    assert (out / "dag_reports" / "latest" / "report.html").exists()
+    docs = (out / "dag_reports" / "dbt_docs" / "index.html").read_text()
     assert "criterion_evaluations" in docs  # the analysts' lineage and column docs
+
+
+def test_dag_task_logs_carry_no_phi(dag_run) -> None:
+    # the Airflow task logs of the whole run (dag.test prints them) carry no PHI
+    _, out = dag_run
+    task_logs = (out / "dag_test.log").read_text(errors="replace")
+    assert "prepare_build" in task_logs and len(task_logs) > 10_000
+    tokens = set(re.findall(r"[A-Za-z0-9-]+", task_logs))
+    leaked = sorted(_phi(out / "dag.duckdb") & tokens)
+    assert leaked == [], f"PHI in Airflow task logs: {len(leaked)} values"
+
+
+BLOCKING_MARTS_SUITE = """\
+suite: marts
+description: a gate that blocks whatever the marts hold (test)
+assets:
+  - name: marts.screening_results
+    table: ${marts}.screening_results
+    required: true
+    columns: {trial_id: string}
+    expectations:
+      - type: expect_table_row_count_to_be_between
+        kwargs: {max_value: 0}
+        blocking: true
+        description: no screening result may exist (a gate made to block)
+"""
+
+
+def test_blocked_gate_sends_one_alert_without_phi(
+    dagbag, dag_run, population: Path, receiver: Receiver, tmp_path: Path, monkeypatch
+) -> None:
+    """The next night on yesterday's warehouse, with a suite that blocks: one alert, counts
+    and ids only; nothing published. dbt is marked done (its candidate tables are the last
+    build's), so the gate runs on real tables without a second build."""
+    from trialscreen import pseudonym
+    from trialscreen.validate import EXPECTATIONS_DIR, EXPECTATIONS_DIR_ENV
+
+    _, out = dag_run
+    warehouse = tmp_path / "night2.duckdb"
+    shutil.copy(out / "dag.duckdb", warehouse)
+    suites = tmp_path / "expectations"
+    suites.mkdir()
+    shutil.copy(EXPECTATIONS_DIR / "feeds.yml", suites / "feeds.yml")
+    (suites / "marts.yml").write_text(BLOCKING_MARTS_SUITE)
+    monkeypatch.setenv(EXPECTATIONS_DIR_ENV, str(suites))
+    monkeypatch.setenv(pseudonym.KEY_ENV, "dag-test-key")
+    before = _marts(warehouse)
+
+    run = _dag_test(
+        dagbag.dags["trialscreen_nightly"],
+        date(2026, 11, 21),
+        run_conf={
+            "input_dir": str(population),
+            "warehouse": str(warehouse),
+            "reports_dir": str(tmp_path / "reports"),
+        },
+        mark_success_pattern=r"dbt\..*",
+    )
+    assert run.state == "failed"
+    assert run.get_task_instance("quality_gate").state == "failed"
+    assert _marts(warehouse) == before  # yesterday's tables stay published
+    assert len(receiver.received) == 1, [p.get("kind") for p in receiver.received]
+    alert = receiver.received[0]
+    assert alert["kind"] == "gate_blocked"
+    assert alert["run_id"] == run.run_id
+    assert alert["trials"] == ["axiom"]
+    assert alert["counts"]["blocking_failures"] == 1
+    assert set(alert) == {
+        "source",
+        "text",
+        "kind",
+        "run_id",
+        "trials",
+        "summary",
+        "counts",
+        "sent_at",
+    }
+    tokens = set(re.findall(r"[A-Za-z0-9-]+", json.dumps(alert)))
+    assert not (_phi(warehouse) & tokens)
+
+
+def test_failed_run_sends_one_failed_alert(dagbag, receiver: Receiver, tmp_path: Path) -> None:
+    """A run that fails at its first step (an unknown trial): the DAG's failure callback."""
+    run = _dag_test(
+        dagbag.dags["trialscreen_nightly"],
+        date(2026, 11, 22),
+        run_conf={
+            "trials": ["no_such_trial"],
+            "input_dir": str(tmp_path),
+            "warehouse": str(tmp_path / "wh.duckdb"),
+            "reports_dir": str(tmp_path / "reports"),
+        },
+    )
+    assert run.state == "failed"
+    assert [a["kind"] for a in receiver.received] == ["failed"]
+    assert "start_run" in receiver.received[0]["summary"]
+    assert receiver.received[0]["trials"] == []  # an unknown trial is not named
