@@ -4,7 +4,7 @@ the order a coordinator works in (docs/decisions.md, "The coordinators' worklist
 
 Order within a trial and cohort: ready_for_review first, then missing_data by the number of
 unknown criteria (fewest first: closest to ready), then by the earliest re-screen date
-(``rescreen_by``, when the marts carry it), then by MRN. Patients whose current decision
+(marts.screening_results.rescreen_by), then by MRN. Patients whose current decision
 closes them (screen-failed, not interested, enrolled) while their candidate status is what it
 was when the decision was made come after the open ones; patients who are no longer
 candidates come last.
@@ -39,6 +39,9 @@ PATIENT_COLUMNS = (
     "is_no_longer_eligible",
     "previous_status",
     "first_eligible_on",
+    "rescreen_by",
+    "sole_missing_criterion",
+    "sole_missing_next_step",
 )
 CRITERION_COLUMNS = (
     "criterion_id",
@@ -52,6 +55,16 @@ CRITERION_COLUMNS = (
     "evidence_source",
     "evidence_at",
     "reason",
+)
+# per-criterion columns kept in Criterion.extra (with any column a later release adds)
+CRITERION_DETAIL = (
+    "comparator",
+    "margin",
+    "near_flip",
+    "evidence_date",
+    "valid_until",
+    "missing_item",
+    "next_step",
 )
 READINESS = {"ready_for_review": 0, "missing_data": 1, "ineligible": 2}
 
@@ -78,7 +91,7 @@ class Criterion:
     threshold: float | None
     evidence_at: str | None
     reason: str | None
-    # every further per-criterion column of the marts (valid_until, rescreen_by, margin, ...)
+    # margin, near_flip, valid_until, missing_item, next_step, ... (CRITERION_DETAIL and after)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,6 +111,9 @@ class Entry:
     is_no_longer_eligible: bool
     previous_status: str | None
     first_eligible_on: str | None
+    rescreen_by: str | None = None
+    sole_missing_criterion: str | None = None
+    sole_missing_next_step: str | None = None
     criteria: list[Criterion] = field(default_factory=list)
     decision: dict[str, Any] | None = None
 
@@ -122,11 +138,6 @@ class Entry:
         return self.is_new_in_marts and not self.decision_unchanged
 
     @property
-    def rescreen_by(self) -> str | None:
-        dates = [str(c.extra["rescreen_by"]) for c in self.criteria if c.extra.get("rescreen_by")]
-        return min(dates) if dates else None
-
-    @property
     def next_steps(self) -> list[str]:
         """What to do next: the marts' next step of each criterion that is not met (unknown,
         review, not met) in criterion order, without repeats; else the reason of each unknown
@@ -144,12 +155,16 @@ class Entry:
 
     @property
     def missing_item(self) -> str | None:
-        """The one thing to obtain when a single criterion is unknown (the marts'
-        ``missing_item``, else that criterion's label)."""
-        unknown = [c for c in self.criteria if c.status == "unknown"]
-        if len(unknown) != 1:
+        """The single missing item between the patient and ready_for_review
+        (marts.screening_results.sole_missing_criterion), by its label and next step."""
+        if not self.sole_missing_criterion:
             return None
-        return str(unknown[0].extra.get("missing_item") or unknown[0].label)
+        label = next(
+            (c.label for c in self.criteria if c.criterion_id == self.sole_missing_criterion),
+            self.sole_missing_criterion,
+        )
+        step = self.sole_missing_next_step
+        return f"{label} ({step})" if step else label
 
     def sort_key(self) -> tuple[Any, ...]:
         return (
@@ -229,6 +244,11 @@ def build(wh: Warehouse, run_id: str, built_at: datetime) -> Worklist:
     ]
     if not present:
         raise LookupError("restricted.worklist does not exist: no run has published one yet")
+    missing = [
+        c for c in PATIENT_COLUMNS + CRITERION_COLUMNS + CRITERION_DETAIL if c not in present
+    ]
+    if missing:
+        raise LookupError(f"restricted.worklist lacks {', '.join(missing)}: rebuild it")
     extra = [c for c in present if c not in PATIENT_COLUMNS + CRITERION_COLUMNS]
     columns = list(PATIENT_COLUMNS + CRITERION_COLUMNS) + extra
     rows = wh.query(
@@ -258,6 +278,9 @@ def build(wh: Warehouse, run_id: str, built_at: datetime) -> Worklist:
                 is_no_longer_eligible=bool(r["is_no_longer_eligible"]),
                 previous_status=r["previous_status"],
                 first_eligible_on=r["first_eligible_on"],
+                rescreen_by=r["rescreen_by"],
+                sole_missing_criterion=r["sole_missing_criterion"],
+                sole_missing_next_step=r["sole_missing_next_step"],
             )
         entry.criteria.append(
             Criterion(

@@ -12,12 +12,14 @@ nightly run holds it. Output names no patient.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from trialscreen.worklist import (
     OUTCOMES,
     Decision,
+    DecisionError,
     DecisionStore,
     export,
     latest_snapshot,
@@ -43,6 +45,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refused(exc: DecisionError) -> int:
+    """A refused decision: its text names the field or the line, never the patient."""
+    print(f"trialscreen worklist: {exc}", file=sys.stderr)
+    return 1
+
+
 def cmd_mark(args: argparse.Namespace) -> int:
     directory = _dir(args)
     worklist = latest_snapshot(directory)
@@ -53,8 +61,11 @@ def cmd_mark(args: argparse.Namespace) -> int:
         outcome=args.outcome,
         reason=args.reason or "",
     )
-    with DecisionStore(default_location(directory)) as store:
-        n = mark(store, worklist, [decision])
+    try:
+        with DecisionStore(default_location(directory)) as store:
+            n = mark(store, worklist, [decision])
+    except DecisionError as exc:
+        return _refused(exc)
     print(f"recorded {n} decision ({args.outcome}) on the worklist of run {worklist.run_id}")
     return 0
 
@@ -62,9 +73,12 @@ def cmd_mark(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     directory = _dir(args)
     worklist = latest_snapshot(directory)
-    decisions = read_decisions_csv(args.file, default_trial=args.trial or "")
-    with DecisionStore(default_location(directory)) as store:
-        n = mark(store, worklist, decisions)
+    try:
+        decisions = read_decisions_csv(args.file, default_trial=args.trial or "")
+        with DecisionStore(default_location(directory)) as store:
+            n = mark(store, worklist, decisions)
+    except DecisionError as exc:
+        return _refused(exc)
     print(f"recorded {n} decisions from {args.file.name} (run {worklist.run_id})")
     return 0
 

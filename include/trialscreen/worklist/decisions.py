@@ -110,7 +110,8 @@ def current_user() -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    """UTC to the microsecond: two decisions in one second still keep their order."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def default_location(worklist_dir: Path) -> str:
@@ -262,7 +263,8 @@ class DecisionStore:
         with self._cursor() as cur:
             cur.execute(
                 f"select {', '.join(DECISION_COLUMNS)} from "
-                f"{self._table('worklist_decisions')} order by recorded_at, decision_id"
+                f"{self._table('worklist_decisions')} order by recorded_at, "
+                + ("decision_id" if self.postgres else "rowid")
             )
             rows = cur.fetchall()
         out = []

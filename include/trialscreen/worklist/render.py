@@ -27,8 +27,6 @@ EXTRA_HEADINGS = {
     "margin": "margin",
     "near_flip": "near flip",
     "valid_until": "valid until",
-    "rescreen_by": "re-screen by",
-    "missing_item": "missing item",
     "next_step": "next step",
 }
 
@@ -121,7 +119,11 @@ def _entry(e: Entry, extras: list[str], width: int) -> str:
         f'<span class="s-{_t(e.candidate_status)}">{_t(status)}</span>'
         f" ({e.n_unknown} unknown){_tags(e)}"
         + (f" &middot; re-screen by {_t(e.rescreen_by)}" if e.rescreen_by else "")
-        + (f"<div>Missing: {_t(e.missing_item)}</div>" if e.missing_item else "")
+        + (
+            f'<div class="missing">Only missing: {_t(e.missing_item)}</div>'
+            if e.missing_item
+            else ""
+        )
         + (f"<div>Decision: {_decision(e)}</div>" if e.decision else "")
         + (f'<div class="steps">Next steps:<ul>{steps}</ul></div>' if steps else "")
         + "</td></tr>"

@@ -3,27 +3,13 @@
 -- "The coordinators' worklist"): one row per (trial, cohort, patient, criterion) for every
 -- candidate of this run, and for every patient who was a candidate in the previous run and is
 -- no longer one, with the patient's identity, each criterion's status, value, threshold,
--- evidence date and the coordinator-facing reason. Every further per-criterion column of
--- marts.criterion_evaluations passes through unchanged (listed in the YAML).
+-- evidence date and the coordinator-facing reason, the margin to the threshold, how long the
+-- evidence stays valid, the missing item and its next step (marts.criterion_evaluations), and
+-- per patient the re-screen date and the sole missing criterion (marts.screening_results).
 -- Patients on the research-contact opt-out list (restricted.research_opt_outs, refreshed by
 -- the worklist step of each run) never appear. Schema `restricted`; never granted to analysts.
 {%- set opt_outs = adapter.get_relation(
         database=target.database, schema='restricted', identifier='research_opt_outs') %}
-{%- set base_columns = [
-        'run_id', 'screening_date', 'trial_id', 'cohort_id', 'patient_key', 'criterion_id',
-        'status', 'value_numeric', 'value_unit', 'threshold', 'uln', 'uln_source',
-        'evidence_source', 'evidence_id', 'evidence_at', 'reason',
-        'mrn', 'family_name', 'given_name', 'birth_date', 'age_years', 'candidate_status',
-        'n_unknown', 'is_new', 'is_no_longer_eligible', 'previous_status', 'first_eligible_on',
-        'criterion_ordinal', 'criterion_label', 'criterion_status'] %}
-{%- set extra_columns = [] %}
-{%- if execute -%}
-{%- for column in adapter.get_columns_in_relation(ref('criterion_evaluations')) -%}
-{%- if column.name | lower not in base_columns -%}
-{%- do extra_columns.append(column.name | lower) -%}
-{%- endif -%}
-{%- endfor -%}
-{%- endif %}
 with
 
 results as (
@@ -130,7 +116,10 @@ listed as (
         false as is_no_longer_eligible,
         candidates.first_eligible_on,
         previous_candidates.previous_status,
-        candidates.age_years
+        candidates.age_years,
+        candidates.rescreen_by,
+        candidates.sole_missing_criterion,
+        candidates.sole_missing_next_step
     from candidates
     left join previous_candidates
         on candidates.trial_id = previous_candidates.trial_id
@@ -150,7 +139,10 @@ listed as (
         true as is_no_longer_eligible,
         cast(null as date) as first_eligible_on,
         previous_candidates.previous_status,
-        results.age_years
+        results.age_years,
+        results.rescreen_by,
+        results.sole_missing_criterion,
+        results.sole_missing_next_step
     from results
     inner join previous_candidates
         on results.trial_id = previous_candidates.trial_id
@@ -205,6 +197,9 @@ select
     identified.is_no_longer_eligible,
     identified.previous_status,
     identified.first_eligible_on,
+    identified.rescreen_by,
+    identified.sole_missing_criterion,
+    identified.sole_missing_next_step,
 
     -- criterion
     evaluations.criterion_id,
@@ -213,12 +208,22 @@ select
     evaluations.status as criterion_status,
     evaluations.value_numeric,
     evaluations.value_unit,
+    evaluations.comparator,
     evaluations.threshold,
     evaluations.uln,
+    evaluations.margin,
+    evaluations.near_flip,
+
+    -- evidence
     evaluations.evidence_source,
     evaluations.evidence_at,
-    evidence.reason_detail as reason{% for column in extra_columns %},
-    evaluations.{{ column }}{% endfor %}
+    evaluations.evidence_date,
+    evaluations.valid_until,
+    evidence.reason_detail as reason,
+
+    -- what to do
+    evaluations.missing_item,
+    evaluations.next_step
 
 from identified
 inner join evaluations
