@@ -941,3 +941,15 @@ def test_completeness_test_fails_when_a_rule_model_leaves_the_union(warehouse, t
     finally:
         con.close()
     assert hiv_rows == (0,)  # the criterion vanished: exactly what the test must catch
+    # and the quality gate blocks publication on the same tables
+    from trialscreen.validate import validate
+
+    outcome = validate(f"duckdb:///{copy}", tmp_path / "reports", RUN_ID, SCREENING_DATE,
+                       suites=("marts",))  # fmt: skip
+    assert not outcome.success
+    missing = [
+        f
+        for f in outcome.blocking_failures
+        if f["asset"] == "check.criterion_completeness" and f["column"] == "missing_evaluations"
+    ]
+    assert missing, outcome.blocking_failures

@@ -40,7 +40,8 @@ def screened(request, tmp_path_factory: pytest.TempPathFactory):
     assert result.published, result.message
     with Warehouse.connect(root / "wh.duckdb") as wh:
         criteria = wh.query_frame(
-            "select patient_key, cohort_id, criterion_id, status, reason, evidence_id "
+            "select patient_key, cohort_id, criterion_id, status, reason, evidence_id, "
+            "valid_until, margin, missing_item, next_step "
             "from marts.criterion_evaluations where trial_id = 'axiom'"
         )
         results = wh.query_frame("select * from marts.screening_results where trial_id = 'axiom'")
@@ -111,3 +112,77 @@ def test_every_row_has_a_reason_and_decisions_have_evidence(screened) -> None:
     absent = decided.filter(pl.col("evidence_id").is_null())
     assert absent.height > 0  # the exemption is exercised, and each says why in words
     assert absent.filter(~pl.col("reason").str.contains("(?i)no |not apply")).height == 0
+
+
+# ------------------------------------------------------------ issue 12: what a coordinator needs
+
+
+def _close(want: str | None, have: float | None) -> bool:
+    if want in (None, "") or have is None:
+        return (want in (None, "")) == (have is None)
+    return math.isclose(float(want), float(have), rel_tol=0.01, abs_tol=0.011)
+
+
+def test_valid_until_margins_and_next_steps_match_the_oracle(screened) -> None:
+    """Every criterion row: valid_until equal, the margin of every met/not_met within 1 %,
+    the missing item of every unknown equal and a next step named."""
+    expected = _expected(screened["root"], "criteria.csv").select(
+        "patient_key", "cohort_id", "criterion_id", "status",
+        pl.col("valid_until").alias("want_until"), pl.col("margin").alias("want_margin"),
+        pl.col("missing_item").alias("want_missing"),
+    )  # fmt: skip
+    got = screened["criteria"].select(
+        "patient_key", "cohort_id", "criterion_id", "valid_until", "margin", "missing_item",
+        "next_step",
+    )  # fmt: skip
+    joined = expected.join(got, on=["patient_key", "cohort_id", "criterion_id"], how="inner")
+    assert joined.height == expected.height
+    problems: list[tuple[object, ...]] = []
+    covered: set[tuple[str, str]] = set()
+    for row in joined.iter_rows(named=True):
+        crit, status = row["criterion_id"], row["status"]
+        covered.add((crit, status))
+        until = row["valid_until"].isoformat() if row["valid_until"] else ""
+        if until != (row["want_until"] or ""):
+            problems.append(("valid_until", crit, status, row["want_until"], until))
+        if status in ("met", "not_met") and not _close(row["want_margin"], row["margin"]):
+            problems.append(("margin", crit, status, row["want_margin"], row["margin"]))
+        if status == "unknown":
+            if row["missing_item"] != row["want_missing"]:
+                problems.append(("missing_item", crit, status, row["want_missing"],
+                                 row["missing_item"]))  # fmt: skip
+            if not row["next_step"]:
+                problems.append(("next_step", crit, status, None, None))
+        elif row["missing_item"] is not None or row["next_step"] is not None:
+            problems.append(("next_step on a decided row", crit, status, None, row["next_step"]))
+    summary = (
+        pl.DataFrame(
+            [p[:3] for p in problems], schema=["what", "criterion", "status"], orient="row"
+        )
+        .group_by("what", "criterion", "status")
+        .len()
+        if problems
+        else None
+    )
+    assert problems == [], f"{len(problems)} disagreements:\n{summary}\ne.g. {problems[:6]}"
+    # the population exercises every status of the windowed criteria
+    for crit in ("anc", "bilirubin", "renal", "performance_status", "measurable_disease"):
+        assert {(crit, "met"), (crit, "not_met"), (crit, "unknown")} <= covered, crit
+
+
+def test_rescreen_by_and_the_single_missing_item_match_the_oracle(screened) -> None:
+    expected = _expected(screened["root"], "candidates.csv").select(
+        "patient_key", "cohort_id", "rescreen_by", "sole_missing_criterion"
+    )
+    got = screened["results"].select(
+        "patient_key", "cohort_id", pl.col("rescreen_by").cast(pl.String).alias("rescreen_got"),
+        pl.col("sole_missing_criterion").alias("sole_got"),
+    )  # fmt: skip
+    joined = expected.join(got, on=["patient_key", "cohort_id"], how="inner")
+    assert joined.height == expected.height
+    wrong = joined.filter(
+        pl.col("rescreen_by").ne_missing(pl.col("rescreen_got"))
+        | pl.col("sole_missing_criterion").ne_missing(pl.col("sole_got"))
+    )
+    assert wrong.height == 0, wrong.head(10)
+    assert joined.filter(pl.col("sole_got").is_not_null()).height > 0

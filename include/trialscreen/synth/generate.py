@@ -91,8 +91,10 @@ def generate(
         w_cand = csv.writer(f_cand, lineterminator="\n")
         w_val = csv.writer(f_val, lineterminator="\n")
         w_scen = csv.writer(f_scen, lineterminator="\n")
-        w_crit.writerow(["mrn", "trial_id", "cohort_id", "criterion_id", "status", "reason"])
-        w_cand.writerow(["mrn", "trial_id", "cohort_id", "candidate_status"])
+        w_crit.writerow(["mrn", "trial_id", "cohort_id", "criterion_id", "status", "reason",
+                         "valid_until", "margin", "missing_item"])  # fmt: skip
+        w_cand.writerow(["mrn", "trial_id", "cohort_id", "candidate_status", "rescreen_by",
+                         "sole_missing_criterion"])  # fmt: skip
         w_val.writerow(["mrn", *oracle.VALUE_COLUMNS])
         w_scen.writerow(["mrn", "route", "lab_feed", "bundle", "scenario"])
         for start in range(0, patients, chunk):
@@ -116,9 +118,16 @@ def generate(
                     continue
                 result = oracle.evaluate(p, screening_date)
                 for cohort, cid, status, reason in result.criteria:
-                    w_crit.writerow([p.mrn, oracle.TRIAL_ID, cohort, cid, status, reason])
+                    co = result.coordination[cid]
+                    w_crit.writerow(
+                        [p.mrn, oracle.TRIAL_ID, cohort, cid, status, reason,
+                         co.valid_until or "", _fmt(co.margin), co.missing_item or ""]
+                    )  # fmt: skip
                 for cohort, status in result.candidates.items():
-                    w_cand.writerow([p.mrn, oracle.TRIAL_ID, cohort, status])
+                    w_cand.writerow(
+                        [p.mrn, oracle.TRIAL_ID, cohort, status,
+                         result.rescreen_by[cohort] or "", result.sole_missing[cohort] or ""]
+                    )  # fmt: skip
                     cand_counts[cohort][status] += 1
                 w_val.writerow([p.mrn, *(_fmt(result.values[c]) for c in oracle.VALUE_COLUMNS)])
                 w_scen.writerow(

@@ -318,6 +318,18 @@ class Reading:
         return self.obs is not None and self.problem is None
 
 
+@dataclass(frozen=True)
+class Coordination:
+    """What a coordinator reads beside a status (issue 12; docs/decisions.md "Margins, near
+    flips and valid_until"): the last screening date the evidence counts, the margin to the
+    limit in the criterion's own direction (positive = meets), and for an unknown the item
+    that would decide it (a key of seed criterion_next_steps)."""
+
+    valid_until: date | None = None
+    margin: float | None = None
+    missing_item: str | None = None
+
+
 @dataclass
 class Outcome:
     criteria: list[tuple[str, str, str, str]] = field(
@@ -325,6 +337,9 @@ class Outcome:
     )  # cohort, id, status, reason
     candidates: dict[str, str] = field(default_factory=dict)
     values: dict[str, float | int | None] = field(default_factory=dict)
+    coordination: dict[str, Coordination] = field(default_factory=dict)  # by criterion id
+    rescreen_by: dict[str, date | None] = field(default_factory=dict)  # by cohort
+    sole_missing: dict[str, str | None] = field(default_factory=dict)  # by cohort
 
 
 # --- values as laboratories send them (issue 10; docs/decisions.md "Lab values as
@@ -654,43 +669,82 @@ class _Evaluator:
         self.age = _age_on(p.birth_date, s)
         self.values: dict[str, float | int | None] = {c: None for c in VALUE_COLUMNS}
         self.values["age_years"] = self.age
+        self.coord: dict[str, Coordination] = {}
+
+    def _until(self, o: Obs | None, days: int) -> date | None:
+        return _utc_date(o) + timedelta(days=days) if o is not None else None
 
     def lower_limit(self, analyte: str) -> tuple[str, str]:
         r = _latest(self.obs, analyte, self.s, 28)
         if not r.usable:
+            self.coord[analyte] = Coordination(missing_item=analyte)
             return "unknown", f"{analyte}: {r.problem}"
         self.values[analyte] = r.value
         status = _at_least(r, LOWER_LIMITS[analyte])
+        assert r.value is not None
+        self.coord[analyte] = Coordination(
+            valid_until=self._until(r.obs, 28) if status != "unknown" else None,
+            margin=r.value - LOWER_LIMITS[analyte],
+            missing_item=analyte if status == "unknown" else None,
+        )
         return status, f"{analyte} {r.comparator or ''}{r.value:g} vs >= {LOWER_LIMITS[analyte]:g}"
 
     def x_uln(self, analyte: str, limit: float, why: str) -> tuple[str, str]:
         r = _latest(self.obs, analyte, self.s, 28)
         if not r.usable or r.value is None:
+            self.coord[analyte] = Coordination(missing_item=analyte)
             return "unknown", f"{analyte}: {r.problem}"
         uln, source = _uln(analyte, r)
         ratio = r.value / uln
         col = "creatinine_x_uln" if analyte == "creatinine" else f"{analyte}_x_uln"
         self.values[col] = ratio
         status = _at_most(ratio, r.comparator, limit)
+        self.coord[analyte] = Coordination(
+            valid_until=self._until(r.obs, 28) if status != "unknown" else None,
+            margin=limit * uln - r.value,
+            missing_item=analyte if status == "unknown" else None,
+        )
         return status, f"{analyte} {ratio:.2f}xULN (ULN {uln:g}, {source}) vs <= {limit:g}xULN{why}"
 
     def renal(self) -> tuple[str, str]:
+        status, reason = self._renal()
+        if status == "unknown":
+            self.coord["renal"] = Coordination(missing_item=self._renal_missing)
+        return status, reason
+
+    _renal_missing = "creatinine"
+
+    def _renal(self) -> tuple[str, str]:
         cr = _latest(self.obs, "creatinine", self.s, 28)
         if not cr.usable or cr.value is None:
             return "unknown", f"creatinine: {cr.problem}"
         by_creatinine, reason = self.x_uln("creatinine", 1.5, "")
         crcl, norm, cg_reason = self.cockcroft_gault(cr)
+        by_cr = self.coord["creatinine"]
         if by_creatinine == "met":
+            self.coord["renal"] = by_cr
             return "met", reason
         if cr.comparator is not None:
             return "unknown", reason + "; comparator creatinine, no CG"
         if norm is None:
+            self._renal_missing = cg_reason.split(":")[0]  # weight | height
             return "unknown", reason + f"; CG not computable ({cg_reason})"
+        # decided by both arms or by CG: the earliest expiry of creatinine, weight and (under
+        # the adult age) height
+        weight = _latest(self.obs, "weight", self.s, 90)
+        inputs = [self._until(cr.obs, 28), self._until(weight.obs, 90)]
+        if self.age < 18:
+            inputs.append(self._until(self.height().obs, 365))
+        until = min(d for d in inputs if d is not None)
         lo, hi = min(norm), max(norm)
         if lo >= 30:
+            self.coord["renal"] = Coordination(valid_until=until, margin=lo - 30)
             return "met", reason + f"; CG {lo:.1f} mL/min/1.73m2 >= 30{cg_reason}"
         if hi < 30:
+            # neither arm met: the creatinine arm is the one reported
+            self.coord["renal"] = Coordination(valid_until=until, margin=by_cr.margin)
             return "not_met", reason + f"; CG {hi:.1f} mL/min/1.73m2 < 30{cg_reason}"
+        self._renal_missing = "sex"
         return "unknown", reason + "; CG male/female disagree for sex " + self.p.sex
 
     def cockcroft_gault(self, cr: Reading) -> tuple[list[float] | None, list[float] | None, str]:
@@ -737,9 +791,11 @@ class _Evaluator:
             and _score(o) is not None
         ]
         if not scored:
+            self.coord["performance_status"] = Coordination(missing_item="performance_status")
             return "unknown", "no performance status in the last 28 days"
         last_day = max(_utc_date(o) for o in scored)
         outcomes: dict[str, bool] = {}
+        scores: dict[str, int] = {}
         for scale in ("ecog", "karnofsky"):
             same_day = [o for o in scored if _analyte(o) == scale and _utc_date(o) == last_day]
             if same_day:
@@ -748,6 +804,11 @@ class _Evaluator:
                 self.values[scale] = score
                 if score is not None:
                     outcomes[scale] = score <= 2 if scale == "ecog" else score >= 70
+                    scores[scale] = score
+        self.coord["performance_status"] = Coordination(
+            valid_until=last_day + timedelta(days=28),
+            margin=2.0 - scores["ecog"] if "ecog" in scores else scores["karnofsky"] - 70.0,
+        )
         if len(set(outcomes.values())) > 1:
             return "review", f"ECOG and Karnofsky on {last_day} disagree"
         ok = next(iter(outcomes.values()))
@@ -763,8 +824,10 @@ class _Evaluator:
             and o.value is not None
         ]
         if not lesions:
+            self.coord["measurable_disease"] = Coordination(missing_item="tumor_measurement")
             return "unknown", "no tumor measurement in the last 28 days"
         decided = [_lesion_status(o) for o in lesions]
+        self.coord["measurable_disease"] = _lesion_coordination(lesions, decided)
         if "measurable" in decided:
             return "met", f"{decided.count('measurable')} of {len(decided)} measurable"
         if all(d == "not_measurable" for d in decided):
@@ -818,11 +881,18 @@ class _Evaluator:
             return "met", "no HIV on record"
         recent = [o for o in vls if _in_window(o, self.s, 28)]
         if not recent:
+            self.coord["hiv"] = Coordination(missing_item="hiv_viral_load")
             return "unknown", "HIV without a viral load in the last 28 days"
         latest = max(recent, key=lambda o: (o.effective, o.issued))
         cls = _vl_class(latest)
         if cls == "unknown":
+            self.coord["hiv"] = Coordination(missing_item="hiv_viral_load")
             return "unknown", "viral load cannot be classified (e.g. <N with N > 50)"
+        copies = _vl_copies(latest)
+        self.coord["hiv"] = Coordination(
+            valid_until=self._until(latest, 28),
+            margin=None if copies is None else 50.0 - copies,
+        )
         if cls == "detectable":
             return "not_met", "detectable HIV viral load"
         if self.active_art():
@@ -890,6 +960,23 @@ class _Evaluator:
         }
 
 
+def _vl_copies(o: Obs) -> float | None:
+    """The viral load in copies/mL the marts show (the bound of a comparator result); None for
+    a qualitative answer."""
+    if o.value_code is not None:
+        return None
+    value = o.value
+    if o.value_text is not None:
+        read = _read_text(VL_UNITS, o.value_text)
+        if read is None:
+            return None
+        value = repr(read[0])
+    if value is None:
+        return None
+    n = float(value)
+    return 10**n if _analyte(o) == "viral_load_log10" else n
+
+
 def _vl_class(o: Obs) -> str:
     """undetectable / detectable / unknown (docs/clinical-rules.md#hiv-status)."""
     if o.value_code is not None:
@@ -941,6 +1028,7 @@ def evaluate(p: PatientRecord, screening_date: date) -> Outcome:
     }
     for cid, reason in e.review_items().items():
         shared[cid] = ("review", reason)
+    e.coord["age"] = Coordination(margin=float(e.age - 12))
     out = Outcome(values=e.values)
     for cohort, ids in CRITERIA.items():
         statuses = []
@@ -948,7 +1036,14 @@ def evaluate(p: PatientRecord, screening_date: date) -> Outcome:
             status, reason = shared[cid]
             out.criteria.append((cohort, cid, status, reason))
             statuses.append(status)
+            out.coordination[cid] = e.coord.get(cid, Coordination())
         out.candidates[cohort] = candidate_status(statuses)
+        expiries = [out.coordination[c].valid_until for c in ids]
+        out.rescreen_by[cohort] = min((d for d in expiries if d is not None), default=None)
+        unknown = [c for c, st in zip(ids, statuses, strict=True) if st == "unknown"]
+        out.sole_missing[cohort] = (
+            unknown[0] if len(unknown) == 1 and "not_met" not in statuses else None
+        )
     return out
 
 
@@ -965,6 +1060,55 @@ def candidate_status(statuses: Iterable[str]) -> str:
 _METHOD_MIN = {"CT": 10.0, "MR": 10.0, "77477000": 10.0, "113091000": 10.0, "5880005": 10.0,
                "CR": 20.0, "DX": 20.0, "399208008": 20.0}  # fmt: skip
 _METHOD_NOT_ACCEPTED = {"US", "PT", "16310003", "82918005"}
+
+
+def _lesion_coordination(lesions: list[Obs], decided: list[str]) -> Coordination:
+    """The lesion the marts report (measurable first, then undecided, then not measurable;
+    the largest, then the latest) gives the expiry, margin and missing item."""
+    order = {"measurable": 0, "undecided": 1, "not_measurable": 2}
+    chosen, status = min(
+        zip(lesions, decided, strict=True),
+        key=lambda pair: (order[pair[1]], -_lesion_mm(pair[0]), -pair[0].effective.timestamp()),
+    )
+    if status == "undecided" and "measurable" not in decided:
+        code = chosen.method_code
+        caliper = bool(chosen.method_text and "caliper" in chosen.method_text.lower())
+        if code in _METHOD_NOT_ACCEPTED:
+            missing = "imaging_accepted_method"
+        elif code not in _METHOD_MIN and not caliper:
+            missing = "imaging_method"
+        else:
+            missing = "short_axis"
+        return Coordination(missing_item=missing)
+    limit = _lesion_limit(chosen)
+    return Coordination(
+        valid_until=_utc_date(chosen) + timedelta(days=28),
+        margin=None if limit is None else _lesion_mm(chosen) - limit,
+    )
+
+
+def _lesion_mm(o: Obs) -> float:
+    scale = 10.0 if o.unit == "cm" else 1.0
+    if o.short_axis is not None and _nodal(o):
+        return float(o.short_axis) * scale
+    return float(o.value) * scale  # type: ignore[arg-type]
+
+
+def _nodal(o: Obs) -> bool:
+    return (
+        o.body_site_code in cat.LYMPH_NODE_CODES or "lymph node" in (o.body_site_text or "").lower()
+    )
+
+
+def _lesion_limit(o: Obs) -> float | None:
+    """The RECIST minimum the marts compare with: by an accepted method only."""
+    code = o.method_code
+    limit = _METHOD_MIN.get(code or "")
+    if limit is None and o.method_text and "caliper" in o.method_text.lower():
+        limit = 10.0
+    if limit is None:
+        return None
+    return 15.0 if _nodal(o) else limit
 
 
 def _lesion_status(o: Obs) -> str:
