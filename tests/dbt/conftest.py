@@ -399,3 +399,66 @@ def db(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     con = duckdb.connect(str(warehouse))
     yield con
     con.close()
+
+
+# ------------------------------------------------------------------ shared scenario warehouse
+# The scenario modules whose patients are the baseline of test_criteria_scenarios differing in
+# one respect, on the axiom trial and the same screening date, read one warehouse built once
+# per session instead of one dbt build each. Their MRNs are disjoint and their record ids are
+# numbered apart (each module's Scenarios starts its ids at its own 100,000). Modules whose
+# warehouse differs in kind keep their own: test_criteria_scenarios (two trials, a second run
+# on a copy), test_patients_merge (per-delivery load times, counts of the whole population),
+# test_local_codes_by_facility (rows added to a seed).
+
+
+def merge_scenarios(parts: list[Any]) -> Any:
+    """One Scenarios holding every part's rows (CSV rows, other feeds' rows, codings)."""
+    from tests.dbt.test_issue11_scenarios import Scenarios
+
+    merged = Scenarios()
+    for part in parts:
+        for entity, rows in part.rows.items():
+            merged.rows.setdefault(entity, []).extend(rows)
+        for key, rows in part.extra.items():
+            merged.extra.setdefault(key, []).extend(rows)
+    mrns = [r["mrn"] for r in merged.rows["patients"]]
+    assert len(mrns) == len(set(mrns)), "scenario modules share an MRN"
+    tables = [*((("csv", e), rs) for e, rs in merged.rows.items()), *merged.extra.items()]
+    ids = [
+        (feed, entity, r["record_id"])
+        for (feed, entity), rows in tables
+        for r in rows
+        if entity != "codings"
+    ]
+    assert len(ids) == len(set(ids)), "scenario modules share a record id"
+    return merged
+
+
+@pytest.fixture(scope="session")
+def scenario_wh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
+    """test_issue11_scenarios, test_lab_text_values and test_tumour_measurements: their
+    patients in one warehouse, one ``dbt build`` (read-only connection)."""
+    from tests.dbt import test_issue11_scenarios, test_lab_text_values, test_tumour_measurements
+    from tests.dbt.test_criteria_scenarios import _run_dbt, _write_patient_keys
+    from trialscreen.trial import load_trial, trial_tables, write_trial_tables_duckdb
+
+    tmp = tmp_path_factory.mktemp("scenarios_shared")
+    merged = merge_scenarios(
+        [
+            test_issue11_scenarios.SCENARIOS,
+            test_lab_text_values.SCENARIOS,
+            test_tumour_measurements.scenarios(tmp),
+        ]
+    )
+    db_path = tmp / "scenarios.duckdb"
+    con = duckdb.connect(str(db_path))
+    try:
+        test_issue11_scenarios._create_raw(con, merged)
+        _write_patient_keys(con, merged)
+        write_trial_tables_duckdb(con, trial_tables([load_trial("axiom")]))
+    finally:
+        con.close()
+    _run_dbt(db_path, tmp)
+    con = duckdb.connect(str(db_path), read_only=True)
+    yield con
+    con.close()

@@ -2,7 +2,8 @@
 record them (docs/decisions.md "Conditions, medications and absence of evidence").
 
 Each "Why" bullet of the issue as a patient differing from the baseline of
-test_criteria_scenarios in one respect, on one warehouse built once per module. The CSV
+test_criteria_scenarios in one respect, on one warehouse built once per session and shared
+with the other scenario modules (tests/dbt/conftest.py ``scenario_wh``). The CSV
 feed's raw tables carry most of them (the CSV contract has alt_code columns and intent); the
 FHIR-only shapes (medicationReference to a Medication resource) are FHIR raw rows, as the
 parser writes them (tests/test_codings_ingest.py covers the parsers).
@@ -11,7 +12,6 @@ parser writes them (tests/test_codings_ingest.py covers the parsers).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -21,16 +21,15 @@ import polars as pl
 import pytest
 
 from tests.dbt.test_criteria_scenarios import (
+    KEY,
     REPO,
     RUN_ID,
     Scenario,
-    _run_dbt,
-    _write_patient_keys,
     evaluation,
     ts,
 )
 from trialscreen import schema
-from trialscreen.trial import load_trial, trial_tables, write_trial_tables_duckdb
+from trialscreen.pseudonym import patient_key
 
 OID_ICD10CM = "urn:oid:2.16.840.1.113883.6.90"
 OID_ICDO3 = "urn:oid:2.16.840.1.113883.6.43.1"
@@ -92,6 +91,7 @@ class Scenarios(Scenario):
 
 def build() -> Scenarios:
     s = Scenarios()
+    s._n = 100_000  # record ids apart from the other modules sharing the build (conftest.py)
     # -- HIV: undetectable load and no ART on record -> review (ART may be dispensed outside)
     s.baseline("HIVNOART")
     s.cond("HIVNOART", "icd-10-cm", "B20", onset="2015-01-01")
@@ -216,22 +216,13 @@ def _create_raw(con: duckdb.DuckDBPyConnection, s: Scenarios) -> None:
             con.execute(f"insert into {table} by name select * from arrow")
 
 
+SCENARIOS = build()
+
+
 @pytest.fixture(scope="module")
-def wh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
-    tmp = tmp_path_factory.mktemp("issue11")
-    db_path = tmp / "issue11.duckdb"
-    s = build()
-    con = duckdb.connect(str(db_path))
-    try:
-        _create_raw(con, s)
-        _write_patient_keys(con, s)
-        write_trial_tables_duckdb(con, trial_tables([load_trial("axiom")]))
-    finally:
-        con.close()
-    _run_dbt(db_path, tmp)
-    con = duckdb.connect(str(db_path), read_only=True)
-    yield con
-    con.close()
+def wh(scenario_wh: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """The session's shared scenario warehouse (SCENARIOS are in it: tests/dbt/conftest.py)."""
+    return scenario_wh
 
 
 @pytest.mark.parametrize(
@@ -289,9 +280,13 @@ _UNDOTTED_ICD = re.compile(r"\b[A-TV-Z]\d\d[0-9A-Z]{1,4}\b")  # C787, not C78.7
 def test_every_reason_reads_as_a_sentence(wh):
     """Every (criterion, status) the scenario warehouse produces: a reason a coordinator can
     act on - no doubled words, no empty parentheses, no internal tokens, dotted ICD codes."""
+    # this module's patients (the shared warehouse holds other modules' patients too)
+    keys = sorted({patient_key(r["mrn"], KEY) for r in SCENARIOS.rows["patients"]})
     rows = wh.execute(
         "select criterion_id, status, any_value(reason) as reason, count(*) "
-        "from marts.criterion_evaluations group by criterion_id, status"
+        "from marts.criterion_evaluations where list_contains(?, patient_key) "
+        "group by criterion_id, status",
+        [keys],
     ).fetchall()
     assert len(rows) > 20
     for criterion, status, reason, _ in rows:

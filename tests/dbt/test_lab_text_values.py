@@ -4,22 +4,21 @@
 Each shape as a baseline patient (test_criteria_scenarios) differing in one result, in each
 feed that can carry it: the raw row as the parser lands it (HL7 ST/TX/FT -> value_text, FHIR
 valueString -> value_text, valueCodeableConcept / HL7 CE -> value_code, CSV value text ->
-value_text). One warehouse per module; each case asserts the decided status and the value used,
+value_text). One warehouse, shared with the other scenario modules (tests/dbt/conftest.py
+``scenario_wh``); each case asserts the decided status and the value used,
 and for an unreadable text that the text reaches only the coordinators' evidence.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import duckdb
 import pytest
 
 from tests.dbt.test_criteria_scenarios import KEY, evaluation, ts
-from tests.dbt.test_issue11_scenarios import Scenarios, _create_raw, _run_dbt, _write_patient_keys
+from tests.dbt.test_issue11_scenarios import Scenarios
 from trialscreen import pseudonym
-from trialscreen.trial import load_trial, trial_tables, write_trial_tables_duckdb
 
 FEEDS = ("csv", "hl7", "fhir")
 LOINC_URI = "http://loinc.org"
@@ -66,6 +65,7 @@ def case(mrn: str, feed: str, criterion: str, status: str, value: float | None) 
 
 def build() -> Scenarios:
     s = Scenarios()
+    s._n = 200_000  # record ids apart from the other modules sharing the build (conftest.py)
     for feed in FEEDS:
         f = feed.upper()
         # -- numbers inside text: thousands separators, flags, blanks, units, comparators
@@ -210,20 +210,9 @@ SCENARIOS = build()
 
 
 @pytest.fixture(scope="module")
-def wh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
-    tmp = tmp_path_factory.mktemp("issue10")
-    db_path = tmp / "issue10.duckdb"
-    con = duckdb.connect(str(db_path))
-    try:
-        _create_raw(con, SCENARIOS)
-        _write_patient_keys(con, SCENARIOS)
-        write_trial_tables_duckdb(con, trial_tables([load_trial("axiom")]))
-    finally:
-        con.close()
-    _run_dbt(db_path, tmp)
-    con = duckdb.connect(str(db_path), read_only=True)
-    yield con
-    con.close()
+def wh(scenario_wh: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """The session's shared scenario warehouse (SCENARIOS are in it: tests/dbt/conftest.py)."""
+    return scenario_wh
 
 
 @pytest.mark.parametrize(("mrn", "feed", "criterion", "status", "value"), CASES,

@@ -23,8 +23,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.dbt.test_criteria_scenarios import ts
-from tests.dbt.test_issue11_scenarios import Scenarios, _create_raw, _run_dbt, _write_patient_keys
+from tests.dbt.test_criteria_scenarios import _run_dbt, _write_patient_keys, ts
+from tests.dbt.test_issue11_scenarios import Scenarios, _create_raw
 from trialscreen.feeds.csv import parse_csv_file
 from trialscreen.feeds.fhir import parse_fhir_file
 from trialscreen.feeds.hl7v2 import parse_hl7_bytes

@@ -1,7 +1,8 @@
 """Tumour measurements as mCODE sends them (issue 10 item 6; docs/decisions.md "Tumour
 measurements as mCODE sends them"): each shape in each feed that carries it, through the real
 parser (FHIR NDJSON, HL7 v2 ORU, CSV tumor_measurements) into the raw tables, then one dbt
-build; each test reads marts.criterion_evaluations for one patient.
+build (shared with the other scenario modules: tests/dbt/conftest.py ``scenario_wh``); each
+test reads marts.criterion_evaluations for one patient.
 
 Every patient is the baseline of test_criteria_scenarios without its CT lesion, plus the
 measurements of its shape (screening date 2026-11-02, measurements on 2026-10-20).
@@ -10,19 +11,17 @@ measurements of its shape (screening date 2026-11-02, measurements on 2026-10-20
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
-from tests.dbt.test_criteria_scenarios import _run_dbt, _write_patient_keys, evaluation
-from tests.dbt.test_issue11_scenarios import Scenarios, _create_raw
+from tests.dbt.test_criteria_scenarios import evaluation
+from tests.dbt.test_issue11_scenarios import Scenarios
 from trialscreen.feeds.csv import parse_csv_file
 from trialscreen.feeds.fhir import parse_fhir_file
 from trialscreen.feeds.hl7v2 import parse_hl7_file
-from trialscreen.trial import load_trial, trial_tables, write_trial_tables_duckdb
 
 pytestmark = pytest.mark.slow
 
@@ -157,26 +156,23 @@ def _parsed_rows(tmp: Path) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def wh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
-    tmp = tmp_path_factory.mktemp("tumour")
+def scenarios(tmp: Path) -> Scenarios:
+    """The baseline patients of the shapes, with their measurements as the parsers land them
+    (the parsers write their files under ``tmp``); record ids from 300,000 up, apart from the
+    other modules sharing the build (tests/dbt/conftest.py ``scenario_wh``)."""
     s = Scenarios()
+    s._n = 300_000
     for mrn in [m for m, _ in FHIR] + list(HL7_OBX) + list(CSV_ROWS):
         s.baseline(mrn, tumor=True)
     for feed, row in _parsed_rows(tmp):
         s.add(feed, "observations", row)
-    db_path = tmp / "tumour.duckdb"
-    con = duckdb.connect(str(db_path))
-    try:
-        _create_raw(con, s)
-        _write_patient_keys(con, s)
-        write_trial_tables_duckdb(con, trial_tables([load_trial("axiom")]))
-    finally:
-        con.close()
-    _run_dbt(db_path, tmp)
-    con = duckdb.connect(str(db_path), read_only=True)
-    yield con
-    con.close()
+    return s
+
+
+@pytest.fixture(scope="module")
+def wh(scenario_wh: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """The session's shared scenario warehouse (these patients are in it)."""
+    return scenario_wh
 
 
 @pytest.mark.parametrize(
