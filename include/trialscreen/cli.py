@@ -301,7 +301,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if args.notify:
             _notify("failed", None, ["axiom"], f"trialscreen demo stopped: {type(exc).__name__}")
         raise
-    if status != EXIT_OK and args.notify:
+    if status == EXIT_GATE_BLOCKED and args.notify:
+        _notify("gate_blocked", None, ["axiom"], "trialscreen demo: quality gate blocked it")
+    elif status != EXIT_OK and args.notify:
         _notify("failed", None, ["axiom"], "trialscreen demo: the run did not publish")
     return status
 

@@ -120,6 +120,7 @@ def run_demo(
     screening_date = screening_date or date.today()
     feeds, warehouse, reports = out / "feeds", out / "trialscreen.duckdb", out / "reports"
     started = time.perf_counter()
+    blocked = False  # the quality gate blocked publication: exit 3, as trialscreen run
     print(f"1/3 generating {patients} synthetic patients (seed {seed}) into {feeds}")
     generate(patients=patients, seed=seed, out=feeds, screening_date=screening_date)
     if use_airflow:
@@ -131,7 +132,7 @@ def run_demo(
         print(f"2/3 running the nightly job as of {screening_date} on {warehouse}")
         result = run_pipeline(feeds, screening_date, warehouse, reports_dir=reports)
         print(result.summary())
-        ok = result.published
+        ok, blocked = result.published, result.gate_blocked
     elapsed = time.perf_counter() - started
     print(f"3/3 done in {elapsed:.0f} s. Patients per trial/cohort/candidate status:")
     for name, n in sorted(candidate_counts(warehouse).items()):
@@ -144,4 +145,4 @@ def run_demo(
     query = f"duckdb.connect('{warehouse}', read_only=True).sql('from marts.eligible_candidates')"
     print(f'                    (.venv/bin/python -c "import duckdb; {query}.show()")')
     print(f"  known answers     {feeds / 'expected'}")
-    return 0 if ok else 1
+    return 0 if ok else 3 if blocked else 1
