@@ -5,16 +5,16 @@ lists *assets* — a warehouse table, or a SQL check that returns one row of vio
 with the expectations that hold on it, each ``blocking: true|false``. A blocking failure stops
 publication; a warning is reported.
 
-Every frame is read with the warehouse's native client (:meth:`Warehouse.query_frame`) and
-handed to GX as a pandas dataframe asset: GX's SQL datasource silently fails on DuckDB
-(docs/specification.md#stack-notes). Only the columns a suite lists are read; identifier columns of
-raw tables are read as presence flags, so no MRN, name, birth date or file name reaches GX or its
-Data Docs.
+Each asset is a query GX runs on the warehouse through a SQL datasource (on DuckDB a
+registered type holding one connection: GX's generic one silently fails there,
+docs/decisions.md#gate-in-the-warehouse), so expectations are SQL aggregates and the gate's
+memory does not grow with the tables. Only the columns a suite lists are selected; identifier
+columns of raw tables are selected as presence flags, so no MRN, name, birth date or file name
+reaches GX or its Data Docs. A missing table is validated as an empty pandas frame.
 
 Data Docs accumulate in a file context under ``<reports_dir>/data_docs``. Each asset is one
 GX expectation suite, validation definition and checkpoint named after the asset
-(``marts.screening_results``): a pandas whole-dataframe batch takes its dataframe at run time,
-one per checkpoint run, so one checkpoint cannot carry several tables.
+(``marts.screening_results``).
 
 ``schema_map`` lets the caller validate candidate tables before publish: with
 ``{"marts": "marts_candidate"}`` the asset ``marts.screening_results`` is read from

@@ -267,6 +267,18 @@ def gate_memory_limit() -> str:
     return value
 
 
+def _duckdb_engine(connection_string: str) -> Any:
+    """A SQLAlchemy engine whose connections are plain ``duckdb.connect(path)``: duckdb-engine's
+    own connect adds a ``custom_user_agent`` setting, and DuckDB refuses a second connection
+    to a file that the process already has open with other settings (the run's own)."""
+    import duckdb
+    import sqlalchemy as sa
+    from duckdb_engine import ConnectionWrapper
+
+    path = connection_string.removeprefix("duckdb:///")
+    return sa.create_engine("duckdb://", creator=lambda: ConnectionWrapper(duckdb.connect(path)))
+
+
 def duckdb_datasource_type() -> type:
     """GX's SQL datasource for a DuckDB file, with one connection held for the whole gate.
 
@@ -284,6 +296,16 @@ def duckdb_datasource_type() -> type:
 
     class PersistedConnectionEngine(SqlAlchemyExecutionEngine):
         _previous_limit: str | None = None
+
+        def _setup_engine(
+            self,
+            kwargs: Any,
+            connection_string: str | None = None,
+            credentials: dict[str, Any] | None = None,
+            url: str | None = None,
+        ) -> None:
+            assert connection_string is not None
+            self.engine = _duckdb_engine(connection_string)
 
         @contextmanager
         def get_connection(self) -> Iterator[Any]:
@@ -305,6 +327,10 @@ def duckdb_datasource_type() -> type:
 
     class TrialscreenDuckDBDatasource(SQLDatasource):
         type: Literal["trialscreen_duckdb"] = "trialscreen_duckdb"  # type: ignore[assignment]
+
+        def _create_engine(self) -> Any:
+            config = self.dict(config_provider=self._config_provider)
+            return _duckdb_engine(str(config["connection_string"]))
 
         @property
         def execution_engine_type(self) -> builtins.type[SqlAlchemyExecutionEngine]:
