@@ -28,9 +28,29 @@ REPO = TESTS.parent
 EXTERNAL = TESTS / "data"
 sys.path.insert(0, str(TESTS))
 
-# test modules by measured duration, slowest first (--durations of a full run); then the
-# other modules by their heaviest mark (MARK_TIERS), each tier in collection order
-HEAVIEST_FIRST: tuple[str, ...] = ()
+# test modules by their cost, slowest first, so that none of them starts last and becomes the
+# tail of a parallel run; then the other modules by their heaviest mark (MARK_TIERS), each
+# tier in collection order. The cost is what a module builds (measured with -n0 and per-module
+# CPU-seconds, docs/benchmarks.md "Test suite"): whole pipeline runs on several populations
+# or engines first, then a Spark build, then several dbt builds, then one.
+HEAVIEST_FIRST: tuple[str, ...] = (
+    "e2e/test_expected_outcomes.py",  # three 700-patient populations through the pipeline
+    "spark/test_spark_parity.py",  # a pipeline run, a JVM, dbt on Spark
+    "e2e/test_hardening_runs.py",  # each test runs the pipeline on DuckDB and on PostgreSQL
+    "e2e/test_postgres_parity.py",  # the pipeline on DuckDB and on PostgreSQL
+    "dbt/test_criteria_scenarios.py",  # dbt builds: DuckDB, a second run, PostgreSQL
+    "e2e/test_build_failure.py",  # several nights, one failing build
+    "dags/test_trialscreen_nightly.py",  # Airflow dag.test() of the nightly DAG
+    "e2e/test_hardening_deployment.py",  # the pipeline under the compose role split
+    "e2e/test_phi_hygiene.py",
+    "e2e/test_write_audit_publish.py",
+    "e2e/test_local_time.py",  # one drop in two time zones
+    "e2e/test_synthea_end_to_end.py",
+    "dbt/test_issue11_scenarios.py",  # the shared scenario build (tests/dbt/conftest.py)
+    "dbt/test_patients_merge.py",
+    "dbt/test_local_codes_by_facility.py",
+    "dbt/test_normalization.py",
+)
 MARK_TIERS = ({"slow", "spark"}, {"postgres", "browser"})
 # every test in these folders builds a warehouse (dbt, or the whole pipeline): marked slow
 SLOW_FOLDERS = {"dbt", "e2e"}
