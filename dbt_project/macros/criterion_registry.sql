@@ -21,5 +21,14 @@
 {%- endmacro %}
 
 {% macro valid_until(evidence_date, window_days) -%}
+    {{ return(adapter.dispatch('valid_until', 'trialscreen')(evidence_date, window_days)) }}
+{%- endmacro %}
+
+{% macro default__valid_until(evidence_date, window_days) -%}
     cast({{ dbt.dateadd('day', window_days, evidence_date) }} as date)
+{%- endmacro %}
+
+{# dbt-spark's dateadd asserts its date is not null; a missing input must give null here #}
+{% macro spark__valid_until(evidence_date, window_days) -%}
+    date_add(cast({{ evidence_date }} as date), cast({{ window_days }} as int))
 {%- endmacro %}
