@@ -8,11 +8,26 @@ with
 
 observations as (
 
-    select evidence_source, loinc, local_code, facility from {{ ref('stg_fhir__observations') }}
+    select
+        evidence_source,
+        loinc,
+        local_code,
+        facility
+    from {{ ref('stg_fhir__observations') }}
     union all
-    select evidence_source, loinc, local_code, facility from {{ ref('stg_hl7__observations') }}
+    select
+        evidence_source,
+        loinc,
+        local_code,
+        facility
+    from {{ ref('stg_hl7__observations') }}
     union all
-    select evidence_source, loinc, local_code, facility from {{ ref('stg_csv__observations') }}
+    select
+        evidence_source,
+        loinc,
+        local_code,
+        facility
+    from {{ ref('stg_csv__observations') }}
 
 ),
 

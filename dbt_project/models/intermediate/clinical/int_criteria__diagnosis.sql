@@ -13,7 +13,10 @@ population as (
 
 criteria as (
 
-    select distinct trial_id, criterion_id, label
+    select distinct
+        trial_id,
+        criterion_id,
+        label
     from {{ ref('stg_config__trial_criteria') }}
     where rule = 'diagnosis'
 
@@ -98,8 +101,11 @@ site_only as (
     where diagnoses.concept = 'sts'
         and diagnoses.code_system = 'icd10cm'
         and diagnoses.patient_mrn not in (
-            select patient_mrn from conditions
-            where code_system = 'icdo3' and not is_refuted and patient_mrn is not null
+            select histologies.patient_mrn
+            from conditions as histologies
+            where histologies.code_system = 'icdo3'
+                and not histologies.is_refuted
+                and histologies.patient_mrn is not null
         )
 
 ),
@@ -108,11 +114,14 @@ histology_criteria as (
 
     -- diagnosis criteria that name a histology: their concepts do not include the site-coded
     -- soft tissue sarcoma concept
-    select distinct trial_id, criterion_id
+    select distinct
+        trial_id,
+        criterion_id
     from concepts
     where role = 'diagnosis'
         and not exists (
-            select 1 from concepts as other
+            select 1 as sts_concept
+            from concepts as other
             where other.trial_id = concepts.trial_id
                 and other.criterion_id = concepts.criterion_id
                 and other.concept = 'sts'
@@ -122,13 +131,15 @@ histology_criteria as (
 
 dx as (
 
-    select * from diagnosis_evidence where evidence_rank = 1
+    select * from diagnosis_evidence
+    where evidence_rank = 1
 
 ),
 
 adv as (
 
-    select * from advanced_evidence where evidence_rank = 1
+    select * from advanced_evidence
+    where evidence_rank = 1
 
 ),
 
@@ -146,11 +157,23 @@ site as (
 
 evidence_keys as (
 
-    select trial_id, criterion_id, patient_mrn from dx
+    select
+        trial_id,
+        criterion_id,
+        patient_mrn
+    from dx
     union
-    select trial_id, criterion_id, patient_mrn from adv
+    select
+        trial_id,
+        criterion_id,
+        patient_mrn
+    from adv
     union
-    select trial_id, criterion_id, patient_mrn from site
+    select
+        trial_id,
+        criterion_id,
+        patient_mrn
+    from site
 
 ),
 

@@ -58,34 +58,42 @@ children as (
 
 ),
 
+-- the Medication resources' codings, each resource's latest delivered version ranked 1
+resource_versions as (
+
+    select
+        *,
+        dense_rank() over (
+            partition by evidence_source, record_id
+            order by loaded_at desc, source_file desc, record_hash desc
+        ) as version_rank
+    from child_codings
+    where entity = 'medication_resources'
+
+),
+
 referenced as (
 
     -- medicationReference -> the Medication resource's codings (latest delivered version)
     select
         medications.medication_id,
-        resource.code_system,
-        resource.code,
-        resource.code_display
+        resource_codings.code_system,
+        resource_codings.code,
+        resource_codings.code_display
     from medications
-    inner join child_codings as ref
-        on medications.evidence_source = ref.evidence_source
-        and medications.evidence_id = ref.record_id
-        and medications.record_hash = ref.record_hash
-    inner join (
-        select
-            *,
-            dense_rank() over (
-                partition by evidence_source, record_id
-                order by loaded_at desc, source_file desc, record_hash desc
-            ) as version_rank
-        from child_codings
-        where entity = 'medication_resources'
-    ) as resource
-        on ref.evidence_source = resource.evidence_source
-        and (ref.code_raw = resource.record_id or ref.code_raw like '%/' || resource.record_id)
-        and resource.version_rank = 1
-    where ref.entity = 'medications'
-        and ref.element = 'reference'
+    inner join child_codings as reference_codings
+        on medications.evidence_source = reference_codings.evidence_source
+        and medications.evidence_id = reference_codings.record_id
+        and medications.record_hash = reference_codings.record_hash
+    inner join resource_versions as resource_codings
+        on reference_codings.evidence_source = resource_codings.evidence_source
+        and (
+            reference_codings.code_raw = resource_codings.record_id
+            or reference_codings.code_raw like '%/' || resource_codings.record_id
+        )
+        and resource_codings.version_rank = 1
+    where reference_codings.entity = 'medications'
+        and reference_codings.element = 'reference'
 
 ),
 

@@ -74,7 +74,7 @@ method_texts as (
 
     select
         texts.method_text,
-        min(imaging_methods.method) as method,
+        min(imaging_methods.method) as text_method,
         min(case when imaging_methods.recist_accepts_for_measurement then 1 else 0 end) as accepts
     from (
         select distinct method_text from in_window
@@ -91,22 +91,23 @@ classified as (
 
     select
         in_window.*,
-        coalesce(coded_method.method, method_texts.method) as method,
+        -- named after the seed column imaging_methods.method (a keyword to sqlfluff: RF04)
+        coalesce(coded_method.method, method_texts.text_method) as method,  -- noqa: RF04
         case
             when coded_method.method is not null then coded_method.recist_accepts_for_measurement
-            when method_texts.method is not null then method_texts.accepts = 1
+            when method_texts.text_method is not null then method_texts.accepts = 1
         end as method_accepted,
         coalesce(coded_site.code is not null or nodal_texts.is_nodal_text = 1, false) as is_nodal,
         -- the size judged: a nodal lesion's short axis (the value itself unless it is the
         -- longest dimension of an mCODE component), else the longest diameter
         case
-            when value_issue is not null then null
+            when in_window.value_issue is not null then null
             when coalesce(coded_site.code is not null or nodal_texts.is_nodal_text = 1, false)
                 then coalesce(
                         in_window.short_axis_mm,
-                        case when coalesce(in_window.value_type, '') <> 'component' then value_canonical end
+                        case when coalesce(in_window.value_type, '') <> 'component' then in_window.value_canonical end
                     )
-            else value_canonical
+            else in_window.value_canonical
         end as axis_mm
     from in_window
     left join imaging_methods as coded_method

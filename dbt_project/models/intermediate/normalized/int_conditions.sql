@@ -86,16 +86,16 @@ codings as (
         child.code_display,
         child.code_system_raw,
         child.code_raw,
-        patient_mrn,
+        latest_versions.patient_mrn,
         latest_versions.evidence_source,
         latest_versions.record_id,
         latest_versions.source_file,
-        code_text,
-        clinical_status,
-        verification_status,
-        onset_at,
-        recorded_at,
-        abatement_at,
+        latest_versions.code_text,
+        latest_versions.clinical_status,
+        latest_versions.verification_status,
+        latest_versions.onset_at,
+        latest_versions.recorded_at,
+        latest_versions.abatement_at,
         latest_versions.loaded_at
     from latest_versions
     inner join child_codings as child

@@ -73,7 +73,6 @@ abnormal_flags as (
 
 ),
 
-
 -- 1. latest delivered version of every record
 latest_versions as (
 
@@ -125,28 +124,28 @@ superseded as (
         with_analyte.*,
         row_number() over (
             partition by
-                evidence_source,
-                patient_mrn,
-                coalesce(resolved_loinc, local_code),
+                with_analyte.evidence_source,
+                with_analyte.patient_mrn,
+                coalesce(with_analyte.resolved_loinc, with_analyte.local_code),
                 case
-                    when evidence_source in ('hl7', 'csv') and order_id is not null
-                        then {{ dbt.concat(["'order:'", "order_id"]) }}
-                    else {{ dbt.concat(["'record:'", "record_id"]) }}
+                    when with_analyte.evidence_source in ('hl7', 'csv') and with_analyte.order_id is not null
+                        then {{ dbt.concat(["'order:'", "with_analyte.order_id"]) }}
+                    else {{ dbt.concat(["'record:'", "with_analyte.record_id"]) }}
                 end
             order by
-                issued_at desc nulls last,
+                with_analyte.issued_at desc nulls last,
                 case
-                    when status in ('cancelled', 'entered-in-error') then 0
-                    when status in ('corrected', 'amended') then 1
+                    when with_analyte.status in ('cancelled', 'entered-in-error') then 0
+                    when with_analyte.status in ('corrected', 'amended') then 1
                     else 2
                 end,
-                loaded_at desc,
-                source_file desc,
-                source_position desc
+                with_analyte.loaded_at desc,
+                with_analyte.source_file desc,
+                with_analyte.source_position desc
         ) as supersede_rank
     from with_analyte
-    where analyte is not null
-        and status in ('final', 'amended', 'corrected', 'cancelled', 'entered-in-error')
+    where with_analyte.analyte is not null
+        and with_analyte.status in ('final', 'amended', 'corrected', 'cancelled', 'entered-in-error')
 
 ),
 
@@ -271,11 +270,21 @@ unit_keys as (
 unit_candidates as (
 
     -- the UCUM code (FHIR valueQuantity.code) is tried before the human-readable unit
-    select analyte, unit_code, unit_text, unit_code as candidate, 0 as candidate_rank
+    select
+        analyte,
+        unit_code,
+        unit_text,
+        unit_code as candidate,
+        0 as candidate_rank
     from unit_keys
     where unit_code is not null
     union all
-    select analyte, unit_code, unit_text, unit_text as candidate, 1 as candidate_rank
+    select
+        analyte,
+        unit_code,
+        unit_text,
+        unit_text as candidate,
+        1 as candidate_rank
     from unit_keys
     where unit_text is not null
 
@@ -298,7 +307,7 @@ unit_matches as (
     from unit_candidates
     inner join unit_aliases
         on lower(unit_aliases.unit_alias) = lower(unit_candidates.candidate)
-        and (unit_aliases.analyte = unit_candidates.analyte or unit_aliases.analyte is null)
+        and (unit_candidates.analyte = unit_aliases.analyte or unit_aliases.analyte is null)
 
 ),
 
