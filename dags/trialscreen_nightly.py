@@ -326,6 +326,9 @@ def trialscreen_nightly() -> None:
             execution_mode=ExecutionMode.WATCHER,
             invocation_mode=InvocationMode.DBT_RUNNER,
             setup_operator_args={
+                # a retried producer skips (it never runs a second build), and its skip
+                # would skip every model task: the model tasks retry their own model instead
+                "retries": 0,
                 "full_refresh": True,
                 "dbt_cmd_flags": list(TEST_RESOURCES),
                 # dbt-duckdb keeps the DuckDB file open in the process after the build (the
@@ -368,9 +371,9 @@ def _release_dbt_connection(context: Any, result: Any = None) -> None:
 
 def _models_after_the_build(group: DbtTaskGroup) -> None:
     """The model tasks of the dbt group that have no model upstream start when the build
-    has finished (whatever its outcome), not beside it: each then reads its model's result
-    at once instead of waiting in a worker slot or the triggerer, and ``dag.test()`` (which
-    runs one task at a time) never runs a model task before the build."""
+    has finished, passed or failed (skipped when it never ran), not beside it: each then
+    reads its model's result at once instead of waiting in a worker slot or the triggerer,
+    and ``dag.test()`` (one task at a time) never runs a model task before the build."""
     producer = group.get_child_by_label(PRODUCER_WATCHER_TASK_ID)
     done = group.get_child_by_label(PRODUCER_WATCHER_DONE_TASK_ID)
     ids = {t.task_id for t in group.iter_tasks()}
@@ -378,7 +381,7 @@ def _models_after_the_build(group: DbtTaskGroup) -> None:
         if child in (producer, done) or child.upstream_task_ids & ids:
             continue
         producer >> child
-        child.trigger_rule = "all_done"
+        child.trigger_rule = "one_done"  # the build ran (passed or failed): read its result
 
 
 def _scheduled_dates(screening_date: pendulum.Date, nights: int = 14) -> list[pendulum.Date]:
