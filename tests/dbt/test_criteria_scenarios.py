@@ -769,7 +769,8 @@ def test_postgres_decides_every_criterion_like_duckdb(warehouse, pg_database, tm
 
     sql = (
         "select trial_id, cohort_id, patient_key, criterion_id, status, "
-        "value_numeric, threshold, uln_source, evidence_id, reason "
+        "value_numeric, threshold, uln_source, evidence_id, reason, "
+        "comparator, margin, near_flip, evidence_date, valid_until, missing_item, next_step "
         "from marts.criterion_evaluations order by 1, 2, 3, 4"
     )
 
