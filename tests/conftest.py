@@ -40,6 +40,7 @@ HEAVIEST_FIRST: tuple[str, ...] = (
     "e2e/test_postgres_parity.py",  # the pipeline on DuckDB and on PostgreSQL
     "dbt/test_criteria_scenarios.py",  # dbt builds: DuckDB, a second run, PostgreSQL
     "e2e/test_build_failure.py",  # several nights, one failing build
+    "e2e/test_cli_exit_codes.py",  # two CLI runs in subprocesses, one blocked by the gate
     "dags/test_trialscreen_nightly.py",  # Airflow dag.test() of the nightly DAG
     "e2e/test_hardening_deployment.py",  # the pipeline under the compose role split
     "e2e/test_phi_hygiene.py",
