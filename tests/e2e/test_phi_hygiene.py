@@ -855,6 +855,21 @@ def test_no_html_output_renders_markup_from_data(run) -> None:
     assert unescaped == []
 
 
+def test_only_the_restricted_worklist_carries_identities(run, matcher) -> None:
+    """Issue 12: the coordinators' worklist (page and snapshot) names patients, so it lives in
+    its own directory beside the reports (never inside them), 0700 with 0600 files, and
+    escapes markup from data; the reports and Data Docs above stay free of PHI."""
+    folder = run["root"] / "worklist"
+    files = dict(_files(folder, []))
+    pages = [t for n, t in files.items() if n.endswith("worklist.html")]
+    assert len(pages) == 1, sorted(files)
+    assert matcher.find(pages[0]), "the worklist names no patient"
+    assert f"<script>{XSS}" not in pages[0].lower()
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in folder.rglob("*") if p.is_file())
+    assert not folder.resolve().is_relative_to(run["reports"].resolve())
+
+
 def test_coordinators_still_see_the_source_text(run) -> None:
     """The coordinator-facing reason in `restricted` quotes the source text the analysts'
     reason only names (docs/decisions.md)."""
