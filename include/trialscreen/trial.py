@@ -29,6 +29,11 @@ Criterion rules (the ``rule`` key of each criterion):
 ``hiv``                    no HIV, or ART + viral load < ``undetectable_below``
 ``review``                 always review; ``mentions`` concepts are named in the reason
 ========================== ==========================================================
+
+Each rule is decided by the dbt model the registry names (``dbt_project.yml`` var
+``criterion_rules``); adding a rule type is one model plus one registry entry
+(docs/adding_a_rule.md), and ``tests/test_criterion_registry.py`` fails while a rule here has
+no model.
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)]
 _FALLBACK_ANALYTES = frozenset(
     {
         "anc", "platelets", "hemoglobin", "bilirubin", "ast", "alt", "creatinine", "albumin",
-        "sodium", "weight", "height", "ecog", "karnofsky", "hiv_viral_load", "tumor_size",
+        "sodium", "wbc", "weight", "height", "ecog", "karnofsky", "hiv_viral_load", "tumor_size",
         "disease_status",
     }
 )  # fmt: skip
