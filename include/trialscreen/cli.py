@@ -99,20 +99,24 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got '{text}'") from None
 
 
-def _trial(text: str) -> str:
-    """A trial id of the trials folder or a path to a trial YAML file; a wrong one is a
-    usage error that lists the valid ids."""
+def _check_trials(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Each --trial is a trial id of the trials folder or a path to a trial YAML file; a
+    wrong one is a usage error (exit 2) that lists the valid ids, before anything runs.
+    Checked after the configuration is applied: it may name the trials folder."""
     from trialscreen.trial import TRIALS_DIR, trial_ids
 
-    known = trial_ids()
-    if text in known or Path(text).is_file():
-        return text
-    close = difflib.get_close_matches(text, known, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    raise argparse.ArgumentTypeError(
-        f"no trial '{text[:80]}': {hint}trial ids: {', '.join(known) or 'none'} (the YAML "
-        f"files of {TRIALS_DIR}), or the path of a trial YAML file"
-    )
+    for text in getattr(args, "trial", None) or []:
+        known = trial_ids()
+        if text in known or Path(text).is_file():
+            continue
+        close = difflib.get_close_matches(text, known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        command = [p for p in _subparsers(parser) if p.prog == f"{parser.prog} {args.command}"]
+        (command or [parser])[0].error(
+            f"argument --trial: no trial '{text[:80]}': {hint}trial ids: "
+            f"{', '.join(known) or 'none'} (the YAML files of {TRIALS_DIR}), or the path of a "
+            "trial YAML file"
+        )
 
 
 def _warehouse(args: argparse.Namespace) -> str:
@@ -455,7 +459,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--trial",
         action="append",
-        type=_trial,
         metavar="ID|YAML",
         help="trial id (trialscreen trials list) or path of a trial YAML; repeat for several "
         "trials (default: axiom)",
@@ -618,7 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     args.verbose += getattr(args, "verbose_after", 0)
     logs.configure(args.verbose)
     if args.command != "doctor":  # doctor reports a bad file as one of its findings
@@ -629,6 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except config.ConfigError as exc:  # names the file and field, never a value
             print(exc, file=sys.stderr)
             return EXIT_ERROR
+    _check_trials(parser, args)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
