@@ -71,7 +71,8 @@ def _decision(e: Entry) -> str:
     out = f"<b>{escape(text)}</b>"
     if d.get("reason"):
         out += f": {_t(d['reason'])}"
-    out += f"<br><small>{_t(d.get('recorded_by'))}, {_t(d.get('recorded_at'))}</small>"
+    when = str(d.get("recorded_at") or "")[:16].replace("T", " ")
+    out += f"<br><small>{_t(d.get('recorded_by'))}, {_t(when)} UTC</small>"
     if not e.decision_unchanged:
         out += (
             f"<br><small>status was {_t(STATUS_LABEL.get(str(d.get('candidate_status')), ''))}"
