@@ -46,7 +46,15 @@ from trialscreen.errors import summarize
 from trialscreen.ingest import FeedCounts, ensure_tables
 from trialscreen.ingest import ingest_feed as _ingest_feed
 from trialscreen.run_ids import check_run_id, new_run_id
-from trialscreen.warehouse import Warehouse, WarehouseUrl, identifier, run_lock
+from trialscreen.warehouse import (
+    DuckDBWarehouse,
+    Warehouse,
+    WarehouseUrl,
+    identifier,
+    published_file,
+    run_lock,
+    swap_in,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +79,9 @@ KEYS_TABLE = "restricted.patient_keys"
 # dbt writes these schemas as <schema>_candidate during a run; publish swaps them in.
 PUBLISHED_SCHEMAS = ("marts", "restricted")
 CANDIDATE_SUFFIX = "_candidate"
+# on DuckDB, the schemas also published as a read-only file analysts open during a run
+# (warehouse.published_file); restricted is not: coordinators get the worklist files
+READER_SCHEMAS = ("marts",)
 TRANSFORM_URL_ENV = "TRIALSCREEN_TRANSFORM_URL"
 PUBLISH_LOCK_TIMEOUT_ENV = "TRIALSCREEN_PUBLISH_LOCK_TIMEOUT"
 DEFAULT_PUBLISH_LOCK_TIMEOUT = "60s"
@@ -408,11 +419,15 @@ def publish(warehouse: str | Path, run_id: str, lock_timeout: str | None = None)
     """
     timeout = _publish_lock_timeout(lock_timeout)
     published: dict[str, int] = {}
+    staged: dict[Path, Path] = {}  # DuckDB: the readers' files, staged -> published path
+    committed = False
     with run_lock(warehouse):
         with Warehouse.connect(warehouse) as wh:
             _refuse_abandoned(wh, run_id)
         table = ""
         with Warehouse.connect(transform_url(warehouse)) as tw:
+            if isinstance(tw, DuckDBWarehouse):
+                staged = _stage_reader_files(tw, warehouse)
             try:
                 with tw.transaction():
                     if tw.engine == "postgres":
@@ -428,6 +443,7 @@ def publish(warehouse: str | Path, run_id: str, lock_timeout: str | None = None)
                             tw.execute(f"drop table if exists {table}")
                             tw.execute(f"create table {table} as select * from {source}.{name}")
                             published[table] = int(tw.scalar(f"select count(*) from {table}"))
+                committed = True
             except Exception as exc:
                 if getattr(exc, "pgcode", None) != "55P03":  # lock_not_available
                     raise
@@ -437,9 +453,28 @@ def publish(warehouse: str | Path, run_id: str, lock_timeout: str | None = None)
                     "tables stay in place. Publish again when it ends, or raise "
                     f"{PUBLISH_LOCK_TIMEOUT_ENV}"
                 ) from None
+            finally:
+                if not committed:  # readers keep yesterday's file
+                    for staged_path in staged:
+                        staged_path.unlink(missing_ok=True)
+        for staged_path, reader_file in staged.items():  # committed: new readers see tonight
+            swap_in(staged_path, reader_file)
         _update_run(warehouse, run_id, status="published", finished_at=_now())
     log.info("published", extra={"run_id": run_id, "tables": len(published)})
     return published
+
+
+def _stage_reader_files(tw: DuckDBWarehouse, warehouse: str | Path) -> dict[Path, Path]:
+    """Each reader schema's candidate tables copied into a new file beside its published
+    file (``warehouse.published_file``); swapped in after the warehouse's publish commits."""
+    staged: dict[Path, Path] = {}
+    for schema_name in READER_SCHEMAS:
+        target = published_file(warehouse, schema_name)
+        tables = [identifier(t) for t in _tables_in(tw, schema_name + CANDIDATE_SUFFIX)]
+        if target is None or not tables:
+            continue
+        staged[tw.export_schema(schema_name + CANDIDATE_SUFFIX, tables, target)] = target
+    return staged
 
 
 def write_reports(

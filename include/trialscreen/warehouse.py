@@ -9,6 +9,14 @@ reflection is never used (it does not work on duckdb-engine, docs/specification.
 Values always reach SQL as bound parameters (``Warehouse.param``); the table, schema and
 column names that have to be spelled into SQL text are checked by :func:`identifier`.
 
+``published_file(url, schema)`` is where analysts read a DuckDB warehouse's published
+tables while the night writes (DuckDB lets one process open a file for writing and nobody
+else in): ``<warehouse dir>/<stem>_published/<schema>.duckdb``, a read-only copy written
+beside it and swapped in with one ``rename`` (``DuckDBWarehouse.export_schema`` then
+:func:`swap_in`). A reader's open connection keeps the file it opened (yesterday's night,
+consistent); a new connection opens the new one. PostgreSQL needs none of this (MVCC: a
+reader sees the committed tables throughout).
+
 ``run_lock(url)`` is the one-run-at-a-time lock of a warehouse: a PostgreSQL session
 advisory lock (held on a connection of its own), or an exclusive ``flock`` on
 ``<file>.runlock`` beside a DuckDB file. Both vanish with the process that holds them, even
@@ -34,6 +42,28 @@ DEFAULT_DUCKDB = "trialscreen.duckdb"
 # pg_try_advisory_lock(classid, objid) of the run lock (advisory locks are per database)
 RUN_LOCK = (0x7473, 0)  # "ts", 0
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def published_file(value: str | Path | None, schema: str) -> Path | None:
+    """The read-only copy of ``schema`` that analysts open on a DuckDB warehouse (its file
+    name is the schema, so ``marts.screening_results`` resolves there as in the warehouse);
+    ``None`` on PostgreSQL, where analysts connect to the database itself."""
+    url = WarehouseUrl.parse(value)
+    if url.engine != "duckdb":
+        return None
+    assert url.path is not None
+    return url.path.parent / f"{url.path.stem}_published" / f"{identifier(schema)}.duckdb"
+
+
+def swap_in(staged: Path, target: Path) -> None:
+    """Replace ``target`` by ``staged`` with one ``rename`` (atomic on a POSIX file system):
+    a reader opening ``target`` gets the old file or the new one, never a partial one."""
+    os.replace(staged, target)
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename survives a crash right after publish
+    finally:
+        os.close(directory)
 
 
 class WarehouseBusy(RuntimeError):
@@ -275,6 +305,35 @@ class DuckDBWarehouse(Warehouse):
             self.con.execute(f"insert into {table} ({cols}) select {cols} from _ts_bulk")
         finally:
             self.con.unregister("_ts_bulk")
+
+    def export_schema(self, schema: str, tables: Sequence[str], target: Path) -> Path:
+        """Copy ``schema``'s ``tables`` into a new DuckDB file staged beside ``target`` (its
+        tables in ``main``) and return the staged path, for :func:`swap_in` once the tables
+        are published in the warehouse. Readers of ``target`` are not touched."""
+        identifier(schema)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = target.with_name(f".{target.stem}.{os.getpid()}.staged.duckdb")
+        for leftover in (staged, Path(f"{staged}.wal")):
+            leftover.unlink(missing_ok=True)
+        path = str(staged).replace("'", "''")
+        self.con.execute(f"attach '{path}' as _ts_published")
+        try:
+            for table in tables:
+                self.con.execute(
+                    f"create table _ts_published.main.{identifier(table)} as "
+                    f"select * from {schema}.{table}"
+                )
+            self.con.execute("checkpoint _ts_published")
+        except BaseException:
+            self.con.execute("detach _ts_published")
+            staged.unlink(missing_ok=True)
+            raise
+        self.con.execute("detach _ts_published")
+        if Path(f"{staged}.wal").exists():  # detach checkpoints; a WAL would be lost on rename
+            raise RuntimeError(f"publish: {staged.name} kept a write-ahead log after detach")
+        if self.url.path is not None and self.url.path.exists():
+            os.chmod(staged, self.url.path.stat().st_mode & 0o777)  # the warehouse's access
+        return staged
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
