@@ -502,6 +502,9 @@ def write_reports(
         from trialscreen.transform import generate_docs
 
         generate_docs(transform_url(warehouse), Path(reports_dir) / "dbt_docs")
+        from trialscreen.report import write_index
+
+        write_index(Path(reports_dir))  # the index links the dbt docs from the first night on
     return report
 
 
