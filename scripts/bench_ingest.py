@@ -61,6 +61,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("drop", type=Path, help="a generated population (trialscreen synth)")
     parser.add_argument("--out", type=Path, default=Path("out/bench_ingest"))
+    parser.add_argument(
+        "--feeds",
+        nargs="+",
+        choices=FEEDS,
+        default=list(FEEDS),
+        help="feeds in this order (default: the bench's fhir hl7 csv)",
+    )
     args = parser.parse_args()
 
     import trialscreen
@@ -77,7 +84,7 @@ def main() -> None:
     load_before = os.getloadavg()
     started = time.perf_counter()
     feeds: dict[str, Any] = {}
-    for feed in FEEDS:
+    for feed in args.feeds:
         # the bench's own step for one feed (its _ingest loops over the feeds the same way);
         # the spawned process's CPU time comes back to this one when the pool reaps it
         cpu_before = _children_cpu()
