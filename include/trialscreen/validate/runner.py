@@ -249,9 +249,9 @@ def _quiet_gx() -> None:
 
 
 # the DuckDB memory the gate may use (DuckDB spills to disk beyond it); a DuckDB setting
-# such as 384MB or 1GB. Python, GX and Data Docs are about 400 MB more: under 1 GB.
+# such as 512MB or 1GB. Python, GX and Data Docs are about 400 MB more: under 1 GB.
 GATE_MEMORY_LIMIT_ENV = "TRIALSCREEN_GATE_MEMORY_LIMIT"
-DEFAULT_GATE_MEMORY_LIMIT = "384MB"
+DEFAULT_GATE_MEMORY_LIMIT = "512MB"
 _MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$", re.IGNORECASE)
 # GX resolves ${...} in a connection string from the environment: the URL (a PostgreSQL
 # password) never lands in the context's great_expectations.yml
@@ -337,6 +337,7 @@ def duckdb_datasource_type() -> type:
 
         def close(self) -> None:
             if self._connection and self._previous_limit:
+                self._connection.rollback()  # a metric query that failed aborted it
                 self._connection.exec_driver_sql(f"set memory_limit = '{self._previous_limit}'")
             super().close()
             self._connection = None
