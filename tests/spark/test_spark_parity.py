@@ -146,6 +146,68 @@ def test_spark_screens_every_patient_of_the_population(
     assert "ready_for_review" in statuses  # the population is not trivially all-ineligible
 
 
+# Local-time placement (macros/timezones.sql) on Spark, in a zone that is not UTC: the parity
+# build above runs in UTC, where the macros short-circuit to a plain cast, so the spark__
+# dispatches (to_utc_timestamp, from_utc_timestamp, timestampadd) are checked here against
+# known answers. America/New_York: EDT (UTC-4) in July, EST (UTC-5) in January.
+LOCAL_TIME_ZONE = "America/New_York"
+LOCAL_TIME_CASES = {
+    # name: (macro call over a raw wall clock / offset, expected value as Spark prints it)
+    "summer_no_offset": (
+        "instant_utc(\"cast('2026-07-01 22:30:00' as timestamp)\", 'cast(null as int)')",
+        "2026-07-02 02:30:00",
+    ),
+    "winter_no_offset": (
+        "instant_utc(\"cast('2026-01-15 22:30:00' as timestamp)\", 'cast(null as int)')",
+        "2026-01-16 03:30:00",
+    ),
+    "sent_offset_wins_over_the_zone": (
+        "instant_utc(\"cast('2026-07-01 22:30:00' as timestamp)\", 'cast(120 as int)')",
+        "2026-07-01 20:30:00",
+    ),
+    "sent_negative_offset": (
+        "instant_utc(\"cast('2026-01-15 22:30:00' as timestamp)\", 'cast(-300 as int)')",
+        "2026-01-16 03:30:00",
+    ),
+    "local_date_before_midnight": (
+        "date_in_timezone(\"cast('2026-07-02 02:30:00' as timestamp)\", var('timezone'))",
+        "2026-07-01",
+    ),
+    "local_date_after_midnight": (
+        "date_in_timezone(\"cast('2026-07-02 04:30:00' as timestamp)\", var('timezone'))",
+        "2026-07-02",
+    ),
+}
+
+
+@pytest.mark.spark
+def test_spark_places_timestamps_in_the_hospital_time_zone(
+    duckdb_screened: dict[str, Any], spark: dict[str, Any]
+) -> None:
+    from trialscreen.transform import run_dbt
+
+    columns = ",\n".join(
+        f"cast({{{{ {call} }}}} as string) as {name}"
+        for name, (call, _) in LOCAL_TIME_CASES.items()
+    )
+    result = run_dbt(
+        "compile",
+        f"spark://{spark['warehouse_dir']}",
+        args=["--inline", f"select\n{columns}"],
+        dbt_vars={
+            "screening_date": duckdb_screened["screening_date"].isoformat(),
+            "run_id": "spark-local-time",
+            "timezone": LOCAL_TIME_ZONE,
+        },
+        artifacts_dir=duckdb_screened["root"] / "dbt-spark-local-time",
+    )
+    sql = result.result.results[0].node.compiled_code
+    # the Spark dispatches, not the UTC short-circuit, were compiled
+    assert "to_utc_timestamp" in sql and "from_utc_timestamp" in sql and "timestampadd" in sql
+    row = spark["session"].sql(sql).collect()[0].asDict()
+    assert row == {name: expected for name, (_, expected) in LOCAL_TIME_CASES.items()}
+
+
 # --- no JVM needed ----------------------------------------------------------------------
 
 
