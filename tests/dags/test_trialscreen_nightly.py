@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -12,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -198,79 +196,67 @@ def _phi(warehouse: Path) -> set[str]:
     return mrns | names | dates
 
 
+TRIALS = ["axiom", str(REPO / "include" / "trials" / "examples" / "second_trial.yml")]
+
+
 @pytest.fixture(scope="session")
-def dag_run(dagbag, population: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The DAG and `trialscreen run` on the same population, two trials, one key."""
+def cli_run(population: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`trialscreen run` on the population for two trials; its warehouse directory."""
     from trialscreen import pseudonym
     from trialscreen.pipeline import run_pipeline
 
-    out = tmp_path_factory.mktemp("dag_run")
-    trials = ["axiom", str(REPO / "include" / "trials" / "examples" / "second_trial.yml")]
+    out = tmp_path_factory.mktemp("cli_run")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(pseudonym.KEY_ENV, "dag-test-key")
         mp.delenv("TRIALSCREEN_ALERT_WEBHOOK_URL", raising=False)
         mp.delenv("TRIALSCREEN_ALERT_SMTP_HOST", raising=False)
         started = time.perf_counter()
-        cli = run_pipeline(
-            population, SCREENING_DATE, out / "cli.duckdb", trials, out / "cli_reports"
-        )
+        cli = run_pipeline(population, SCREENING_DATE, out / "cli.duckdb", TRIALS, out / "reports")
         print(f"\ntrialscreen run: {time.perf_counter() - started:.1f} s")  # not asserted
-        assert cli.published, cli.message
-        with _output_to(out / "dag_test.log"):
-            run = _dag_test(
-                dagbag.dags["trialscreen_nightly"],
-                SCREENING_DATE,
-                run_conf={
-                    "trials": trials,
-                    "input_dir": str(population),
-                    "warehouse": str(out / "dag.duckdb"),
-                    "reports_dir": str(out / "dag_reports"),
-                },
-            )
-    return run, out
+    assert cli.published, cli.message
+    return out
 
 
-@contextlib.contextmanager
-def _output_to(log_file: Path) -> Iterator[None]:
-    """Everything the DAG run writes to stdout/stderr (its task logs) into ``log_file``."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with log_file.open("ab") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, copy in zip((1, 2), saved, strict=True):
-                os.dup2(copy, fd)
-                os.close(copy)
-
-
-def test_dag_test_run_publishes_what_the_cli_publishes(dag_run) -> None:
+def test_dag_test_run_publishes_what_the_cli_publishes(
+    dagbag,
+    population: Path,
+    cli_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from trialscreen import pseudonym
     from trialscreen.warehouse import Warehouse
 
-    run, out = dag_run
+    monkeypatch.setenv(pseudonym.KEY_ENV, "dag-test-key")
+    monkeypatch.delenv("TRIALSCREEN_ALERT_WEBHOOK_URL", raising=False)
+    monkeypatch.delenv("TRIALSCREEN_ALERT_SMTP_HOST", raising=False)
+    run = _dag_test(
+        dagbag.dags["trialscreen_nightly"],
+        SCREENING_DATE,
+        run_conf={
+            "trials": TRIALS,
+            "input_dir": str(population),
+            "warehouse": str(tmp_path / "dag.duckdb"),
+            "reports_dir": str(tmp_path / "dag_reports"),
+        },
+    )
     assert run.state == "success"
-    marts = _marts(out / "dag.duckdb")
-    assert marts == _marts(out / "cli.duckdb")
-    with Warehouse.connect(out / "dag.duckdb") as wh:
+    marts = _marts(tmp_path / "dag.duckdb")
+    assert marts == _marts(cli_run / "cli.duckdb")
+    with Warehouse.connect(tmp_path / "dag.duckdb") as wh:
         trials = {r[0] for r in wh.query("select distinct trial_id from marts.screening_results")}
     assert trials == {"axiom", "example_second"}  # both trials of the params, one run
-    assert (out / "dag_reports" / "latest" / "report.html").exists()
-    docs = (out / "dag_reports" / "dbt_docs" / "index.html").read_text()
+    assert (tmp_path / "dag_reports" / "latest" / "report.html").exists()
+    docs = (tmp_path / "dag_reports" / "dbt_docs" / "index.html").read_text()
     assert "criterion_evaluations" in docs  # the analysts' lineage and column docs
 
-
-def test_dag_task_logs_carry_no_phi(dag_run) -> None:
     # the Airflow task logs of the whole run (dag.test prints them) carry no PHI
-    _, out = dag_run
-    task_logs = (out / "dag_test.log").read_text(errors="replace")
+    task_logs = capfd.readouterr()
+    task_logs = task_logs.out + task_logs.err
     assert "prepare_build" in task_logs and len(task_logs) > 10_000
     tokens = set(re.findall(r"[A-Za-z0-9-]+", task_logs))
-    leaked = sorted(_phi(out / "dag.duckdb") & tokens)
+    leaked = sorted(_phi(tmp_path / "dag.duckdb") & tokens)
     assert leaked == [], f"PHI in Airflow task logs: {len(leaked)} values"
 
 
@@ -291,19 +277,18 @@ assets:
 
 
 def test_blocked_gate_sends_one_alert_without_phi(
-    dagbag, dag_run, population: Path, receiver: Receiver, tmp_path: Path, monkeypatch
+    dagbag, cli_run: Path, population: Path, receiver: Receiver, tmp_path: Path, monkeypatch
 ) -> None:
-    """The next night on yesterday's warehouse, with a suite that blocks: one alert, counts
-    and ids only; nothing published. dbt is marked done (its candidate tables are the last
-    build's), so the gate runs on real tables without a second build."""
+    """The next night on yesterday's warehouse (the CLI's), with a suite that blocks: one
+    alert, counts and ids only; nothing published. dbt is marked done (its candidate tables
+    are the last build's), so the gate runs on real tables without a second build."""
     from trialscreen import pseudonym
     from trialscreen.validate import EXPECTATIONS_DIR, EXPECTATIONS_DIR_ENV
 
-    _, out = dag_run
     warehouse = tmp_path / "night2.duckdb"
     for suffix in ("", ".wal"):  # the file and its write-ahead log, if not checkpointed
-        if (out / f"dag.duckdb{suffix}").exists():
-            shutil.copy(out / f"dag.duckdb{suffix}", f"{warehouse}{suffix}")
+        if (cli_run / f"cli.duckdb{suffix}").exists():
+            shutil.copy(cli_run / f"cli.duckdb{suffix}", f"{warehouse}{suffix}")
     suites = tmp_path / "expectations"
     suites.mkdir()
     shutil.copy(EXPECTATIONS_DIR / "feeds.yml", suites / "feeds.yml")
@@ -316,6 +301,7 @@ def test_blocked_gate_sends_one_alert_without_phi(
         dagbag.dags["trialscreen_nightly"],
         date(2026, 11, 21),
         run_conf={
+            "trials": ["axiom"],
             "input_dir": str(population),
             "warehouse": str(warehouse),
             "reports_dir": str(tmp_path / "reports"),
