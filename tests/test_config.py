@@ -362,7 +362,9 @@ def test_defaults_of_the_gate_alerts_and_worklist() -> None:
     from trialscreen.validate.runner import DEFAULT_GATE_MEMORY_LIMIT
 
     defaults = {s.env: s.default for s in config.SETTINGS}
-    assert defaults["TRIALSCREEN_GATE_MEMORY_LIMIT"] == DEFAULT_GATE_MEMORY_LIMIT
+    assert defaults["TRIALSCREEN_GATE_MEMORY_LIMIT"] is None  # the gate's own default
+    assert config.BY_ENV["TRIALSCREEN_GATE_MEMORY_LIMIT"].check is not None
+    assert config.BY_ENV["TRIALSCREEN_GATE_MEMORY_LIMIT"].check(DEFAULT_GATE_MEMORY_LIMIT) is None
     assert float(defaults["TRIALSCREEN_ALERT_WEBHOOK_TIMEOUT"] or 0) == DEFAULT_TIMEOUT
     assert float(defaults["TRIALSCREEN_ALERT_SMTP_TIMEOUT"] or 0) == DEFAULT_TIMEOUT
 

@@ -217,9 +217,11 @@ SETTINGS: tuple[Setting, ...] = (
     S("spark", "driver_memory", "TRIALSCREEN_SPARK_DRIVER_MEMORY", "string",
       DEFAULT_DRIVER_MEMORY,
       "the Spark driver's heap", _check_memory),
-    # the quality gate (trialscreen.validate.runner; the test keeps the default in step)
-    S("gate", "memory_limit", "TRIALSCREEN_GATE_MEMORY_LIMIT", "string", "384MB",
-      "the DuckDB memory the quality gate may use (it spills to disk beyond it)", _check_size),
+    # the quality gate (trialscreen.validate.runner, which holds the default: importing it
+    # here would cost every command a second)
+    S("gate", "memory_limit", "TRIALSCREEN_GATE_MEMORY_LIMIT", "string", None,
+      "the DuckDB memory the quality gate may use (it spills to disk beyond it); default "
+      "DEFAULT_GATE_MEMORY_LIMIT of trialscreen.validate.runner", _check_size),
     # the coordinators' worklist (trialscreen.worklist)
     S("worklist", "dir", "TRIALSCREEN_WORKLIST_DIR", "path", None,
       "where the worklist is written (0700); default worklist/ beside the reports folder"),
