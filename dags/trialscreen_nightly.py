@@ -30,8 +30,14 @@ from cosmos.constants import (
     TestBehavior,
 )
 
+from trialscreen import config
+
 if TYPE_CHECKING:
     from airflow.sdk.bases.decorator import Task
+
+# trialscreen.toml ($TRIALSCREEN_CONFIG, else ./trialscreen.toml) fills what the environment
+# leaves unset, validated as the CLI does (docs/configuration.md); a wrong value fails the import
+config.setup()
 
 REPO = Path(os.environ.get("TRIALSCREEN_HOME", Path(__file__).resolve().parents[1]))
 DBT_DIR = REPO / "dbt_project"
