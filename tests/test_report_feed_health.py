@@ -59,7 +59,9 @@ def page(warehouse, tmp_path_factory) -> Path:
     reports = tmp_path_factory.mktemp("reports")
     (reports / "dbt_docs").mkdir()
     (reports / "dbt_docs" / "index.html").write_text("<html></html>")
-    return write_report(warehouse, reports, RUN_ID)
+    with pytest.MonkeyPatch.context() as mp:  # the default zone, whatever ran before
+        mp.delenv("TRIALSCREEN_TIMEZONE", raising=False)
+        return write_report(warehouse, reports, RUN_ID)
 
 
 def test_every_night_is_dated_and_an_empty_night_is_a_zero_row(data):

@@ -105,7 +105,8 @@ def _check_trials(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     Checked after the configuration is applied: it may name the trials folder."""
     from trialscreen.trial import TRIALS_DIR, trial_ids
 
-    for text in getattr(args, "trial", None) or []:
+    given = getattr(args, "trial", None) or []
+    for text in [given] if isinstance(given, str) else given:  # run: a list; worklist: one
         known = trial_ids()
         if text in known or Path(text).is_file():
             continue
