@@ -126,6 +126,43 @@ def test_a_bad_value_names_the_file_table_and_key(tmp_path: Path, text: str, exp
     assert expected.split(": ", 1)[1] in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[limits]\nmax_file_bytes = true\n", "[limits] max_file_bytes: expected an integer"),
+        ("[limits]\nmax_file_bytes = 1.5\n", "[limits] max_file_bytes: expected an integer"),
+        ('[alerts]\nsmtp_timeout = "ten"\n', "[alerts] smtp_timeout: expected a number"),
+        ("[alerts]\nsmtp_timeout = false\n", "[alerts] smtp_timeout: expected a number"),
+        ("[paths]\ndrops_dir = 3\n", "[paths] drops_dir: expected a string"),
+        ('[paths]\ndrops_dir = ["a"]\n', "[paths] drops_dir: expected a string"),
+        ("[alerts]\nsmtp_to = 7\n", "[alerts] smtp_to: expected a string"),
+        ("[hospital]\ntimezone = 1.0\n", "[hospital] timezone: expected a string"),
+    ],
+)
+def test_each_kind_refuses_a_value_of_another_type(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """Every kind of setting (integer, number, path, addresses, string) names the field and
+    the type it expected; a TOML boolean is no number."""
+    (line,) = errors_of(tmp_path, text)
+    assert line == f"{tmp_path / 'trialscreen.toml'}: {expected}"
+
+
+def test_each_kind_accepts_its_own_type(tmp_path: Path) -> None:
+    file = config.load(
+        write(
+            tmp_path / "trialscreen.toml",
+            "[limits]\nmax_file_bytes = 1024\n"
+            "[alerts]\nsmtp_timeout = 2.5\nsmtp_to = ['a@example.org', ' b@example.org']\n"
+            "[warehouse]\nurl = 'wh.duckdb'\n",
+        )
+    )
+    assert file.values["TRIALSCREEN_MAX_FILE_BYTES"] == "1024"
+    assert file.values["TRIALSCREEN_ALERT_SMTP_TIMEOUT"] == "2.5"
+    assert file.values["TRIALSCREEN_ALERT_SMTP_TO"] == "a@example.org,b@example.org"
+    assert file.values["TRIALSCREEN_WAREHOUSE_URL"] == str((tmp_path / "wh.duckdb").resolve())
+
+
 def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
     lines = errors_of(tmp_path, "[warehouse]\nurl = 1\n[hospital]\ntimezone = 2\n")
     assert [line.split(": ")[1] for line in lines] == ["[warehouse] url", "[hospital] timezone"]

@@ -340,22 +340,59 @@ def locate(cli_path: str | Path | None = None, env: Mapping[str, str] | None = N
     return default if default.is_file() else None
 
 
-def _kind_error(kind: Kind, value: object) -> str | None:
-    if kind == "integer":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        return None if ok else "expected an integer"
-    if kind == "number":
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return None if ok else "expected a number"
-    if kind == "addresses" and isinstance(value, list):
-        ok = all(isinstance(v, str) for v in value)
-        return None if ok else "expected a list of strings"
-    return None if isinstance(value, str) else "expected a string"
+# --------------------------------------------------------------------------- kinds
+# How each kind of setting is read from the TOML file: the value types it accepts, the error
+# when the value has another type, and what else its text needs (resolving a relative path
+# against the file's folder, refusing a URL with a password in it).
 
 
-def _text(kind: Kind, value: object) -> str:
-    """A TOML value as the environment variable would spell it."""
-    if kind == "addresses" and isinstance(value, list):
+def _not_a_path(text: str) -> bool:
+    return False
+
+
+def _a_path(text: str) -> bool:
+    return True
+
+
+def _a_database_file(text: str) -> bool:
+    return "://" not in text  # a DuckDB file rather than a server URL
+
+
+@dataclass(frozen=True)
+class KindRule:
+    """One kind of setting, as the TOML file may spell it."""
+
+    types: tuple[type, ...]  # a bool is never accepted, though Python counts it an int
+    expected: str  # the error for a value of another type
+    list_expected: str | None = None  # a TOML list of such values also, joined with commas
+    is_path: Callable[[str], bool] = _not_a_path  # relative paths are the file's folder's
+    may_hold_password: bool = False  # refused when it carries a password
+
+
+KINDS: dict[Kind, KindRule] = {
+    "string": KindRule((str,), "expected a string"),
+    "path": KindRule((str,), "expected a string", is_path=_a_path),
+    "url": KindRule((str,), "expected a string", is_path=_a_database_file, may_hold_password=True),
+    "integer": KindRule((int,), "expected an integer"),
+    "number": KindRule((int, float), "expected a number"),
+    "addresses": KindRule((str,), "expected a string", list_expected="expected a list of strings"),
+}
+
+
+def _has_type(rule: KindRule, value: object) -> bool:
+    return isinstance(value, rule.types) and not isinstance(value, bool)
+
+
+def _kind_error(rule: KindRule, value: object) -> str | None:
+    if rule.list_expected is not None and isinstance(value, list):
+        ok = all(_has_type(rule, v) for v in value)
+        return None if ok else rule.list_expected
+    return None if _has_type(rule, value) else rule.expected
+
+
+def _text(value: object) -> str:
+    """A TOML value as the environment variable would spell it (a list: comma-separated)."""
+    if isinstance(value, list):
         return ",".join(str(v).strip() for v in value)
     return str(value).strip()
 
@@ -387,10 +424,11 @@ def parse(data: Mapping[str, object], source: str, base: Path | None = None) -> 
                 known = ", ".join(s.key for s in SETTINGS if s.section == section)
                 errors.append(f"{where}: {secret or f'unknown setting (known: {known})'}")
                 continue
-            problem = _kind_error(setting.kind, value)
+            rule = KINDS[setting.kind]
+            problem = _kind_error(rule, value)
             if problem is None:
-                text = _text(setting.kind, value)
-                if setting.kind == "url" and url_has_password(text):
+                text = _text(value)
+                if rule.may_hold_password and url_has_password(text):
                     problem = (
                         "carries a password; a secret is never read from a file: set "
                         f"{setting.env} in the environment, or keep the password in "
@@ -401,10 +439,7 @@ def parse(data: Mapping[str, object], source: str, base: Path | None = None) -> 
                 elif setting.check is not None:
                     problem = setting.check(text)
                 if problem is None:
-                    relative = setting.kind == "path" or (
-                        setting.kind == "url" and "://" not in text  # a database file
-                    )
-                    if relative and base is not None:
+                    if base is not None and rule.is_path(text):
                         text = str((base / Path(text).expanduser()).resolve())
                     values[setting.env] = text
             if problem is not None:
