@@ -30,7 +30,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -54,9 +53,16 @@ MB = 1_000_000
 
 
 def _rss_mb() -> float:
-    """This process's peak resident set size so far (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (MB if sys.platform == "darwin" else 1024), 1)
+    """This process's own peak resident set size so far, in MB.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, the high-water mark of this process's memory,
+    which starts again at ``exec``. Not ``ru_maxrss``: Linux carries the parent's peak
+    across fork+exec into it, so a spawned child would report the bench process's peak
+    whenever that was higher (tests/test_gate_memory.py does the same). Elsewhere
+    ``ru_maxrss`` (macOS reports bytes)."""
+    from trialscreen.ingest import own_peak_rss_mb
+
+    return own_peak_rss_mb()
 
 
 def _in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from pathlib import Path
 import polars as pl
 
 from trialscreen.codesystems import ATC, ICD10CM, ICDO3, LOINC, RXNORM, SNOMED
-from trialscreen.feeds import ParsedFile
+from trialscreen.feeds import ParsedFile, bounded
 from trialscreen.feeds.fhir.batch import (
     CHUNK_RECORDS,
     _Accumulator,
@@ -72,7 +72,9 @@ __all__ = [
     "SNOMED",
     "USED_TYPES",
     "Mapping",
+    "all_lines_not_json",
     "is_fhir_file",
+    "parse_fhir_part",
     "parse_fhir_file",
     "parse_fhir_files",
 ]
@@ -119,6 +121,49 @@ def parse_fhir_file(path: Path, root: Path) -> ParsedFile:
     result.records_in = result.rows_out + result.quarantined.height
     result.codings = acc.coding_frame()
     return result
+
+
+def parse_fhir_part(path: Path, root: Path, start: int, end: int, first_line: int) -> ParsedFile:
+    """The lines of an uncompressed NDJSON file in bytes ``[start, end)`` (both at line
+    starts; ``first_line`` is the number of the first), parsed as ``parse_fhir_file`` parses
+    the whole file: the same rows, positions and record rejects for those lines.
+
+    A large file is parsed in parts so that memory follows the part, not the file. The
+    whole-file rules stay with the caller: a file that cannot be opened is never split
+    (``_FileError`` here becomes a file quarantine), and "no line of the file is valid JSON"
+    is decided over all parts (``all_lines_not_json``)."""
+    path = Path(path)
+    result = _new_result(path, root)
+    acc = _Accumulator(result.source_file)
+    try:
+        with bounded.open_regular(path) as handle:
+            handle.seek(start)
+            data = handle.read(end - start)
+    except bounded.RefusedInput as exc:
+        return _file_quarantine(result, _FileError(exc.reason, exc.partial))
+    _collect_ndjson(data, _ndjson_type(path), acc, first_line)
+    del data
+    acc.run()
+    for entity, frames in acc.out.items():
+        if frames:
+            result.tables[entity] = pl.concat(frames, rechunk=False)
+    result.quarantined = _quarantine(acc.quarantine)
+    result.ignored = dict(acc.ignored)
+    result.records_in = result.rows_out + result.quarantined.height
+    result.codings = acc.coding_frame()
+    return result
+
+
+def all_lines_not_json(parsed: ParsedFile) -> bool:
+    """``_nothing_was_json`` on a part's result: no row, nothing ignored, and every reject
+    is a line that is not JSON."""
+    q = parsed.quarantined
+    return (
+        parsed.rows_out == 0
+        and not parsed.ignored
+        and q.height > 0
+        and bool((q.get_column("error") == "line is not valid JSON").all())
+    )
 
 
 def parse_fhir_files(paths: Sequence[Path], root: Path) -> Iterator[ParsedFile]:

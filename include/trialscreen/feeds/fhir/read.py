@@ -113,11 +113,13 @@ def _file_quarantine(result: ParsedFile, exc: _FileError) -> ParsedFile:
 # Collecting records: every record becomes (JSON text, position, sha256) in a type group.
 
 
-def _collect_ndjson(data: bytes, rtype: str | None, acc: _Accumulator) -> None:
-    """One resource per line; positions are 1-based line numbers; blank lines are skipped."""
+def _collect_ndjson(data: bytes, rtype: str | None, acc: _Accumulator, first_line: int = 1) -> None:
+    """One resource per line; positions are 1-based line numbers (``first_line`` is the
+    number of the first line of ``data``: a part of a file starts inside it); blank lines
+    are skipped."""
     limit = limits.current().max_record_bytes
     records = []
-    for n, line in enumerate(data.splitlines(), 1):
+    for n, line in enumerate(data.splitlines(), first_line):
         if len(line) > limit:  # quarantined alone, never decoded
             acc.reject(n, limits.record_too_large("line", len(line), limit), _payload(line))
         elif line.strip():
