@@ -76,9 +76,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from trialscreen.settings import hospital_zone
 from trialscreen.synth import catalogue as cat
-from trialscreen.synth.model import Cond, Med, Obs, PatientRecord
+from trialscreen.synth.model import Cond, Med, Obs, PatientRecord, local_zone
 
 TRIAL_ID = "axiom"
 CRITERIA: dict[str, tuple[str, ...]] = {
@@ -406,11 +405,17 @@ def _clean_text(text: str) -> str:
     return re.sub(" +", " ", text).strip()
 
 
+_LOWERED: dict[int, tuple[dict[str, float], dict[str, float]]] = {}
+
+
 def _unit_factor(units: dict[str, float], unit: str | None) -> float | None:
     """Factor to the canonical unit of a unit spelling, matched case-insensitively."""
     if unit is None:
         return None
-    return {k.lower(): f for k, f in units.items()}.get(unit.lower())
+    held = _LOWERED.get(id(units))
+    if held is None or held[0] is not units:  # the lower-cased spellings, once per table
+        held = _LOWERED[id(units)] = (units, {k.lower(): f for k, f in units.items()})
+    return held[1].get(unit.lower())
 
 
 def _read_text(units: dict[str, float], text: str) -> tuple[float, str | None, str | None] | None:
@@ -447,9 +452,15 @@ def _score(o: Obs) -> int | None:
 # --- helpers --------------------------------------------------------------------------------
 
 
+_LOCAL_DATES: dict[datetime, date] = {}  # cleared per patient (evaluate)
+
+
 def _local(at: datetime) -> date:
     """The local calendar date of an instant in the hospital time zone."""
-    return at.astimezone(hospital_zone()).date()
+    d = _LOCAL_DATES.get(at)
+    if d is None:
+        d = _LOCAL_DATES[at] = at.astimezone(local_zone()).date()
+    return d
 
 
 def _utc_date(o: Obs) -> date:  # the name predates local time: the hospital's local date
@@ -604,10 +615,13 @@ def _norm_icdo3(code: str) -> str:
     return f"{bare[:4]}/{bare[4]}" if len(bare) == 5 and "/" not in bare else bare
 
 
+_NORM_CODE = {"icd-10-cm": _norm_icd, "icd-o-3": _norm_icdo3}
+
+
 def _codes(c: Cond) -> list[tuple[str, str]]:
     first = SYSTEM_ALIASES.get(c.system_uri or "", c.system)  # an OID is the same system
     out = [(first, c.code or "")] + [(sy, co) for sy, co, _ in c.extra_codings]
-    norm = {"icd-10-cm": _norm_icd, "icd-o-3": _norm_icdo3}
+    norm = _NORM_CODE
     return [(sy, norm[sy](co) if sy in norm else co) for sy, co in out]
 
 
@@ -665,17 +679,29 @@ class _Evaluator:
         self.p = p
         self.s = s
         self.obs = [o for o in p.obs if o.bad is None]  # quarantined records never arrive
+        # the same records grouped by analyte (in record order): _latest scans one group
+        self.analytes = [_analyte(o) for o in self.obs]
+        self.by_analyte: dict[str | None, list[Obs]] = {}
+        for o, a in zip(self.obs, self.analytes, strict=True):
+            self.by_analyte.setdefault(a, []).append(o)
         self.conds = _counting_conditions(p.conditions, s)
         self.age = _age_on(p.birth_date, s)
         self.values: dict[str, float | int | None] = {c: None for c in VALUE_COLUMNS}
         self.values["age_years"] = self.age
         self.coord: dict[str, Coordination] = {}
 
+    def _of(self, analyte: str) -> list[Obs]:
+        return self.by_analyte.get(analyte, [])
+
+    def _of_any(self, analytes: tuple[str, ...]) -> list[Obs]:
+        """The records of any of ``analytes``, in record order."""
+        return [o for o, a in zip(self.obs, self.analytes, strict=True) if a in analytes]
+
     def _until(self, o: Obs | None, days: int) -> date | None:
         return _utc_date(o) + timedelta(days=days) if o is not None else None
 
     def lower_limit(self, analyte: str) -> tuple[str, str]:
-        r = _latest(self.obs, analyte, self.s, 28)
+        r = _latest(self._of(analyte), analyte, self.s, 28)
         if not r.usable:
             self.coord[analyte] = Coordination(missing_item=analyte)
             return "unknown", f"{analyte}: {r.problem}"
@@ -690,7 +716,7 @@ class _Evaluator:
         return status, f"{analyte} {r.comparator or ''}{r.value:g} vs >= {LOWER_LIMITS[analyte]:g}"
 
     def x_uln(self, analyte: str, limit: float, why: str) -> tuple[str, str]:
-        r = _latest(self.obs, analyte, self.s, 28)
+        r = _latest(self._of(analyte), analyte, self.s, 28)
         if not r.usable or r.value is None:
             self.coord[analyte] = Coordination(missing_item=analyte)
             return "unknown", f"{analyte}: {r.problem}"
@@ -715,7 +741,7 @@ class _Evaluator:
     _renal_missing = "creatinine"
 
     def _renal(self) -> tuple[str, str]:
-        cr = _latest(self.obs, "creatinine", self.s, 28)
+        cr = _latest(self._of("creatinine"), "creatinine", self.s, 28)
         if not cr.usable or cr.value is None:
             return "unknown", f"creatinine: {cr.problem}"
         by_creatinine, reason = self.x_uln("creatinine", 1.5, "")
@@ -731,7 +757,7 @@ class _Evaluator:
             return "unknown", reason + f"; CG not computable ({cg_reason})"
         # decided by both arms or by CG: the earliest expiry of creatinine, weight and (under
         # the adult age) height
-        weight = _latest(self.obs, "weight", self.s, 90)
+        weight = _latest(self._of("weight"), "weight", self.s, 90)
         inputs = [self._until(cr.obs, 28), self._until(weight.obs, 90)]
         if self.age < 18:
             inputs.append(self._until(self.height().obs, 365))
@@ -751,7 +777,7 @@ class _Evaluator:
         """CrCl (mL/min) and normalized (mL/min/1.73 m²) per applicable sex factor."""
         if cr.comparator is not None or cr.value is None:
             return None, None, "comparator creatinine"
-        w = _latest(self.obs, "weight", self.s, 90)
+        w = _latest(self._of("weight"), "weight", self.s, 90)
         if not w.usable or w.value is None:
             return None, None, f"weight: {w.problem}"
         factors = {"male": [1.0], "female": [0.85]}.get(self.p.sex, [1.0, 0.85])
@@ -772,23 +798,19 @@ class _Evaluator:
         if self.age >= 18:
             eligible = [
                 o
-                for o in self.obs
-                if _analyte(o) == "height"
-                and o.status in COUNTING
+                for o in self._of("height")
+                if o.status in COUNTING
                 and _utc_date(o) <= self.s
                 and _age_on(self.p.birth_date, _utc_date(o)) >= 18
             ]
             return _latest(eligible, "height", self.s, 365 * 200)
-        return _latest(self.obs, "height", self.s, 365)
+        return _latest(self._of("height"), "height", self.s, 365)
 
     def performance(self) -> tuple[str, str]:
         scored = [
             o
-            for o in self.obs
-            if _analyte(o) in ("ecog", "karnofsky")
-            and o.status in COUNTING
-            and _in_window(o, self.s, 28)
-            and _score(o) is not None
+            for o in self._of_any(("ecog", "karnofsky"))
+            if o.status in COUNTING and _in_window(o, self.s, 28) and _score(o) is not None
         ]
         if not scored:
             self.coord["performance_status"] = Coordination(missing_item="performance_status")
@@ -817,11 +839,8 @@ class _Evaluator:
     def measurable(self) -> tuple[str, str]:
         lesions = [
             o
-            for o in self.obs
-            if _analyte(o) == "tumor_size"
-            and o.status in COUNTING
-            and _in_window(o, self.s, 28)
-            and o.value is not None
+            for o in self._of("tumor_size")
+            if o.status in COUNTING and _in_window(o, self.s, 28) and o.value is not None
         ]
         if not lesions:
             self.coord["measurable_disease"] = Coordination(missing_item="tumor_measurement")
@@ -870,10 +889,8 @@ class _Evaluator:
     def hiv(self) -> tuple[str, str]:
         vls = [
             o
-            for o in self.obs
-            if _analyte(o) in ("viral_load", "viral_load_log10")
-            and o.status in COUNTING
-            and _utc_date(o) <= self.s
+            for o in self._of_any(("viral_load", "viral_load_log10"))
+            if o.status in COUNTING and _utc_date(o) <= self.s
         ]
         has_dx = _has_icd(self.conds, "B20", "Z21") or _has_snomed(self.conds, HIV_SNOMED)
         has_positive = any(_vl_class(o) == "detectable" for o in vls)
@@ -925,12 +942,11 @@ class _Evaluator:
             return "met", "no prior immune checkpoint inhibitor: clause does not apply"
         first = min(starts)
         progressed = any(
-            _analyte(o) == "disease_status"
-            and o.value_code == "271299001"
+            o.value_code == "271299001"
             and o.status in COUNTING
             and o.effective > first
             and _utc_date(o) <= self.s
-            for o in self.obs
+            for o in self._of("disease_status")
         )
         if progressed:
             return "met", "progression recorded after the first ICI"
@@ -1005,6 +1021,7 @@ def _vl_class(o: Obs) -> str:
 
 def evaluate(p: PatientRecord, screening_date: date) -> Outcome:
     """Every criterion of both cohorts, the candidate status and the derived values."""
+    _LOCAL_DATES.clear()  # one patient's instants; the zone cannot change within a patient
     e = _Evaluator(p, screening_date)
     gilbert = _has_icd(e.conds, "E804")
     liver = _has_icd(e.conds, "C787") or _has_snomed(e.conds, LIVER_METASTASIS_SNOMED)

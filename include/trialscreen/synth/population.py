@@ -14,7 +14,6 @@ debugging only: the oracle never reads them, it decides from the records themsel
 from __future__ import annotations
 
 import random
-import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -67,6 +66,11 @@ COMPARATORS = {
 }
 
 
+# uuid.UUID(version=4): variant bits 10 (RFC 4122), version nibble 4
+_UUID_KEEP = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
+_UUID_V4 = (0x8000 << 48) | (4 << 76)
+
+
 def _pick(r: random.Random, weighted: tuple[tuple[str, int], ...]) -> str:
     total = sum(w for _, w in weighted)
     x = r.random() * total
@@ -98,7 +102,10 @@ class _Builder:
 
     # ids and times -------------------------------------------------------------------
     def uid(self) -> str:
-        return str(uuid.UUID(int=self.r.getrandbits(128), version=4))
+        """``str(uuid.UUID(int=<128 random bits>, version=4))``, without the UUID object."""
+        n = (self.r.getrandbits(128) & _UUID_KEEP) | _UUID_V4
+        h = f"{n:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def order(self) -> str:
         self.n_orders += 1

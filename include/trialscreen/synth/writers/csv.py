@@ -17,18 +17,23 @@ from pathlib import Path
 from typing import IO, Any
 
 from trialscreen.feeds.csv.contract import CSV_FILES
-from trialscreen.settings import hospital_zone
-from trialscreen.synth.model import Obs, PatientRecord
+from trialscreen.synth.model import Obs, PatientRecord, iso_seconds, local_zone
 
 
 def csv_ts(dt: datetime, naive: bool) -> str:
     if naive:  # a naive value is the hospital's wall clock
-        return dt.astimezone(hospital_zone()).strftime("%Y-%m-%dT%H:%M:%S")
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + "Z"
+        return iso_seconds(dt.astimezone(local_zone()))
+    return iso_seconds(dt.astimezone(UTC)) + "Z"
 
 
 class CsvWriter:
-    def __init__(self, root: Path, report_bad: Callable[[str, str, int, str, str], None]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        report_bad: Callable[[str, str, int, str, str], None],
+        header: bool = True,
+    ) -> None:
+        """``header=False``: data rows only (a shard's piece, appended after the header)."""
         root.mkdir(parents=True, exist_ok=True)
         self.report_bad = report_bad
         self.files: dict[str, IO[str]] = {}
@@ -38,7 +43,8 @@ class CsvWriter:
             fh = open(root / f"{stem}.csv", "w", newline="", encoding="utf-8")  # noqa: SIM115
             self.files[stem] = fh
             self.writers[stem] = csv.writer(fh, lineterminator="\n")
-            self.writers[stem].writerow(list(columns))
+            if header:
+                self.writers[stem].writerow(list(columns))
             self.rows[stem] = 0
 
     def _row(self, stem: str, values: dict[str, object]) -> int:

@@ -23,6 +23,7 @@ from trialscreen.synth.model import (
     Med,
     Obs,
     PatientRecord,
+    iso_seconds,
 )
 
 UCUM_SPELLINGS = {
@@ -75,10 +76,10 @@ def ts(dt: datetime, style: int = 0) -> str:
     """ISO 8601 instant; style 1 writes +00:00, style 2 a -05:00 offset when the date holds."""
     u = dt.astimezone(UTC)
     if style == 2 and u.hour >= 5:
-        return u.replace(hour=u.hour - 5).strftime("%Y-%m-%dT%H:%M:%S") + "-05:00"
+        return iso_seconds(u.replace(hour=u.hour - 5)) + "-05:00"
     if style == 1:
-        return u.strftime("%Y-%m-%dT%H:%M:%S") + "+00:00"
-    return u.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return iso_seconds(u) + "+00:00"
+    return iso_seconds(u) + "Z"
 
 
 def _num(text: str) -> float | int:
@@ -294,13 +295,23 @@ class _Sink:
 class FhirWriter:
     """Streams patients into ``fhir/``; records per-file counts and bad-record positions."""
 
-    def __init__(self, root: Path, report_bad: Callable[[str, str, int, str, str], None]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        report_bad: Callable[[str, str, int, str, str], None],
+        bundles: Path | None = None,
+        first_part: int = 1,
+    ) -> None:
+        """``bundles``: where bundle files go (default ``root/bundles``); ``first_part``: the
+        number of the first Observation part (a shard of a larger population starts later)."""
         self.root = root
-        (root / "bundles").mkdir(parents=True, exist_ok=True)
+        self.bundles = bundles or root / "bundles"
+        root.mkdir(parents=True, exist_ok=True)
+        self.bundles.mkdir(parents=True, exist_ok=True)
         self.report_bad = report_bad
         self.sinks = {name: _Sink(root / f"{name}.ndjson") for name in RESOURCES}
         self.obs_sink: _Sink | None = None
-        self.part = 0
+        self.part = first_part - 1
         self.counts: dict[str, int] = {}
 
     def new_part(self) -> None:
@@ -382,7 +393,9 @@ class FhirWriter:
         ]
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
         name = f"bundles/{p.fhir_id}.json"
-        (self.root / name).write_bytes(orjson.dumps(bundle, option=orjson.OPT_INDENT_2))
+        (self.bundles / f"{p.fhir_id}.json").write_bytes(
+            orjson.dumps(bundle, option=orjson.OPT_INDENT_2)
+        )
         self.counts[f"fhir/{name}"] = len(entries)
 
     def close(self) -> None:

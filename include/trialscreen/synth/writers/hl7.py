@@ -14,8 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from trialscreen.settings import hospital_zone
-from trialscreen.synth.model import Obs, PatientRecord
+from trialscreen.synth.model import Obs, PatientRecord, compact_seconds, local_zone
 
 PER_FILE = 300
 VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
@@ -58,14 +57,14 @@ def escape(text: str) -> str:
 def hl7_ts(dt: datetime, style: int) -> str:
     u = dt.astimezone(UTC)
     if style == 1:
-        return u.strftime("%Y%m%d%H%M%S") + "+0000"
+        return compact_seconds(u) + "+0000"
     if style == 2 and u.hour >= 5:  # same calendar date in UTC after conversion
-        return u.replace(hour=u.hour - 5).strftime("%Y%m%d%H%M%S") + "-0500"
+        return compact_seconds(u.replace(hour=u.hour - 5)) + "-0500"
     # no offset: the sender's local wall clock (the hospital zone, docs/decisions.md "Local time")
-    local = dt.astimezone(hospital_zone())
+    local = dt.astimezone(local_zone())
     if style == 3:
-        return local.strftime("%Y%m%d%H%M")
-    return local.strftime("%Y%m%d%H%M%S")
+        return compact_seconds(local)[:12]
+    return compact_seconds(local)
 
 
 class Hl7Writer:
