@@ -201,6 +201,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
             out=args.out,
             screening_date=args.screening_date,
             progress=tick,
+            workers=args.workers,
         )
     print(
         f"wrote {summary.patients} patients (seed {summary.seed}, screening date "
@@ -515,6 +516,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=date.today(),
         metavar="YYYY-MM-DD",
         help="the date the expected outcomes hold for",
+    )
+    syn.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes drawing the population's 20 parts (the files are the same for any N); "
+        "an interrupted run of the same arguments resumes from the parts already written",
     )
 
     demo = _command(

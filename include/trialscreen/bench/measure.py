@@ -391,17 +391,21 @@ def measure_latest_query(warehouse: Path, repeat: int = 3) -> dict[str, Any]:
 # --- one size -----------------------------------------------------------------------------
 
 
-def population(out: Path, patients: int, seed: int) -> tuple[Path, bool, date]:
-    """The cached population for (patients, seed); generated only when missing or stale."""
-    from trialscreen.synth import GENERATOR_VERSION, generate
+def population(out: Path, patients: int, seed: int, workers: int = 2) -> tuple[Path, bool, date]:
+    """The cached population for (patients, seed); generated only when missing or stale.
+
+    Reused only when ``<drop>/.synth/key.json`` says it was generated to the end under the
+    same key (the generator's code fingerprint, size, seed, screening date, time zone); a
+    drop without that record (older generators) is generated again. An interrupted
+    generation resumes from its finished parts (``synth.generate``)."""
+    from trialscreen.synth import cache_key, generate, is_complete
 
     drop = out / f"pop_{patients}_{seed}"
-    manifest = drop / "expected" / "manifest.json"
-    if manifest.exists():
-        meta = json.loads(manifest.read_text())
-        if meta.get("generator_version") == GENERATOR_VERSION and meta.get("patients") == patients:
-            return drop, False, date.fromisoformat(meta["screening_date"])
-    generate(patients=patients, seed=seed, out=drop, screening_date=SCREENING_DATE)
+    if is_complete(drop, cache_key(patients, seed, SCREENING_DATE)):
+        return drop, False, SCREENING_DATE
+    generate(
+        patients=patients, seed=seed, out=drop, screening_date=SCREENING_DATE, workers=workers
+    )
     return drop, True, SCREENING_DATE
 
 
