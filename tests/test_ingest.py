@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -240,3 +241,85 @@ def test_small_flushes_give_the_same_counts_as_one_batch(
             first.duplicates_skipped,
             first.quarantined,
         )
+
+
+def _landed(wh: Warehouse) -> dict[str, list[tuple[object, ...]]]:
+    """Every raw, quarantine and registry row, without the run's stamps, in a stable order."""
+    stamps = {"run_id", "loaded_at", "load_id", "quarantined_at", "ingested_at"}
+    out = {}
+    tables = [f"raw.{schema.raw_table(f, e)}" for f in schema.FEEDS for e in schema.TABLE_COLUMNS]
+    for table in [*tables, "quarantine.records", "audit.ingested_files"]:
+        schema_name, name = table.split(".")
+        cols = [
+            r[0]
+            for r in wh.query(
+                "select column_name from information_schema.columns where table_schema = ? "
+                "and table_name = ? order by ordinal_position",
+                [schema_name, name],
+            )
+            if r[0] not in stamps
+        ]
+        listed = ", ".join(cols)
+        out[table] = wh.query(f"select {listed} from {table} order by {listed}")
+    return out
+
+
+def test_worker_processes_and_file_parts_land_the_same_rows(
+    drop: Path, duck_loaded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parsing in worker processes, with NDJSON files cut into line-aligned parts, lands
+    exactly what parsing in the ingest process does: rows, positions, quarantine, registry."""
+    from trialscreen.ingest import parse as parse_module
+
+    big = tmp_path / "big"
+    shutil.copytree(drop, big)
+    # an NDJSON file of many lines (CRLF and LF mixed, blank lines, a bad one) to cut in parts
+    lines = []
+    for i in range(300):
+        record = {
+            "resourceType": "Observation",
+            "id": f"x{i}",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+            "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2026-11-01T08:00:00Z",
+            "valueQuantity": {"value": i % 20 + 0.5, "unit": "g/dL", "code": "g/dL"},
+        }
+        lines.append(json.dumps(record))
+        if i % 37 == 0:
+            lines.append("not json at all")
+        if i % 41 == 0:
+            lines.append("")
+    body = "\r\n".join(lines[:150]) + "\r\n" + "\n".join(lines[150:]) + "\n"
+    (big / "fhir" / "Observation.7.ndjson").write_text(body)
+    # a file of no JSON line at all, and one of blank lines only: whole-file verdicts
+    (big / "fhir" / "Observation.8.ndjson").write_text("garbage line\n" * 400)
+    (big / "fhir" / "Observation.9.ndjson").write_text("   \n" * 2000)
+
+    monkeypatch.setenv(parse_module.WORKERS_ENV, "0")
+    with Warehouse.connect(tmp_path / "serial.duckdb") as wh:
+        serial = ingest(wh, big, "run-1")
+        expected = _landed(wh)
+
+    monkeypatch.setenv(parse_module.WORKERS_ENV, "2")
+    monkeypatch.setattr(parse_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(parse_module, "PART_BYTES", 2048)
+    monkeypatch.setattr(parse_module, "UNIT_BYTES", 64 * 1024)
+    cut = parse_module.units(
+        "fhir",
+        [(p, p.stat().st_size) for p in sorted((big / "fhir").glob("Observation.[789].ndjson"))],
+    )
+    assert sum(isinstance(u[0], parse_module.Part) for u in cut) > 10  # really cut in parts
+    with Warehouse.connect(tmp_path / "parallel.duckdb") as wh:
+        parallel = ingest(wh, big, "run-1")
+        got = _landed(wh)
+
+    for feed in schema.FEEDS:
+        assert parallel[feed].as_row() | {"seconds": 0} == serial[feed].as_row() | {"seconds": 0}
+        assert parallel[feed].balanced
+    assert parallel["fhir"].worker_peak_rss_mb > 0  # the workers did the parsing
+    for table, rows in expected.items():
+        assert got[table] == rows, table
+    files = {r[2]: r for r in got["audit.ingested_files"]}
+    assert files["fhir/Observation.8.ndjson"][4:] == (1, 0, 0, 1, 0)  # one file-scope row
+    assert files["fhir/Observation.9.ndjson"][4:] == (1, 0, 0, 1, 0)  # "file is empty"

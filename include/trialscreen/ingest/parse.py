@@ -261,10 +261,22 @@ def parse_unit(feed: str, unit: Sequence[Item], root: Path) -> list[Parsed]:
             parsed = parse_fhir_part(part.path, root, part.start, part.end, part.first_line)
         except Exception as exc:  # noqa: BLE001 - one bad file must never stop the night
             parsed = _parse_failed(feed, part.path, root, exc)
-        return [(contain_values(parsed), part.last)]
+        return [(_ready(parsed), part.last)]
     _, parse, many = _parsers()[feed]
     paths = [item for item in unit if isinstance(item, Path)]
-    return [(contain_values(p), True) for p in _contained(feed, paths, root, parse, many)]
+    return [(_ready(p), True) for p in _contained(feed, paths, root, parse, many)]
+
+
+def _ready(parsed: ParsedFile) -> ParsedFile:
+    """Values no engine can keep contained, tables conformed to the raw contract (done by
+    the worker, so the writer only concatenates)."""
+    parsed = contain_values(parsed)
+    parsed.tables = {
+        entity: schema.conform(entity, frame)
+        for entity, frame in parsed.tables.items()
+        if frame.height
+    }
+    return parsed
 
 
 def _parse_unit_in_worker(

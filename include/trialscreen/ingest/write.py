@@ -195,6 +195,15 @@ def _insert_new_codings(
     wh.execute("drop table _ts_codings")
 
 
+def _concat_conformed(entity: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """The batch's frames of one entity as one frame of the raw contract (the parse step
+    conformed each already; a frame that differs is conformed here)."""
+    wanted = schema.TABLE_COLUMNS[entity]
+    if all(list(f.schema.items()) == list(wanted.items()) for f in frames):
+        return pl.concat(frames, how="vertical")
+    return pl.concat([schema.conform(entity, f) for f in frames], how="vertical")
+
+
 def _latest_effective(frame: pl.DataFrame) -> datetime | None:
     if "effective_at" in frame.columns and frame.height:
         value = frame.get_column("effective_at").max()
@@ -263,13 +272,11 @@ def _flush(wh: Warehouse, batch: _Batch, counts: FeedCounts, run_id: str, load_i
         counts.loaded_by_table.setdefault(table, 0)
     for entity in schema.ENTITIES:
         frames = [
-            schema.conform(entity, p.tables[entity])
-            for p in parsed_files
-            if entity in p.tables and p.tables[entity].height
+            p.tables[entity] for p in parsed_files if entity in p.tables and p.tables[entity].height
         ]
         if not frames:
             continue
-        frame = pl.concat(frames, how="vertical")
+        frame = _concat_conformed(entity, frames)
         table = f"raw.{schema.raw_table(feed, entity)}"
         loaded = _insert_new_rows(wh, table, frame, run_id, now, load_id)
         n_loaded = int(loaded.get_column("loaded").sum()) if loaded.height else 0
