@@ -194,6 +194,16 @@ def _warn_if_no_alert_destination() -> None:
 def cmd_synth(args: argparse.Namespace) -> int:
     from trialscreen.synth import generate
 
+    if args.increment_of is not None:
+        from trialscreen.synth.increment import increment
+
+        inc = increment(args.increment_of, args.out, args.day, args.share)
+        print(
+            f"wrote the increment of {args.increment_of} for {inc['day']}: new results for "
+            f"{inc['patients']} patients ({sum(inc['results_per_feed'].values())} results) to "
+            f"{args.out}; their expected outcomes on that day in {args.out / 'expected'}"
+        )
+        return EXIT_OK
     with counter("generating patients", args.patients) as tick:
         summary = generate(
             patients=args.patients,
@@ -524,6 +534,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="processes drawing the population's 20 parts (the files are the same for any N); "
         "an interrupted run of the same arguments resumes from the parts already written",
+    )
+    syn.add_argument(
+        "--increment-of",
+        type=Path,
+        metavar="DIR",
+        help="instead of a population: the next night's drop for the population in DIR, one "
+        "day of new lab results for --share of its patients (--patients/--seed come from DIR)",
+    )
+    syn.add_argument(
+        "--day",
+        type=_date,
+        metavar="YYYY-MM-DD",
+        help="with --increment-of: the day of the new results (default: the day after DIR's "
+        "screening date)",
+    )
+    syn.add_argument(
+        "--share",
+        type=float,
+        default=0.02,
+        help="with --increment-of: the share of patients with new results (default 0.02)",
     )
 
     demo = _command(
