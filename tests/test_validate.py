@@ -576,3 +576,71 @@ def test_schema_map_reads_candidate_schema_but_keeps_names():
     published = by_name["check.row_counts_vs_published"]
     assert "marts.screening_results" in published.requires
     assert "marts_candidate.screening_results" in published.requires
+
+
+PROBE_SUITE = """\
+suite: probe
+description: one expectation errors; the others are evaluated on their data
+assets:
+  - name: marts.probe
+    table: marts.probe
+    columns: {n: int, label: string, dropped: int}
+    expectations:
+      - {type: expect_column_values_to_not_be_null, kwargs: {column: n}, blocking: true}
+      - type: expect_column_values_to_be_between  # text against numbers: DuckDB raises
+        kwargs: {column: label, min_value: 0, max_value: 10}
+        blocking: true
+      - type: expect_column_values_to_be_between  # listed, not in the table
+        kwargs: {column: dropped, min_value: 0, max_value: 10}
+        blocking: true
+      - {type: expect_column_values_to_be_between, kwargs: {column: n, min_value: 0,
+         max_value: 10}, blocking: true}
+      - {type: expect_column_values_to_be_between, kwargs: {column: n, min_value: 0,
+         max_value: 2}, blocking: true}
+      - {type: expect_column_max_to_be_between, kwargs: {column: n, min_value: 0,
+         max_value: 10}, blocking: false}
+  - name: marts.probe_next
+    table: marts.probe
+    columns: {n: int}
+    expectations:
+      - {type: expect_table_row_count_to_equal, kwargs: {value: 2}, blocking: true}
+      - {type: expect_column_min_to_be_between, kwargs: {column: n, min_value: 2},
+         blocking: false}
+"""
+
+
+def test_an_erroring_expectation_leaves_the_others_evaluated(tmp_path, monkeypatch):
+    """DuckDB aborts the gate connection's transaction when a metric query fails; every later
+    expectation used to fail with it ("Current transaction is aborted"), listing checks that
+    never ran as failed. Now the failed query is rolled back: the erroring expectations are
+    reported as errors and every other one passes or fails as its data says, in this asset
+    and in the next one."""
+    from trialscreen.validate import EXPECTATIONS_DIR_ENV, validate
+
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "probe.yml").write_text(PROBE_SUITE)
+    monkeypatch.setenv(EXPECTATIONS_DIR_ENV, str(tmp_path / "suites"))
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    with Warehouse.connect(url) as wh:
+        wh.execute("create schema marts")
+        wh.execute(
+            "create table marts.probe as select * from (values (1, 'one'), (5, 'five')) t(n, label)"
+        )
+    outcome = validate(url, tmp_path / "reports", "run-probe", SCREENING_DATE, suites=["probe"])
+
+    assert outcome.expectations_evaluated == 8
+    failed = {
+        (f["asset"], f["column"], f["observed"].startswith("error:"))
+        for f in outcome.blocking_failures
+    }
+    assert failed == {
+        ("marts.probe", "label", True),
+        ("marts.probe", "dropped", True),
+        ("marts.probe", "n", False),  # the 0..2 range: 5 is outside
+    }
+    (on_data,) = [f for f in outcome.blocking_failures if f["column"] == "n"]
+    assert on_data["observed"] == "1 of 2 rows unexpected (e.g. 5)"
+    assert [(w["asset"], w["expectation"], w["observed"]) for w in outcome.warnings] == [
+        ("marts.probe_next", "expect_column_min_to_be_between", "1")
+    ]
+    assert not outcome.success

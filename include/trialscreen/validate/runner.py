@@ -6,9 +6,11 @@ so the gate's memory does not grow with the tables) and folds the results into a
 On DuckDB the datasource is :func:`duckdb_datasource_type`: GX's SQL datasource with one
 persisted connection (GX's own SQL datasource opens a connection per metric query and reads
 the rows after closing it, which DuckDB answers with no rows: every expectation failed with
-an ``IndexError``), run under :data:`GATE_MEMORY_LIMIT_ENV` (DuckDB spills beyond it). A
-missing table or one without any listed column is validated as an empty pandas frame, as
-before, so its column-set expectation fails by name.
+an ``IndexError``), run under :data:`GATE_MEMORY_LIMIT_ENV` (DuckDB spills beyond it); a
+metric query that fails is rolled back, so one erroring expectation does not fail the
+others with it (:func:`_rollback_failed_metric`). A missing table or one without any listed
+column is validated as an empty pandas frame, as before, so its column-set expectation fails
+by name.
 """
 
 from __future__ import annotations
@@ -295,6 +297,23 @@ def _gate_memory(wh: Warehouse) -> Iterator[None]:
         wh.execute(f"set memory_limit = '{previous}'")
 
 
+def _rollback_failed_metric(connection: Any) -> None:
+    """After a metric query failed on the gate's one DuckDB connection: DuckDB aborts the
+    transaction on any failed statement (SQLAlchemy 2 autobegins one), so every later
+    metric query, of this expectation and of every other, would fail with "Current
+    transaction is aborted" and the outcome would list expectations that never ran as
+    failed. GX retries a failed bundle of metrics one metric at a time; the rollback lets
+    those retries and the next expectations run. The gate only reads (GX commits a temporary
+    table it creates), so nothing is lost."""
+    try:
+        connection.rollback()
+    except Exception as exc:  # the metric's own error is what the outcome reports
+        log.warning(
+            "quality gate: rollback after a failed metric query failed",
+            extra={"error": type(exc).__name__},
+        )
+
+
 def duckdb_datasource_type() -> type:
     """GX's SQL datasource for a DuckDB file, with one connection held for the whole gate.
 
@@ -333,7 +352,11 @@ def duckdb_datasource_type() -> type:
                 # a database-wide setting: restored by close()
                 connection.exec_driver_sql(f"set memory_limit = '{gate_memory_limit()}'")
                 self._connection = connection
-            yield self._connection
+            try:
+                yield self._connection
+            except Exception:
+                _rollback_failed_metric(self._connection)
+                raise
 
         def close(self) -> None:
             if self._connection and self._previous_limit:
