@@ -155,3 +155,17 @@ def test_the_increment_is_reproducible(one_worker: Path, nightly: Path, tmp_path
     assert _digest(again) == _digest(nightly)
     with pytest.raises(ValueError, match="must come after"):
         increment(one_worker, tmp_path / "x", day=SCREENING)
+
+
+def test_bench_caches_the_population_and_its_next_night(tmp_path: Path) -> None:
+    from trialscreen.bench import SCREENING_DATE, increment_drop
+
+    drop, generated, day = increment_drop(tmp_path, 300, 5)
+    assert generated and day == SCREENING_DATE + timedelta(days=1)
+    assert drop == tmp_path / "pop_300_5_night2"
+    assert is_complete(tmp_path / "pop_300_5", cache_key(300, 5, SCREENING_DATE))
+    again, generated, _ = increment_drop(tmp_path, 300, 5)
+    assert again == drop and not generated
+    meta = drop / "expected" / "increment.json"
+    meta.write_text(meta.read_text().replace('"share": 0.02', '"share": 0.5'))
+    assert increment_drop(tmp_path, 300, 5)[1]  # a drop that does not match is written again

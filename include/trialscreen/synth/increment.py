@@ -17,7 +17,9 @@ birthdays pass, so their next-day outcome is ``generate`` at ``day`` (no cheaper
 
 from __future__ import annotations
 
+import ast
 import csv
+import hashlib
 import random
 import shutil
 from dataclasses import replace
@@ -30,6 +32,7 @@ import orjson
 from trialscreen.synth import catalogue as cat
 from trialscreen.synth import oracle
 from trialscreen.synth.generate import KEY_FILE, WORK_DIR
+from trialscreen.synth.generate import fingerprint as base_fingerprint
 from trialscreen.synth.model import Obs, pin_zone
 from trialscreen.synth.population import _Builder, _lab_value, _written, build_patient
 from trialscreen.synth.shard import EXPECTED_HEADERS, fmt
@@ -41,6 +44,13 @@ DEFAULT_SHARE = 0.02
 # Order numbers of an increment: ORD<patient><n> with n from 500 + 10 x (days after the
 # base screening date), clear of the base record's orders (which count from 1).
 ORDER_BASE = 500
+
+
+def fingerprint() -> str:
+    """The base generator's fingerprint and this module's syntax tree: a cached increment is
+    reused only under the same code (``trialscreen bench``)."""
+    tree = ast.parse(Path(__file__).read_bytes())
+    return hashlib.sha256(f"{base_fingerprint()}\0{ast.dump(tree)}".encode()).hexdigest()
 
 
 def pick(patients: int, seed: int, day: date, share: float) -> list[int]:
@@ -165,7 +175,8 @@ def increment(
         (out / "fhir" / fhir_name).unlink()
         del files[f"fhir/{fhir_name}"]
     summary = {
-        "base": {k: key[k] for k in ("fingerprint", "patients", "seed", "screening_date")},
+        "base": {k: v for k, v in key.items() if k != "complete"},
+        "fingerprint": fingerprint(),
         "day": day.isoformat(),
         "share": share,
         "patients": len(chosen),
