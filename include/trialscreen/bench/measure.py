@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from datetime import date
+from datetime import date, timedelta
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -407,6 +407,33 @@ def population(out: Path, patients: int, seed: int, workers: int = 2) -> tuple[P
         patients=patients, seed=seed, out=drop, screening_date=SCREENING_DATE, workers=workers
     )
     return drop, True, SCREENING_DATE
+
+
+def increment_drop(
+    out: Path, patients: int, seed: int, share: float = 0.02
+) -> tuple[Path, bool, date]:
+    """The cached next night of the cached population: one day of new lab results for
+    ``share`` of its patients, dated the day after ``SCREENING_DATE``
+    (``<out>/pop_<n>_<seed>_night2``). Reused only when it was written by the same code from
+    the same population; returns (drop, generated, its day = the night's screening date)."""
+    from trialscreen.synth import cache_key
+    from trialscreen.synth.increment import fingerprint, increment
+
+    base, _, _ = population(out, patients, seed)
+    drop = out / f"pop_{patients}_{seed}_night2"
+    day = SCREENING_DATE + timedelta(days=1)
+    held = drop / "expected" / "increment.json"
+    if held.exists():
+        meta = json.loads(held.read_text())
+        if (
+            meta.get("base") == cache_key(patients, seed, SCREENING_DATE)
+            and meta.get("fingerprint") == fingerprint()
+            and meta.get("share") == share
+            and meta.get("day") == day.isoformat()
+        ):
+            return drop, False, day
+    increment(base, drop, day, share)
+    return drop, True, day
 
 
 def _feed_bytes(drop: Path, feed: str) -> int:
