@@ -1,6 +1,7 @@
 """Input limits for hostile or broken feed files, read from the environment in one place.
 
-A parser holds one (decompressed) file in memory while it reads it, so these limits are what
+A parser holds one (decompressed) file in memory while it reads it (a large uncompressed
+FHIR NDJSON file: one part of it, ``ingest.parse.PART_BYTES``), so these limits are what
 bounds the memory of an ingest beside the batch (``ingest.FLUSH_ROWS``). A file over a file
 limit is quarantined whole (scope ``file``) without being read further; a record over the
 record limit (an NDJSON line, an HL7 message, a CSV row) is quarantined alone and the rest
