@@ -291,9 +291,13 @@ def build_dbt(
     exclude: str | None = None,
     artifacts_dir: str | Path | None = None,
     callbacks: Sequence[Callable[[Any], None]] = (),
+    full_refresh: bool = False,
+    skip_seeds: bool = False,
 ) -> None:
     """``dbt build`` (models, data tests and unit tests) for a screening date."""
-    args: list[str] = []
+    args: list[str] = ["--full-refresh"] if full_refresh else []
+    if skip_seeds:  # loaded by an earlier build from the same seed files
+        args += ["--exclude-resource-type", "seed"]
     if select:
         args += ["--select", *select.split()]
     if exclude:
@@ -318,16 +322,21 @@ def seed_and_build(
     exclude: str | None = None,
     artifacts_dir: str | Path | None = None,
     callbacks: Sequence[Callable[[Any], None]] = (),
+    full_refresh: bool = False,
+    seeds: bool = True,
 ) -> None:
-    """Load the reference seeds (full refresh), then ``dbt build``."""
-    run_dbt(
-        "seed",
-        warehouse_url,
-        args=["--full-refresh"],
-        dbt_vars=_run_vars(screening_date, run_id, extra_vars),
-        artifacts_dir=artifacts_dir,
-        callbacks=callbacks,
-    )
+    """Load the reference seeds (full refresh), then ``dbt build`` (``--full-refresh``:
+    the incremental models rebuilt whole). ``seeds=False``: the seeds an earlier build
+    loaded from the same files stay (an incremental night, trialscreen.pipeline.build)."""
+    if seeds:
+        run_dbt(
+            "seed",
+            warehouse_url,
+            args=["--full-refresh"],
+            dbt_vars=_run_vars(screening_date, run_id, extra_vars),
+            artifacts_dir=artifacts_dir,
+            callbacks=callbacks,
+        )
     build_dbt(
         warehouse_url,
         screening_date,
@@ -337,6 +346,8 @@ def seed_and_build(
         exclude=exclude,
         artifacts_dir=artifacts_dir,
         callbacks=callbacks,
+        full_refresh=full_refresh,
+        skip_seeds=not seeds,
     )
 
 
