@@ -5,6 +5,11 @@
     the most recently loaded kept (a FHIR resource re-delivered with changes replaces the
     earlier one). Used as the body of a CTE by int_observations, int_conditions and
     int_medications.
+
+    On an incremental night (macros/incremental.sql) only the changed patients' rows are
+    returned: every version of each record any version of which belongs to a changed patient
+    is ranked (a record re-delivered for another patient must still lose to its later
+    version), then the latest versions of the changed patients are kept.
 #}
 {% macro latest_versions(entity) -%}
     select * from (
@@ -22,6 +27,22 @@
             select * from {{ ref('stg_csv__' ~ entity) }}
         ) as unioned
         where patient_mrn is not null
+        {%- if is_incremental_night() %}
+            and exists (
+                select 1
+                from (
+                    select evidence_source, record_id, patient_mrn from {{ ref('stg_fhir__' ~ entity) }}
+                    union all
+                    select evidence_source, record_id, patient_mrn from {{ ref('stg_hl7__' ~ entity) }}
+                    union all
+                    select evidence_source, record_id, patient_mrn from {{ ref('stg_csv__' ~ entity) }}
+                ) as touched
+                where touched.evidence_source = unioned.evidence_source
+                    and coalesce(touched.record_id, '') = coalesce(unioned.record_id, '')
+                    {{ changed_patients_filter('touched') }}
+            )
+        {%- endif %}
     ) as versions
     where version_rank = 1
+        {{- changed_patients_filter('versions') }}
 {%- endmacro %}

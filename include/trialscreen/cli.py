@@ -259,6 +259,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 reports_dir=args.reports_dir,
                 dbt_docs=True,
                 progress=progress,
+                full_refresh=args.full_refresh,
             )
     except Exception as exc:  # nothing ran, or a step outside the run's own record failed
         if args.notify:
@@ -487,6 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run even when --input has no feed files (a night with nothing delivered; "
         "without it such an --input is an error: usually the wrong folder)",
+    )
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild the derived tables from all of raw instead of only the patients the "
+        "new loads changed (done by itself when the code, seeds or trial definitions "
+        "changed); the published history (first eligible, new) is kept",
     )
     run.add_argument(
         "--notify",

@@ -34,6 +34,7 @@
         source.record_hash,
         source.run_id,
         cast(source.loaded_at as {{ dbt.type_timestamp() }}) as loaded_at,
+        cast(source.load_id as {{ dbt.type_bigint() }}) as load_id,
         -- merge: the retired MRN's records count for the surviving MRN
         {{ clean_text('source.prior_mrn') }} as retired_mrn,
         coalesce({{ clean_text('source.mrn') }}, {{ clean_text('source.patient_ref') }})

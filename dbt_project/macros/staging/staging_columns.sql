@@ -24,6 +24,8 @@
         source.record_hash,
         source.run_id,
         cast(source.loaded_at as {{ dbt.type_timestamp() }}) as loaded_at,
+        -- the ingest run that landed it (incremental nights: macros/incremental.sql)
+        cast(source.load_id as {{ dbt.type_bigint() }}) as load_id,
         -- patient (an MRN retired by a merge counts as its surviving MRN: surviving_mrn)
         {{ clean_text('source.patient_ref') }} as patient_ref,
         {{ surviving_mrn(patient_mrn) }} as patient_mrn,
@@ -196,6 +198,7 @@
         source.record_hash,
         source.source_file,
         cast(source.loaded_at as {{ dbt.type_timestamp() }}) as loaded_at,
+        cast(source.load_id as {{ dbt.type_bigint() }}) as load_id,
         {{ clean_lower('source.entity') }} as entity,
         {{ clean_lower('source.element') }} as element,
         cast(source.seq as {{ dbt.type_bigint() }}) as seq,

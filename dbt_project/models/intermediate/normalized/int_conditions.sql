@@ -1,3 +1,9 @@
+{{ config(
+    materialized=incremental_materialization(),
+    incremental_strategy='append',
+    pre_hook="{{ incremental_delete_changed() }}",
+) }}
+-- depends_on: {{ ref('int_changed_patients') }}
 -- int_conditions: one row per condition record (latest delivered version of each), codes
 -- normalized, with whether it counts (docs/clinical-rules.md#counting-conditions): clinicalStatus
 -- active/recurrence/relapse or absent, and verificationStatus not refuted/entered-in-error. The

@@ -1,3 +1,9 @@
+{{ config(
+    materialized=incremental_materialization(),
+    incremental_strategy='append',
+    pre_hook="{{ incremental_delete_changed() }}",
+) }}
+-- depends_on: {{ ref('int_changed_patients') }}
 -- int_medications: one row per medication record (latest delivered version of each) across
 -- MedicationRequest/Statement/Administration and the CSV extract, with `drug_text` (display
 -- and text, lowercased) for case-insensitive name matching

@@ -1,3 +1,9 @@
+{{ config(
+    materialized=incremental_materialization(),
+    incremental_strategy='append',
+    pre_hook="{{ incremental_delete_changed() }}",
+) }}
+-- depends_on: {{ ref('int_changed_patients') }}
 -- int_observations: one row per observation that counts, with its value in the analyte's
 -- canonical unit (docs/specification.md#normalization).
 --

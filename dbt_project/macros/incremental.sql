@@ -1,0 +1,63 @@
+{#
+    Incremental nights (issue 14, docs/decisions.md "Incremental nights").
+
+    The row-level normalized models (int_observations, int_conditions, int_medications) are
+    `incremental` on the raw load id, at patient granularity: a night recomputes, from all of
+    staging, every patient a load newer than `var('incremental_after_load_id')` can have
+    changed (int_changed_patients), deletes those patients' rows and inserts them again. Every
+    other patient's rows stay as built. The rows of a patient depend only on raw (append-only)
+    and the reference seeds, never on the screening date, so the state is the same function of
+    raw whether it was built in one night or in many, and a night whose gate blocks leaves a
+    state the next night continues from unchanged.
+
+    `trialscreen run` passes the variable (trialscreen.pipeline.build: the load id the last
+    successful build covered) unless it rebuilds (`--full-refresh`, or a changed fingerprint:
+    trial definitions, seeds, dbt project, code version, time zone). Without the variable (a
+    developer's `dbt build`, the DAG's build) an existing table is rebuilt whole. On Spark
+    (Parquet tables, no row deletes) the models are plain tables, rebuilt every night.
+#}
+
+{#- The load id the incremental tables already cover, or none (rebuild everything). -#}
+{% macro incremental_after_load_id() -%}
+    {%- set value = var('incremental_after_load_id', none) -%}
+    {%- if value is none or value == '' -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- if value is string and not value.isdigit() -%}
+        {{ exceptions.raise_compiler_error("var incremental_after_load_id must be a load id (an integer >= 0), got '" ~ value ~ "'") }}
+    {%- endif -%}
+    {{ return(value | int) }}
+{%- endmacro %}
+
+{#- The materialization of the incremental models: `incremental`, except on Spark. -#}
+{% macro incremental_materialization() -%}
+    {{ return('table' if target.type == 'spark' else 'incremental') }}
+{%- endmacro %}
+
+{#- True when this build updates an existing table for the changed patients only. -#}
+{% macro is_incremental_night() -%}
+    {{ return(is_incremental() and incremental_after_load_id() is not none) }}
+{%- endmacro %}
+
+{#- Pre-hook of the incremental models: the rows of every changed patient go (they are
+    inserted again, recomputed, by the model's own insert in the same transaction; a patient
+    whose last row was retracted or merged away keeps none). Without the variable, all rows
+    go: the table is rebuilt whole. -#}
+{% macro incremental_delete_changed() -%}
+    {%- if is_incremental() and incremental_after_load_id() is none -%}
+        delete from {{ this }}
+    {%- elif is_incremental() -%}
+        delete from {{ this }}
+        where patient_mrn in (select changed.patient_mrn from {{ ref('int_changed_patients') }} as changed)
+    {%- endif -%}
+{%- endmacro %}
+
+{#- `and <condition>` restricting `<alias>.patient_mrn` to the changed patients on an
+    incremental night; nothing otherwise. -#}
+{% macro changed_patients_filter(alias) -%}
+    {%- if is_incremental_night() %}
+        and {{ alias }}.patient_mrn in (
+            select changed.patient_mrn from {{ ref('int_changed_patients') }} as changed
+        )
+    {%- endif -%}
+{%- endmacro %}
