@@ -47,6 +47,10 @@ def test_bench_writes_results_with_positive_measurements(bench_run: Path) -> Non
         assert _positive(measured["mb_per_s"])
     assert _positive(fhir["orjson_loop"]["ratio"])
     assert _positive(hl7["string_split"]["ratio"])
+    e2e = r["end_to_end"]  # ingest end to end (read, parse, hash, dedup, write) vs the peers
+    assert e2e["fhir"]["records_in"] > 0 and _positive(e2e["fhir"]["ratio"])
+    assert _positive(e2e["hl7"]["ratio"])
+    assert _positive(r["ratios"]["fhir_ingest_vs_polars_schema"])
 
     dbt = r["engines"]["duckdb"]["dbt"]
     for key in ("seed_seconds", "build_seconds", "total_seconds", "peak_rss_mb"):
@@ -72,6 +76,7 @@ def test_bench_prints_tables_and_ratio_lines(
     assert "Ingestion per feed" in printed
     assert "fhir parse: trialscreen" in printed and "vs orjson loop" in printed
     assert "hl7 parse: trialscreen" in printed
+    assert "fhir ingest end to end" in printed and "hl7 ingest end to end" in printed
     assert "dbt seed+build" in printed
     assert (bench_run / "results.md").read_text().count("|") > 20
 

@@ -5,13 +5,17 @@ For every size a population is generated once and cached (``<out>/pop_<n>_<seed>
 when its manifest matches), then measured side by side in one run:
 
 1. **Ingestion per feed** on DuckDB: each feed is landed by ``pipeline.ingest_feed`` in its
-   own spawned process, so the process's peak RSS (``ru_maxrss``) is the peak of that feed's
-   ingest alone; records/s comes from ``FeedCounts.seconds``.
+   own spawned process, so the process's peak RSS (``VmHWM``, its own high-water mark) is
+   the peak of that feed's ingest alone, its parse workers' peak beside it; records/s comes
+   from ``FeedCounts.seconds``.
 2. **Parsing against peers**, on the same files: the FHIR Observation NDJSON with
    ``feeds.fhir`` vs a plain orjson loop that pulls the same few fields into lists (and
    polars ``read_ndjson`` with an explicit schema); the HL7 files with ``feeds.hl7v2`` vs
    splitting segments and fields with ``str.split`` (the lower bound). Best of
    ``repeat`` runs, in this process.
+   Then **ingest end to end** against the same peers: the Observation NDJSON landed on a
+   fresh DuckDB file vs polars, the HL7 feed's ingest vs ``str.split``
+   (``measure_end_to_end``).
 3. **The SQL layer**: ``dbt seed`` + ``dbt build`` (write-audit-publish off) in a spawned
    process, with dbt's own per-node timings; then the reference query "latest result per
    patient and analyte" over ``intermediate.int_observations`` as one DuckDB query vs pandas
@@ -84,10 +88,18 @@ def _ingest_child(warehouse: str, drop: str, feed: str, run_id: str) -> dict[str
     from trialscreen.pipeline import ingest_feed
 
     baseline = _rss_mb()
+    started = time.perf_counter()
     counts = ingest_feed(warehouse, Path(drop), feed, run_id)
+    wall = time.perf_counter() - started
     row = counts.as_row()
     row["latest_record_at"] = str(row["latest_record_at"])
-    return {"counts": row, "baseline_rss_mb": baseline, "peak_rss_mb": _rss_mb()}
+    return {
+        "counts": row,
+        "wall_seconds": round(wall, 3),
+        "baseline_rss_mb": baseline,
+        "peak_rss_mb": _rss_mb(),
+        "worker_peak_rss_mb": counts.worker_peak_rss_mb,
+    }
 
 
 def _dbt_child(
@@ -276,7 +288,7 @@ def _throughput(n_bytes: int, seconds: float, records: int) -> dict[str, Any]:
     return {
         "seconds": round(seconds, 4),
         "records": records,
-        "mb_per_s": round(n_bytes / MB / seconds, 1) if seconds > 0 else None,
+        "mb_per_s": float(f"{n_bytes / MB / seconds:.3g}") if seconds > 0 else None,
         "records_per_s": round(records / seconds) if seconds > 0 else None,
     }
 
@@ -324,7 +336,8 @@ def measure_parsing(drop: Path, repeat: int = 3) -> dict[str, Any]:
 
 def _ratio(ours_seconds: float, peer_seconds: float) -> float | None:
     """Our throughput relative to the peer's (> 1: we are faster)."""
-    return round(peer_seconds / ours_seconds, 3) if ours_seconds > 0 else None
+    # three significant digits: a tiny population on a loaded machine gives 0.0004×, not 0
+    return float(f"{peer_seconds / ours_seconds:.3g}") if ours_seconds > 0 else None
 
 
 # --- the reference query ----------------------------------------------------------------
@@ -403,9 +416,7 @@ def population(out: Path, patients: int, seed: int, workers: int = 2) -> tuple[P
     drop = out / f"pop_{patients}_{seed}"
     if is_complete(drop, cache_key(patients, seed, SCREENING_DATE)):
         return drop, False, SCREENING_DATE
-    generate(
-        patients=patients, seed=seed, out=drop, screening_date=SCREENING_DATE, workers=workers
-    )
+    generate(patients=patients, seed=seed, out=drop, screening_date=SCREENING_DATE, workers=workers)
     return drop, True, SCREENING_DATE
 
 
@@ -480,11 +491,64 @@ def _ingest(warehouse: str, drop: Path, run_id: str, tick: Callable[[str], None]
             "quarantined": counts["quarantined"],
             "seconds": seconds,
             "records_per_s": round(counts["records_in"] / seconds) if seconds > 0 else None,
-            "mb_per_s": round(n_bytes / MB / seconds, 2) if seconds > 0 else None,
+            "mb_per_s": float(f"{n_bytes / MB / seconds:.3g}") if seconds > 0 else None,
             "peak_rss_mb": child["peak_rss_mb"],
+            "worker_peak_rss_mb": child["worker_peak_rss_mb"],
             "baseline_rss_mb": child["baseline_rss_mb"],
         }
     return feeds
+
+
+def _observation_drop(out: Path, drop: Path) -> Path:
+    """A drop holding only the population's FHIR Observation NDJSON files (hard links, else
+    copies): the files the polars peer reads, for the end-to-end ratio."""
+    import shutil
+
+    subset = out / f"{drop.name}_observations"
+    shutil.rmtree(subset, ignore_errors=True)
+    (subset / "fhir").mkdir(parents=True)
+    for path in sorted((drop / "fhir").glob("Observation*.ndjson*")):
+        try:
+            os.link(path, subset / "fhir" / path.name)
+        except OSError:
+            shutil.copyfile(path, subset / "fhir" / path.name)
+    return subset
+
+
+def measure_end_to_end(
+    out: Path, drop: Path, parse: dict[str, Any], hl7_ingest: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Ingest end to end (read, parse, hash, dedup, write; ``FeedCounts.seconds``) against
+    the bare peers on the same files: the Observation NDJSON landed on a fresh DuckDB file
+    vs polars ``read_ndjson`` with a schema; the HL7 feed's ingest vs ``str.split``."""
+    from trialscreen.pipeline import start_run
+
+    result: dict[str, Any] = {}
+    polars = parse.get("fhir", {}).get("polars_schema", {})
+    if polars.get("seconds"):
+        subset = _observation_drop(out, drop)
+        warehouse = _fresh_duckdb(out / f"{drop.name}_observations.duckdb")
+        run_id = start_run(warehouse, SCREENING_DATE, TRIALS)
+        child = _in_child(_ingest_child, warehouse, str(subset), "fhir", run_id)
+        seconds = float(child["counts"]["seconds"])
+        result["fhir"] = {
+            "files": child["counts"]["files_new"],
+            "records_in": child["counts"]["records_in"],
+            "ingest_seconds": seconds,
+            "polars_schema_seconds": polars["seconds"],
+            "ratio": _ratio(seconds, polars["seconds"]),
+            "peak_rss_mb": child["peak_rss_mb"],
+            "worker_peak_rss_mb": child["worker_peak_rss_mb"],
+        }
+    split = parse.get("hl7", {}).get("string_split", {})
+    if hl7_ingest and split.get("seconds") and hl7_ingest.get("seconds"):
+        result["hl7"] = {
+            "ingest_seconds": hl7_ingest["seconds"],
+            "string_split_seconds": split["seconds"],
+            "ratio": _ratio(hl7_ingest["seconds"], split["seconds"]),
+            "parse_ratio": split.get("ratio"),
+        }
+    return result
 
 
 def _pg_latest_seconds(url: str, repeat: int) -> float:
@@ -540,6 +604,10 @@ def bench_size(
         )
         result["engines"][engine] = measured
 
+    tick("ingest end to end vs peers")
+    result["end_to_end"] = measure_end_to_end(
+        out, drop, result["parse"], result["engines"]["duckdb"]["ingest"].get("hl7")
+    )
     tick("latest-per-analyte query")
     query = measure_latest_query(Path(engines["duckdb"]), repeat)
     if postgres:
@@ -598,6 +666,9 @@ def _ratios(r: dict[str, Any]) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for fmt, peer in (("fhir", "orjson_loop"), ("fhir", "polars_schema"), ("hl7", "string_split")):
         out[f"{fmt}_parse_vs_{peer}"] = r["parse"].get(fmt, {}).get(peer, {}).get("ratio")
+    e2e = r.get("end_to_end", {})
+    out["fhir_ingest_vs_polars_schema"] = e2e.get("fhir", {}).get("ratio")
+    out["hl7_ingest_vs_string_split"] = e2e.get("hl7", {}).get("ratio")
 
     def div(a: float | None, b: float | None) -> float | None:
         return round(a / b, 2) if a is not None and b else None
@@ -653,7 +724,7 @@ def run_bench(
         "sizes": {},
         "scale": {},
     }
-    steps_per_size = 4 + len(FEEDS) + (len(FEEDS) + 1 if postgres else 0)
+    steps_per_size = 5 + len(FEEDS) + (len(FEEDS) + 1 if postgres else 0)
     steps = steps_per_size * len(sizes) + (2 + len(FEEDS)) * len(scale)
     with _progress(steps, console) as tick:
         for n in sizes:

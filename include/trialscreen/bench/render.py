@@ -230,6 +230,21 @@ def ratio_lines(results: dict[str, Any]) -> list[str]:
                 f"string split {hl7['string_split']['mb_per_s']:.0f} MB/s "
                 f"({hl7['string_split']['ratio']:.3f}×)"
             )
+        e2e = r.get("end_to_end", {})
+        if e2e.get("fhir", {}).get("ratio") is not None:
+            f = e2e["fhir"]
+            lines.append(
+                f"{head} fhir ingest end to end (Observation NDJSON): {f['ingest_seconds']:.2f} s "
+                f"vs polars read_ndjson with a schema {f['polars_schema_seconds']:.2f} s "
+                f"({f['ratio']:.2f}×; target ≥ 0.5×), peak RSS {f['peak_rss_mb']:.0f} MB "
+                f"(workers {f['worker_peak_rss_mb']:.0f} MB)"
+            )
+        if e2e.get("hl7", {}).get("ratio") is not None:
+            h = e2e["hl7"]
+            lines.append(
+                f"{head} hl7 ingest end to end: {h['ingest_seconds']:.2f} s vs string split "
+                f"{h['string_split_seconds']:.2f} s ({h['ratio']:.3f}×; target ≥ 0.25×)"
+            )
         q = r["latest_query"]
         rt = r["ratios"]
         lines.append(
