@@ -32,8 +32,11 @@ lock the first time the run lands a feed) written on each raw row it lands.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,6 +137,12 @@ FEED_COUNT_COLUMNS: dict[str, pl.DataType] = {
 }
 
 FLUSH_ROWS = 250_000  # rows parsed before a batch is written (bounds memory)
+# DuckDB's buffer pool during an ingest (default: 80 % of the machine's memory, and the feed's
+# uncommitted rows stayed in it, so the ingest grew with the drop); past it DuckDB writes
+# blocks out and spills to ``<warehouse>.tmp``. PostgreSQL has its own server settings.
+INGEST_MEMORY_ENV = "TRIALSCREEN_INGEST_DUCKDB_MEMORY"
+INGEST_DUCKDB_MEMORY = "512MB"
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*[KMGT]i?B$", re.IGNORECASE)
 
 
 @dataclass
@@ -225,6 +234,25 @@ def load_id_for(wh: Warehouse, run_id: str) -> int:
     return next_id
 
 
+@contextmanager
+def _bounded_duckdb(wh: Warehouse) -> Iterator[None]:
+    """DuckDB's ``memory_limit`` set to ``TRIALSCREEN_INGEST_DUCKDB_MEMORY`` (default
+    ``INGEST_DUCKDB_MEMORY``) for the ingest, then restored."""
+    if wh.engine != "duckdb":
+        yield
+        return
+    limit = os.environ.get(INGEST_MEMORY_ENV, "").strip() or INGEST_DUCKDB_MEMORY
+    if not _MEMORY.match(limit):
+        raise ValueError(f"{INGEST_MEMORY_ENV}: expected a size such as 512MB or 1GiB")
+    before = str(wh.scalar("select current_setting('memory_limit')"))
+    wh.execute(f"set memory_limit = '{limit}'")
+    try:
+        yield
+    finally:
+        if _MEMORY.match(before.replace(" ", "")):
+            wh.execute(f"set memory_limit = '{before.replace(' ', '')}'")
+
+
 def ingest_feed(
     wh: Warehouse,
     drop: Path,
@@ -241,7 +269,7 @@ def ingest_feed(
     accepts = _parsers()[feed][0]
     started = time.perf_counter()
     counts = FeedCounts(feed=feed)
-    with wh.transaction():
+    with _bounded_duckdb(wh), wh.transaction():
         # the registry is read under the ingest lock: a concurrent ingest of the same drop
         # waits here, then sees these files as already ingested (no record lands twice)
         _lock_ingest(wh)

@@ -33,7 +33,7 @@ WORKERS_ENV = "TRIALSCREEN_INGEST_WORKERS"
 # Worker processes start in about a second each (a fresh interpreter importing polars): a
 # feed with fewer new bytes than this is parsed in the ingest process.
 PARALLEL_MIN_BYTES = 64 << 20
-UNIT_BYTES = 16 << 20  # bytes of (estimated decompressed) input per unit of work
+UNIT_BYTES = 4 << 20  # bytes of (estimated decompressed) input per unit of work
 UNIT_FILES = 200  # files per unit (bundles are decoded together up to this many)
 PART_BYTES = 16 << 20  # an uncompressed NDJSON file larger than this is parsed in parts
 GZIP_EXPANSION = 12  # estimate of a feed gzip's expansion, to size units
