@@ -3,9 +3,9 @@
 -- ready_for_review or missing_data, plus
 --   first_eligible_on: the earliest screening date (up to this run's) on which the patient
 --     was a candidate for the trial and cohort, per screening_candidate_history;
---   is_new: not a candidate in the previous run, i.e. the most recent other run_id of the
---     history with a screening date on or before this run's (latest recorded wins on ties).
---     True on the first run ever.
+--   is_new: not a candidate in the previous run (int_screening__previous_candidates: the most
+--     recent other run_id of the published history with a screening date on or before this
+--     run's, latest recorded wins on ties). True on the first run ever.
 with
 
 results as (
@@ -20,44 +20,18 @@ history as (
 
 ),
 
+previous_candidates as (
+
+    select * from {{ ref('int_screening__previous_candidates') }}
+
+),
+
 current_run as (
 
     select distinct
         run_id,
         screening_date
     from results
-
-),
-
-previous_run as (
-
-    select
-        history.trial_id,
-        history.run_id,
-        row_number() over (
-            partition by history.trial_id
-            order by history.screening_date desc, max(history.recorded_at) desc, history.run_id desc
-        ) as run_rank
-    from history
-    inner join current_run
-        on history.run_id <> current_run.run_id
-        and history.screening_date <= current_run.screening_date
-    group by history.trial_id, history.run_id, history.screening_date
-
-),
-
-previous_candidates as (
-
-    select
-        history.trial_id,
-        history.cohort_id,
-        history.patient_key
-    from history
-    inner join previous_run
-        on history.trial_id = previous_run.trial_id
-        and history.run_id = previous_run.run_id
-        and previous_run.run_rank = 1
-    where history.is_candidate
 
 ),
 

@@ -24,9 +24,10 @@ candidates as (
 
 ),
 
-history as (
+previous_candidates as (
 
-    select * from {{ ref('screening_candidate_history') }}
+    -- the previous run's candidates, as eligible_candidates.is_new defines them
+    select * from {{ ref('int_screening__previous_candidates') }}
 
 ),
 
@@ -57,49 +58,6 @@ population as (
 patients as (
 
     select * from {{ ref('int_patients') }}
-
-),
-
-current_run as (
-
-    select distinct
-        run_id,
-        screening_date
-    from results
-
-),
-
-previous_run as (
-
-    -- the previous run per trial, as eligible_candidates defines it
-    select
-        history.trial_id,
-        history.run_id,
-        row_number() over (
-            partition by history.trial_id
-            order by history.screening_date desc, max(history.recorded_at) desc, history.run_id desc
-        ) as run_rank
-    from history
-    inner join current_run
-        on history.run_id <> current_run.run_id
-        and history.screening_date <= current_run.screening_date
-    group by history.trial_id, history.run_id, history.screening_date
-
-),
-
-previous_candidates as (
-
-    select
-        history.trial_id,
-        history.cohort_id,
-        history.patient_key,
-        history.candidate_status as previous_status
-    from history
-    inner join previous_run
-        on history.trial_id = previous_run.trial_id
-        and history.run_id = previous_run.run_id
-        and previous_run.run_rank = 1
-    where history.is_candidate
 
 ),
 
