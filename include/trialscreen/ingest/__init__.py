@@ -136,7 +136,7 @@ FEED_COUNT_COLUMNS: dict[str, pl.DataType] = {
     "finished_at": schema.TS,
 }
 
-FLUSH_ROWS = 250_000  # rows parsed before a batch is written (bounds memory)
+FLUSH_ROWS = 125_000  # rows parsed before a batch is written (bounds memory)
 # DuckDB's buffer pool during an ingest (default: 80 % of the machine's memory, and the feed's
 # uncommitted rows stayed in it, so the ingest grew with the drop); past it DuckDB writes
 # blocks out and spills to ``<warehouse>.tmp``. PostgreSQL has its own server settings.
