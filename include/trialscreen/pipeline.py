@@ -311,7 +311,12 @@ def prepare_build(warehouse: str | Path, trials: list[str]) -> None:
         ensure_tables(wh)
         write_patient_keys(wh, pseudonym.pseudonym_key())
         for table, frame in trial_tables(definitions).items():
-            wh.replace_table(table if "." in table else f"config.{table}", frame)
+            name = table if "." in table else f"config.{table}"
+            if wh.engine == "postgres":
+                # the staging views dbt built on it last night (stg_config__*) would make
+                # PostgreSQL refuse the drop; dbt builds them again tonight
+                wh.execute(f"drop table if exists {identifier(name)} cascade")
+            wh.replace_table(name, frame)
 
 
 def dbt_vars(screening_date: date, run_id: str) -> dict[str, Any]:
