@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -192,8 +193,7 @@ def run_dbt(
         else:
             artifacts = Path(artifacts_dir)
             artifacts.mkdir(parents=True, exist_ok=True)
-        cli_args = [
-            *command.split(),  # "build", or a subcommand such as "docs generate"
+        common = [
             "--project-dir",
             str(project),
             "--profiles-dir",
@@ -210,15 +210,20 @@ def run_dbt(
             "info",
             "--no-use-colors",
         ]
-        if dbt_vars:
-            cli_args += ["--vars", yaml.safe_dump(dict(dbt_vars), default_flow_style=True).strip()]
+        # "build", or a subcommand such as "docs generate"
+        cli_args = [*command.split(), *common, *_vars_args(dbt_vars)]
+        if artifacts_dir is None:  # a temporary directory nobody reads: no JSON artifacts
+            cli_args += ["--no-write-json"]
         cli_args += list(args or [])
         env = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **target.env}
         finished: list[tuple[str, str]] = []
+        key = _parse_key(command, project, target, dbt_vars)
         with _environment(env):
+            manifest = _parsed_manifest(key, common, dbt_vars)
             recorders = [_failed_node_recorder(finished), *callbacks]
-            result = dbtRunner(callbacks=recorders).invoke(cli_args)
+            result = dbtRunner(manifest=manifest, callbacks=recorders).invoke(cli_args)
     if not result.success:
+        _forget_manifest(key)
         if target.target == "duckdb":
             _release_duckdb()
         # when the invocation itself aborted (a DuckDB INTERNAL/FATAL error invalidates the
@@ -228,6 +233,86 @@ def run_dbt(
         detail = summarize(result.exception) if result.exception else ""
         raise DbtBuildError(command, failures, detail)
     return result
+
+
+def _vars_args(dbt_vars: Mapping[str, Any] | None) -> list[str]:
+    if not dbt_vars:
+        return []
+    return ["--vars", yaml.safe_dump(dict(dbt_vars), default_flow_style=True).strip()]
+
+
+# The parsed project, kept in this process across dbt calls (docs/decisions.md, "One dbt parse
+# per process"). Parsing ~150 models and ~500 data tests is most of a small build's cost, and
+# every command of a run (seed, build, docs generate) and every run of a long-lived process
+# parsed it again: dbt's own partial parsing never applies, since the run's vars change on
+# every run. The run's vars (RUN_VARS) are read only when a node executes (macros/
+# run_vars.sql), so the parse leaves them out and the command gets them; a parse is reused
+# only for the same project files (path, size, modification time), target and connection
+# identity (what dbt writes into the nodes: the DuckDB file's name, the PostgreSQL database)
+# and the same other vars (``wap`` changes the schemas, ``criterion_rules`` the models).
+RUN_VARS = frozenset({"screening_date", "run_id", "timezone"})
+_PARSE_CACHE_SIZE = 4
+_PARSED: dict[tuple[Any, ...], Any] = {}
+_PARSED_LOCK = threading.Lock()
+
+
+def _parse_key(
+    command: str, project: Path, target: DbtTarget, dbt_vars: Mapping[str, Any] | None
+) -> tuple[Any, ...] | None:
+    """What a parse of the project depends on, or None for a command that must parse itself
+    (``parse`` writes the manifest others read)."""
+    if command.split()[0] not in ("build", "seed", "run", "test", "docs"):
+        return None
+    identity = dict(target.env)
+    if target.target == "duckdb":  # the nodes carry the file's name, not its folder
+        identity["TRIALSCREEN_DUCKDB_PATH"] = Path(identity["TRIALSCREEN_DUCKDB_PATH"]).name
+    identity.pop("TRIALSCREEN_PG_PASSWORD", None)
+    files = []
+    for path in sorted(project.rglob("*")):
+        relative = path.relative_to(project)
+        if relative.parts[0] in ("target", "logs") or not path.is_file():
+            continue
+        stat = path.stat()
+        files.append((relative.as_posix(), stat.st_size, stat.st_mtime_ns))
+    parse_vars = {k: v for k, v in (dbt_vars or {}).items() if k not in RUN_VARS}
+    return (
+        str(project),
+        target.target,
+        tuple(sorted(identity.items())),
+        yaml.safe_dump(parse_vars, sort_keys=True),
+        tuple(files),
+    )
+
+
+def _parsed_manifest(
+    key: tuple[Any, ...] | None, common: list[str], dbt_vars: Mapping[str, Any] | None
+) -> Any:
+    """The project parsed once for ``key`` (None: let the command parse)."""
+    from dbt.cli.main import dbtRunner
+
+    if key is None:
+        return None
+    with _PARSED_LOCK:
+        if key in _PARSED:
+            return _PARSED[key]
+    parse_vars = {k: v for k, v in (dbt_vars or {}).items() if k not in RUN_VARS}
+    result = dbtRunner().invoke(
+        ["parse", *common, *_vars_args(parse_vars), "--no-write-json", "--no-partial-parse"]
+    )
+    if not result.success:
+        return None  # the command parses and reports the error itself
+    with _PARSED_LOCK:
+        while len(_PARSED) >= _PARSE_CACHE_SIZE:
+            del _PARSED[next(iter(_PARSED))]
+        _PARSED[key] = result.result
+    return result.result
+
+
+def _forget_manifest(key: tuple[Any, ...] | None) -> None:
+    """A failed command may leave its nodes half compiled: the next call parses afresh."""
+    if key is not None:
+        with _PARSED_LOCK:
+            _PARSED.pop(key, None)
 
 
 def _failed_node_recorder(failures: list[tuple[str, str]]) -> Any:
