@@ -45,6 +45,45 @@ def published(tmp_path_factory: pytest.TempPathFactory):
     mp.undo()
 
 
+def _build_candidates(root: Path, wh_path: Path) -> str:
+    """Start a run on the same drop and build it into the candidate schemas (not validated,
+    not published); its run_id."""
+    run_id = pipeline.start_run(wh_path, SCREENING_DATE, ["axiom"])
+    for feed in ("fhir", "hl7", "csv"):
+        pipeline.ingest_feed(wh_path, root / "drop", feed, run_id)
+    pipeline.prepare_build(wh_path, ["axiom"])
+    pipeline.build(wh_path, SCREENING_DATE, run_id)
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def candidates(published):
+    """One candidate build shared by the tests that corrupt it (one dbt build, not one per
+    test): its run_id and a function that puts the built screening_results back, run by each
+    test before it changes them. The pristine copy sits outside the candidate schemas, so
+    nothing publishes it."""
+    root, wh_path = published["root"], published["root"] / "wh.duckdb"
+    run_id = _build_candidates(root, wh_path)
+    with Warehouse.connect(wh_path) as wh:
+        wh.execute("create schema if not exists wap_test")
+        wh.execute(
+            "create table wap_test.screening_results as "
+            "select * from marts_candidate.screening_results"
+        )
+
+    def restore() -> None:
+        with Warehouse.connect(wh_path) as wh:
+            wh.execute("delete from marts_candidate.screening_results")
+            wh.execute(
+                "insert into marts_candidate.screening_results "
+                "select * from wap_test.screening_results"
+            )
+
+    yield {"root": root, "wh_path": wh_path, "run_id": run_id, "restore": restore}
+    with Warehouse.connect(wh_path) as wh:
+        wh.execute("drop schema wap_test cascade")
+
+
 def test_first_run_publishes(published) -> None:
     assert published["first"].published, published["first"].message
     assert len(published["before"]["screening_results"]) == published["screened"]
@@ -52,15 +91,11 @@ def test_first_run_publishes(published) -> None:
 
 
 def test_corrupted_build_fails_validation_and_keeps_yesterdays_tables(
-    published, monkeypatch: pytest.MonkeyPatch
+    published, candidates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(pseudonym.KEY_ENV, "wap-test-key")
-    root, wh_path = published["root"], published["root"] / "wh.duckdb"
-    run_id = pipeline.start_run(wh_path, SCREENING_DATE, ["axiom"])
-    for feed in ("fhir", "hl7", "csv"):
-        pipeline.ingest_feed(wh_path, root / "drop", feed, run_id)
-    pipeline.prepare_build(wh_path, ["axiom"])
-    pipeline.build(wh_path, SCREENING_DATE, run_id)
+    root, wh_path, run_id = candidates["root"], candidates["wh_path"], candidates["run_id"]
+    candidates["restore"]()
     # the fixture's corruption: a duplicated key and a creatinine clearance broken for
     # everyone (what a unit or formula bug does), both structural
     with Warehouse.connect(wh_path) as wh:
@@ -97,17 +132,13 @@ def test_corrupted_build_fails_validation_and_keeps_yesterdays_tables(
 
 
 def test_one_patients_implausible_value_warns_and_never_blocks_everyone(
-    published, monkeypatch: pytest.MonkeyPatch
+    candidates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One record's value outside a physiological range is a warning: the gate publishes
     everybody else's results (structural checks such as the column's median still block)."""
     monkeypatch.setenv(pseudonym.KEY_ENV, "wap-test-key")
-    root, wh_path = published["root"], published["root"] / "wh.duckdb"
-    run_id = pipeline.start_run(wh_path, SCREENING_DATE, ["axiom"])
-    for feed in ("fhir", "hl7", "csv"):
-        pipeline.ingest_feed(wh_path, root / "drop", feed, run_id)
-    pipeline.prepare_build(wh_path, ["axiom"])
-    pipeline.build(wh_path, SCREENING_DATE, run_id)
+    root, wh_path, run_id = candidates["root"], candidates["wh_path"], candidates["run_id"]
+    candidates["restore"]()
     with Warehouse.connect(wh_path) as wh:
         wh.execute(
             "update marts_candidate.screening_results set crcl_ml_min = 5000 "
