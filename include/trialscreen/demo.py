@@ -21,10 +21,12 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from trialscreen import pseudonym
 
 REPO = Path(__file__).resolve().parents[2]
+GATE_TASK = "quality_gate"  # the DAG's gate task (dags/trialscreen_nightly.py)
 
 
 def _demo_key(out: Path) -> None:
@@ -51,8 +53,12 @@ def _airflow_env(home: Path) -> None:
     )
 
 
-def run_dag(feeds: Path, warehouse: Path, reports: Path, screening_date: date, home: Path) -> str:
-    """Run the nightly DAG once with ``dag.test()``; returns the DAG run's state."""
+def run_dag(
+    feeds: Path, warehouse: Path, reports: Path, screening_date: date, home: Path
+) -> tuple[str, bool]:
+    """Run the nightly DAG once with ``dag.test()``; returns the DAG run's state and whether
+    the quality gate blocked publication (its task failed: ``GateBlocked``), which the demo
+    reports as ``trialscreen run`` does (exit 3), apart from any other failure."""
     _airflow_env(home)
     from trialscreen.transform import compile_manifest
 
@@ -80,7 +86,15 @@ def run_dag(feeds: Path, warehouse: Path, reports: Path, screening_date: date, h
                 "reports_dir": str(reports),
             },
         )
-    return str(run.state)
+    return str(run.state), gate_blocked(run)
+
+
+def gate_blocked(run: Any) -> bool:
+    """Whether the quality gate blocked this DAG run: the gate task itself failed (it fails
+    only by ``GateBlocked``, without retries); a run that failed before the gate leaves it
+    ``upstream_failed``, which is a failure, not a blocked gate."""
+    gate = run.get_task_instance(GATE_TASK)
+    return gate is not None and str(gate.state) == "failed"
 
 
 @contextlib.contextmanager
@@ -125,8 +139,10 @@ def run_demo(
     generate(patients=patients, seed=seed, out=feeds, screening_date=screening_date)
     if use_airflow:
         print(f"2/3 running the nightly DAG (dag.test) as of {screening_date} on {warehouse}")
-        state = run_dag(feeds, warehouse, reports, screening_date, out / "airflow")
+        state, blocked = run_dag(feeds, warehouse, reports, screening_date, out / "airflow")
         ok = state == "success"
+        if blocked:
+            state += " (the quality gate blocked publication: nothing published, see Data Docs)"
         print(f"    DAG run: {state} (task logs: {out / 'airflow' / 'dag_test.log'})")
     else:
         print(f"2/3 running the nightly job as of {screening_date} on {warehouse}")
