@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +54,8 @@ GATE_TASK = "quality_gate"
 # Cosmos passes --resource-type model/seed/snapshot to the producer's build when tests are not
 # rendered as tasks; these add the tests back, so the one build runs what `dbt build` runs
 TEST_RESOURCES = ("--resource-type", "test", "--resource-type", "unit_test")
+# the dbt of this environment (Airflow and TrialScreen share it), run as the producer's process
+DBT_EXECUTABLE = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
 
 DOC = """
 ### TrialScreen nightly
@@ -126,7 +130,9 @@ class AlertNotifier(BaseNotifier):
         from trialscreen.notify import Alert, send, trial_ids
 
         ti = context.get("ti") or context.get("task_instance")
-        failed_task = str(getattr(ti, "task_id", "") or "")
+        failed_task = str(getattr(ti, "task_id", "") or "")  # Airflow's: the last to fail
+        if self.kind == "failed":
+            failed_task = _first_failed_task(context) or failed_task
         if self.kind == "failed" and failed_task == GATE_TASK:
             return  # the gate's task callback sent gate_blocked for this run
         params = context.get("params") or {}
@@ -144,6 +150,35 @@ class AlertNotifier(BaseNotifier):
             task = re.sub(r"[^A-Za-z_.]", "_", failed_task)[:64] or "unknown"
             summary = f"nightly run failed in task {task}"  # publish may have run before
         send(Alert(self.kind, run_id, trials, summary, counts))
+
+
+def _first_failed_task(context: Any) -> str | None:
+    """The run's failed task that failed first: the one with no failed task upstream of it
+    (every task downstream of a failure ran after it; of unrelated failures, the one with
+    fewest tasks upstream). Airflow's DAG failure callback hands over the failed task that
+    ended last, which after a failed ``publish`` is ``reports`` (it runs ``all_done``) and
+    after a failed build is a model task. None when the task states cannot be read: the
+    scheduler's DAG processor reads them over its supervisor channel; ``dag.test()`` runs
+    DAG callbacks without one, and the alert then names the task Airflow handed over."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    dag, run_id = context.get("dag"), context.get("run_id")
+    if dag is None or run_id is None:
+        return None
+    try:
+        states = RuntimeTaskInstance.get_task_states(dag_id=dag.dag_id, run_ids=[run_id])
+    except NameError:  # no supervisor channel in this process (dag.test)
+        return None
+    failed = {t for t, state in states.get(run_id, {}).items() if str(state) == "failed"}
+    return first_failed(dag, failed)
+
+
+def first_failed(dag: Any, failed: set[str]) -> str | None:
+    """Of the failed task ids, the one that failed first (see ``_first_failed_task``)."""
+    known = {t for t in failed if dag.has_task(t)}
+    upstream = {t: set(dag.get_task(t).get_flat_relative_ids(upstream=True)) for t in known}
+    roots = [t for t in known if not upstream[t] & known]
+    return min(roots, key=lambda t: (len(upstream[t]), t), default=None)
 
 
 class GateBlocked(AirflowFailException):
@@ -330,16 +365,17 @@ def trialscreen_nightly() -> None:
         # (docs/decisions.md, "One dbt build in the DAG")
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.WATCHER,
-            invocation_mode=InvocationMode.DBT_RUNNER,
+            # dbt runs in its own process: Cosmos reads its info-level JSON lines (one result
+            # line per node) and pushes each node's status from this task while dbt's threads
+            # run on (docs/decisions.md, "One dbt build in the DAG")
+            invocation_mode=InvocationMode.SUBPROCESS,
+            dbt_executable_path=DBT_EXECUTABLE,
             setup_operator_args={
                 # a retried producer skips (it never runs a second build), and its skip
                 # would skip every model task: the model tasks retry their own model instead
                 "retries": 0,
                 "full_refresh": True,
                 "dbt_cmd_flags": list(TEST_RESOURCES),
-                # dbt-duckdb keeps the DuckDB file open in the process after the build (the
-                # next task in the same process, as under dag.test(), could not open it)
-                "post_execute": _release_dbt_connection,
             },
         ),
         render_config=RenderConfig(
@@ -351,6 +387,7 @@ def trialscreen_nightly() -> None:
         # per-run connection settings and vars come from prepare_build's XCom (templated at
         # run time; ProjectConfig.env_vars would fix them at parse time)
         operator_args={
+            "append_env": True,  # dbt's process gets the worker's environment (PG password...)
             "env": "{{ ti.xcom_pull(task_ids='prepare_build')['env'] }}",
             "vars": "{{ ti.xcom_pull(task_ids='prepare_build')['vars'] }}",
         },
@@ -367,12 +404,6 @@ def trialscreen_nightly() -> None:
     published = publish()
     gate >> published >> reports()
     notify(published)
-
-
-def _release_dbt_connection(context: Any, result: Any = None) -> None:
-    from trialscreen.transform import _release_duckdb
-
-    _release_duckdb()
 
 
 def _models_after_the_build(group: DbtTaskGroup) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from trialscreen.demo import gate_blocked
+
 pytestmark = pytest.mark.slow  # migrates an Airflow metadata DB and runs the DAG
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,6 +86,8 @@ def test_nightly_dag_is_scheduled_safely(dagbag) -> None:
 
 
 def test_dbt_runs_as_one_build_with_a_task_per_model(dagbag) -> None:
+    from cosmos.constants import InvocationMode
+
     dag = dagbag.dags["trialscreen_nightly"]
     ids = {t.task_id for t in dag.tasks}
     producer = dag.get_task("dbt.dbt_producer_watcher")
@@ -95,6 +99,10 @@ def test_dbt_runs_as_one_build_with_a_task_per_model(dagbag) -> None:
     # ... when it ran, whether it succeeded or failed (not when it never ran)
     assert dag.get_task("dbt.stg_config__trials_run").trigger_rule == "one_done"
     assert dag.get_task("dbt.dbt_producer_watcher").upstream_task_ids == {"prepare_build"}
+    # dbt runs in its own process, its result lines read as they come (in-process, Cosmos
+    # wrote an XCom from inside dbt's threads for every event, which serialized the build)
+    assert producer.invocation_mode == InvocationMode.SUBPROCESS
+    assert producer.append_env  # the worker's environment reaches dbt (TRIALSCREEN_PG_*)
     order = ["start_run", "ingest_fhir", "prepare_build", "validate", "publish", "reports"]
     assert set(order) <= ids
     # XComs flow only where data does: the run id comes from the context, not start_run
@@ -217,46 +225,81 @@ def cli_run(population: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_dag_test_run_publishes_what_the_cli_publishes(
-    dagbag,
-    population: Path,
-    cli_run: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capfd: pytest.CaptureFixture[str],
-) -> None:
+@pytest.fixture(scope="session")
+def published_run(request, dagbag, population: Path, cli_run: Path, tmp_path_factory):
+    """The suite's one full ``dag.test()`` night (two trials, 120 patients): its DAG run, its
+    warehouse directory and the task logs it printed (read from pytest's own output capture,
+    which holds what the run wrote; None under ``-s``). Every assertion on a published night
+    reads this run."""
     from trialscreen import pseudonym
+
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    capturing = capture is not None and capture.is_globally_capturing()
+    if capturing:
+        capture.read_global_capture()  # drop what came before the run
+    out = tmp_path_factory.mktemp("dag_run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(pseudonym.KEY_ENV, "dag-test-key")
+        mp.delenv("TRIALSCREEN_ALERT_WEBHOOK_URL", raising=False)
+        mp.delenv("TRIALSCREEN_ALERT_SMTP_HOST", raising=False)
+        run = _dag_test(
+            dagbag.dags["trialscreen_nightly"],
+            SCREENING_DATE,
+            run_conf={
+                "trials": TRIALS,
+                "input_dir": str(population),
+                "warehouse": str(out / "dag.duckdb"),
+                "reports_dir": str(out / "dag_reports"),
+            },
+        )
+    logs = "".join(capture.read_global_capture()) if capturing else None
+    (out / "task_logs.txt").write_text(logs or "")  # kept with the run, to read on failure
+    return run, out, logs
+
+
+def test_dag_run_publishes_what_the_cli_publishes(published_run, cli_run: Path) -> None:
+    run, out, _ = published_run
+    assert run.state == "success"
+    assert not gate_blocked(run)
+    assert _marts(out / "dag.duckdb") == _marts(cli_run / "cli.duckdb")
+
+
+def test_dag_run_screens_every_trial_of_its_params_in_one_run(published_run) -> None:
     from trialscreen.warehouse import Warehouse
 
-    monkeypatch.setenv(pseudonym.KEY_ENV, "dag-test-key")
-    monkeypatch.delenv("TRIALSCREEN_ALERT_WEBHOOK_URL", raising=False)
-    monkeypatch.delenv("TRIALSCREEN_ALERT_SMTP_HOST", raising=False)
-    run = _dag_test(
-        dagbag.dags["trialscreen_nightly"],
-        SCREENING_DATE,
-        run_conf={
-            "trials": TRIALS,
-            "input_dir": str(population),
-            "warehouse": str(tmp_path / "dag.duckdb"),
-            "reports_dir": str(tmp_path / "dag_reports"),
-        },
-    )
-    assert run.state == "success"
-    marts = _marts(tmp_path / "dag.duckdb")
-    assert marts == _marts(cli_run / "cli.duckdb")
-    with Warehouse.connect(tmp_path / "dag.duckdb") as wh:
+    _, out, _ = published_run
+    with Warehouse.connect(out / "dag.duckdb") as wh:
         trials = {r[0] for r in wh.query("select distinct trial_id from marts.screening_results")}
     assert trials == {"axiom", "example_second"}  # both trials of the params, one run
-    assert (tmp_path / "dag_reports" / "latest" / "report.html").exists()
-    docs = (tmp_path / "dag_reports" / "dbt_docs" / "index.html").read_text()
+
+
+def test_dag_run_writes_the_report_and_the_dbt_docs(published_run) -> None:
+    _, out, _ = published_run
+    assert (out / "dag_reports" / "latest" / "report.html").exists()
+    docs = (out / "dag_reports" / "dbt_docs" / "index.html").read_text()
     assert "criterion_evaluations" in docs  # the analysts' lineage and column docs
 
-    # the Airflow task logs of the whole run (dag.test prints them) carry no PHI
-    task_logs = capfd.readouterr()
-    task_logs = task_logs.out + task_logs.err
+
+def test_every_model_task_reports_its_model_from_the_one_build(published_run, dagbag) -> None:
+    run, _, logs = published_run
+    dag = dagbag.dags["trialscreen_nightly"]
+    models = [
+        t.task_id for t in dag.tasks if t.task_id.startswith("dbt.") and "producer" not in t.task_id
+    ]
+    assert len(models) > 40
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert {states[m] for m in models} == {"success"}
+    if logs is not None:  # one dbt build: the producer's (no model task ran its own)
+        assert logs.count("Running with dbt=") == 1
+
+
+def test_dag_run_task_logs_carry_no_phi(published_run) -> None:
+    _, out, task_logs = published_run
+    if task_logs is None:
+        pytest.skip("the task logs are read from pytest's output capture (run without -s)")
     assert "prepare_build" in task_logs and len(task_logs) > 10_000
     tokens = set(re.findall(r"[A-Za-z0-9-]+", task_logs))
-    leaked = sorted(_phi(tmp_path / "dag.duckdb") & tokens)
+    leaked = sorted(_phi(out / "dag.duckdb") & tokens)
     assert leaked == [], f"PHI in Airflow task logs: {len(leaked)} values"
 
 
@@ -310,6 +353,7 @@ def test_blocked_gate_sends_one_alert_without_phi(
     )
     assert run.state == "failed"
     assert run.get_task_instance("quality_gate").state == "failed"
+    assert gate_blocked(run)  # `trialscreen demo` exits 3 on it, as `trialscreen run` does
     assert _marts(warehouse) == before  # yesterday's tables stay published
     assert len(receiver.received) == 1, [p.get("kind") for p in receiver.received]
     alert = receiver.received[0]
@@ -344,6 +388,24 @@ def test_failed_run_sends_one_failed_alert(dagbag, receiver: Receiver, tmp_path:
         },
     )
     assert run.state == "failed"
+    assert not gate_blocked(run)  # a failure before the gate is not a blocked gate (exit 1)
     assert [a["kind"] for a in receiver.received] == ["failed"]
     assert "start_run" in receiver.received[0]["summary"]
     assert receiver.received[0]["trials"] == []  # an unknown trial is not named
+
+
+def test_the_failed_alert_names_the_task_that_failed_first(dagbag) -> None:
+    """Airflow hands the DAG's failure callback the failed task that ended last (``reports``
+    runs after a failed ``publish``; model tasks fail after a failed build); the alert names
+    the first. ``dag.test()`` runs DAG callbacks without the scheduler's channel for task
+    states, so this checks the choice on the real DAG's graph."""
+    dag = dagbag.dags["trialscreen_nightly"]
+    callback = dag.on_failure_callback
+    callback = callback[0] if isinstance(callback, list) else callback
+    first_failed = sys.modules[type(callback).__module__].first_failed
+    assert first_failed(dag, {"publish", "reports"}) == "publish"
+    producer = "dbt.dbt_producer_watcher"
+    assert first_failed(dag, {"dbt.worklist_run", "notify", producer}) == producer
+    assert first_failed(dag, {"reports", "start_run", "dbt.stg_config__trials_run"}) == "start_run"
+    assert first_failed(dag, {"quality_gate", "reports"}) == "quality_gate"  # gate alert only
+    assert first_failed(dag, set()) is None
