@@ -222,6 +222,12 @@ SETTINGS: tuple[Setting, ...] = (
     S("gate", "memory_limit", "TRIALSCREEN_GATE_MEMORY_LIMIT", "string", None,
       "the DuckDB memory the quality gate may use (it spills to disk beyond it); default "
       "DEFAULT_GATE_MEMORY_LIMIT of trialscreen.validate.runner", _check_size),
+    # ingest (trialscreen.ingest)
+    S("ingest", "workers", "TRIALSCREEN_INGEST_WORKERS", "integer", None,
+      "parse worker processes for a feed with 64 MiB or more of new files (0: parse in the "
+      "ingest process); default one per CPU, at most 4"),
+    S("ingest", "duckdb_memory", "TRIALSCREEN_INGEST_DUCKDB_MEMORY", "string", "512MB",
+      "the DuckDB memory an ingest may use (it spills to disk beyond it)", _check_size),
     # the coordinators' worklist (trialscreen.worklist)
     S("worklist", "dir", "TRIALSCREEN_WORKLIST_DIR", "path", None,
       "where the worklist is written (0700); default worklist/ beside the reports folder"),
