@@ -113,14 +113,7 @@ def parse_fhir_file(path: Path, root: Path) -> ParsedFile:
     acc.run()
     if _nothing_was_json(acc):
         return _file_quarantine(result, _FileError("no line of the file is valid JSON", data))
-    for entity, frames in acc.out.items():
-        if frames:
-            result.tables[entity] = pl.concat(frames, rechunk=False)
-    result.quarantined = _quarantine(acc.quarantine)
-    result.ignored = dict(acc.ignored)
-    result.records_in = result.rows_out + result.quarantined.height
-    result.codings = acc.coding_frame()
-    return result
+    return _finish(result, acc)
 
 
 def parse_fhir_part(path: Path, root: Path, start: int, end: int, first_line: int) -> ParsedFile:
@@ -144,14 +137,7 @@ def parse_fhir_part(path: Path, root: Path, start: int, end: int, first_line: in
     _collect_ndjson(data, _ndjson_type(path), acc, first_line)
     del data
     acc.run()
-    for entity, frames in acc.out.items():
-        if frames:
-            result.tables[entity] = pl.concat(frames, rechunk=False)
-    result.quarantined = _quarantine(acc.quarantine)
-    result.ignored = dict(acc.ignored)
-    result.records_in = result.rows_out + result.quarantined.height
-    result.codings = acc.coding_frame()
-    return result
+    return _finish(result, acc)
 
 
 def all_lines_not_json(parsed: ParsedFile) -> bool:
@@ -218,3 +204,15 @@ class _Batch:
         except _Reroute:
             return [parse_fhir_file(slot.path, self.root) for slot in slots]
         return [slot.result for slot in slots]
+
+
+def _finish(result: ParsedFile, acc: _Accumulator) -> ParsedFile:
+    """The accumulated frames, rejects, ignored counts and codings moved into ``result``."""
+    for entity, frames in acc.out.items():
+        if frames:
+            result.tables[entity] = pl.concat(frames, rechunk=False)
+    result.quarantined = _quarantine(acc.quarantine)
+    result.ignored = dict(acc.ignored)
+    result.records_in = result.rows_out + result.quarantined.height
+    result.codings = acc.coding_frame()
+    return result
