@@ -34,6 +34,8 @@ sys.path.insert(0, str(TESTS))
 # CPU-seconds, docs/benchmarks.md "Test suite"): whole pipeline runs on several populations
 # or engines first, then a Spark build, then several dbt builds, then one.
 HEAVIEST_FIRST: tuple[str, ...] = (
+    "e2e/test_incremental_nights.py",  # ten nights on DuckDB (~10 CPU-minutes)
+    "e2e/test_incremental_nights_postgres.py",  # the same ten on PostgreSQL
     "e2e/test_expected_outcomes.py",  # three 700-patient populations through the pipeline
     "spark/test_spark_parity.py",  # a pipeline run, a JVM, dbt on Spark
     "e2e/test_hardening_runs.py",  # each test runs the pipeline on DuckDB and on PostgreSQL
@@ -47,6 +49,7 @@ HEAVIEST_FIRST: tuple[str, ...] = (
     "e2e/test_write_audit_publish.py",
     "e2e/test_local_time.py",  # one drop in two time zones
     "e2e/test_synthea_end_to_end.py",
+    "synth/test_increment_night.py",  # a generated night, then its increment
     "dbt/test_issue11_scenarios.py",  # the shared scenario build (tests/dbt/conftest.py)
     "dbt/test_patients_merge.py",
     "dbt/test_local_codes_by_facility.py",

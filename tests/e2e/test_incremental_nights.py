@@ -1,7 +1,8 @@
 """Incremental nights (issue 14, item 2; docs/decisions.md "Incremental nights"): a sequence of
 nightly runs in which the normalized models recompute only the patients new loads changed
 publishes exactly the marts (every row of every published table) the same sequence publishes
-with ``--full-refresh`` every night, on DuckDB and on PostgreSQL.
+with ``--full-refresh`` every night, on DuckDB here and on PostgreSQL in
+test_incremental_nights_postgres.py (the same tests).
 
 The nights (a 40-patient generated population, then small hand-written drops):
 
@@ -24,7 +25,6 @@ blocked night (a blocked night publishes nothing) and lands night 3's file on ni
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -218,13 +218,15 @@ def _land_broken_row(url: str) -> None:
         )
 
 
-@pytest.fixture(
-    scope="module",
-    params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)],
-)
-def nights(request, drops, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    root = tmp_path_factory.mktemp(f"incremental_{request.param}")
-    if request.param == "duckdb":
+def engine_nights(
+    engine: str, request: pytest.FixtureRequest, drops: dict[str, Path], tmp: Path
+) -> dict[str, Any]:
+    """Both sequences of nights on one engine ("duckdb" or "postgres"). PostgreSQL's run is
+    in test_incremental_nights_postgres.py, a module of its own, so that the suite's two
+    workers (``--dist loadfile``) run the engines side by side (~10 CPU-minutes each)."""
+    root = tmp / f"incremental_{engine}"
+    root.mkdir()
+    if engine == "duckdb":
         urls = (str(root / "incremental.duckdb"), str(root / "full.duckdb"))
     else:
         cluster = request.getfixturevalue("pg_cluster")
@@ -236,7 +238,14 @@ def nights(request, drops, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 cur.execute(f"create database {name}")
         con.close()
         urls = (cluster.url_for("incremental_nights"), cluster.url_for("full_refresh_nights"))
-    yield _sequences(drops, urls[0], urls[1], root)
+    return _sequences(drops, urls[0], urls[1], root)
+
+
+@pytest.fixture(scope="module")
+def nights(
+    request: pytest.FixtureRequest, drops: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    return engine_nights("duckdb", request, drops, tmp_path_factory.mktemp("nights"))
 
 
 def test_incremental_nights_publish_what_full_refresh_nights_publish(nights) -> None:
