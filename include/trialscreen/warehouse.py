@@ -185,20 +185,13 @@ class Warehouse:
     def ensure_table(self, table: str, columns: dict[str, pl.DataType]) -> None:
         """Create ``schema.table`` if missing; add columns a newer release defined (the
         contract only ever grows: columns are added, never dropped or retyped)."""
-        schema, name = identifier(table).split(".", 1)
+        schema, _ = identifier(table).split(".", 1)
         for column in columns:
             identifier(column)
         self.ensure_schema(schema)
         cols = ", ".join(f"{c} {self.column_type(dt)}" for c, dt in columns.items())
         self.execute(f"create table if not exists {table} ({cols})")
-        present = {
-            r[0]
-            for r in self.query(
-                "select column_name from information_schema.columns "
-                f"where table_schema = {self.param} and table_name = {self.param}",
-                [schema, name],
-            )
-        }
+        present = set(self.column_names(table))
         for column, dtype in columns.items():
             if column not in present:
                 self.execute(f"alter table {table} add column {column} {self.column_type(dtype)}")
@@ -238,6 +231,18 @@ class Warehouse:
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         rows = self.query(sql, params)
         return rows[0][0] if rows else None
+
+    def column_names(self, table: str) -> list[str]:
+        """The columns of ``schema.table`` in table order (empty when it does not exist)."""
+        schema, name = table.split(".", 1)
+        return [
+            r[0]
+            for r in self.query(
+                "select column_name from information_schema.columns where table_schema = "
+                f"{self.param} and table_name = {self.param} order by ordinal_position",
+                [schema, name],
+            )
+        ]
 
     def table_exists(self, table: str) -> bool:
         schema, name = table.split(".", 1)

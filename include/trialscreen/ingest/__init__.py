@@ -193,15 +193,7 @@ def _missing_offset_columns(wh: Warehouse, table: str, entity: str) -> list[str]
     wanted = schema.timestamp_columns(entity)
     if not wanted or not wh.table_exists(table):
         return []
-    schema_name, name = table.split(".", 1)
-    present = {
-        r[0]
-        for r in wh.query(
-            "select column_name from information_schema.columns "
-            f"where table_schema = {wh.param} and table_name = {wh.param}",
-            [schema_name, name],
-        )
-    }
+    present = set(wh.column_names(table))
     return [c for c in wanted if f"{c}_offset_min" not in present]
 
 

@@ -234,14 +234,7 @@ class Worklist:
 
 def build(wh: Warehouse, run_id: str, built_at: datetime) -> Worklist:
     """The worklist of the published restricted.worklist (opted-out patients already gone)."""
-    present = [
-        r[0]
-        for r in wh.query(
-            "select column_name from information_schema.columns where table_schema = "
-            f"{wh.param} and table_name = {wh.param} order by ordinal_position",
-            ["restricted", "worklist"],
-        )
-    ]
+    present = wh.column_names("restricted.worklist")
     if not present:
         raise LookupError("restricted.worklist does not exist: no run has published one yet")
     missing = [
