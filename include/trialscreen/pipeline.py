@@ -456,6 +456,20 @@ def _record_build(warehouse: str | Path, run_id: str, plan: BuildPlan) -> None:
         wh.load_frame(BUILD_STATE_TABLE, pl.DataFrame([row], schema=BUILD_STATE_COLUMNS))
 
 
+def plan_vars(plan: BuildPlan) -> dict[str, Any]:
+    """The dbt variables a build plan adds to :func:`dbt_vars` (``trialscreen run`` and the
+    DAG alike): the load id the incremental models continue from; none on a full rebuild."""
+    return {} if plan.after_load_id is None else {"incremental_after_load_id": plan.after_load_id}
+
+
+def record_build(warehouse: str | Path, run_id: str, plan: BuildPlan) -> None:
+    """Record a build that succeeded with ``plan`` in ``audit.build_state``: the next night
+    continues from it. :func:`build` records its own; the DAG calls this in the task after
+    its dbt build (docs/decisions.md, "The DAG builds incrementally")."""
+    with run_lock(warehouse):
+        _record_build(warehouse, check_run_id(run_id), plan)
+
+
 def build(
     warehouse: str | Path,
     screening_date: date,
@@ -474,9 +488,7 @@ def build(
     run_id = check_run_id(run_id)
     with run_lock(warehouse):
         plan = plan_build(warehouse, run_id, full_refresh)
-        extra: dict[str, Any] = {"wap": True}
-        if plan.after_load_id is not None:
-            extra["incremental_after_load_id"] = plan.after_load_id
+        extra: dict[str, Any] = {"wap": True, **plan_vars(plan)}
         log.info(
             "build",
             extra={
