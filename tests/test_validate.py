@@ -511,6 +511,25 @@ def test_data_docs_show_the_failed_expectation(clean, broken, collapsed, reports
         assert run in index_html
 
 
+def test_data_docs_built_once_per_gate_still_page_and_index_every_validation(
+    clean, broken, collapsed
+):
+    """docs/decisions.md#gate-cpu: the pages and the index are built once after a gate's
+    checkpoints, not by each checkpoint; every asset of every gate keeps its own page, the
+    index links it, and each page is localized (no CDN left)."""
+    index = clean.data_docs_index
+    assert index is not None
+    index_html = index.read_text()
+    for outcome in (clean, broken, collapsed):
+        pages = {a["name"]: a["docs_page"] for a in outcome.assets}
+        assert len(pages) == len(outcome.assets) and all(pages.values()), pages
+        for name, page in pages.items():
+            assert page.startswith(f"validations/{name.replace('.', '/')}/{outcome.run_id}/")
+            assert (index.parent / page).is_file()
+            assert page in index_html, f"the index does not link {page}"
+            assert "cdn" not in (index.parent / page).read_text().lower()
+
+
 def test_no_phi_in_data_docs(clean, broken, collapsed, reports_dir):
     docs = reports_dir / "data_docs"
     files = [p for p in docs.rglob("*") if p.is_file() and p.suffix in (".html", ".json", ".yml")]

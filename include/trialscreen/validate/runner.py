@@ -11,6 +11,9 @@ metric query that fails is rolled back, so one erroring expectation does not fai
 others with it (:func:`_rollback_failed_metric`). A missing table or one without any listed
 column is validated as an empty pandas frame, as before, so its column-set expectation fails
 by name.
+
+The checkpoints run without actions; the gate's Data Docs pages and index are built once,
+after the last one (:func:`_build_data_docs`, docs/decisions.md#gate-cpu).
 """
 
 from __future__ import annotations
@@ -391,9 +394,20 @@ def _gx_context(docs_root: Path) -> Any:
     progress = ctx.variables.progress_bars
     if isinstance(progress, dict):
         progress = ProgressBarsConfig(**progress)
-    if progress is None or progress.globally or progress.metric_calculations:
+    changed = progress is None or progress.globally or progress.metric_calculations
+    if changed:
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    # ${...} come from the environment only (the warehouse URL, GX_URL_ENV): without a
+    # config-variables file GX stops re-reading and parsing that YAML on every lookup of a
+    # context setting (~800 per gate, a fifth of its CPU; docs/decisions.md#gate-cpu)
+    if ctx.variables.config_variables_file_path:
+        # typed str, stored as Optional (None: no file)
+        ctx.variables.config_variables_file_path = None  # type: ignore[assignment]
+        changed = True
+    if changed:
         ctx.variables.save()
+        # the context registered its substitution sources when loaded: load it again
+        ctx = gx.get_context(mode="file", project_root_dir=str(docs_root))
     _quiet_gx()
     return ctx
 
@@ -416,9 +430,12 @@ def _docs_index(docs_root: Path) -> Path:
     return docs_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
-def _warehouse_datasource(ctx: Any, url: WarehouseUrl) -> Any:
-    """The context's SQL datasource on the warehouse, made anew for each gate (its query
-    assets carry this run's filters). The URL reaches GX through :data:`GX_URL_ENV`."""
+def _warehouse_datasource(ctx: Any, url: WarehouseUrl, queries: Mapping[str, str]) -> Any:
+    """The context's SQL datasource on the warehouse, made anew for each gate with one query
+    asset (and its ``whole`` batch definition) per asset queried tonight, and no other:
+    written to the context once, not once per asset and once per batch definition (GX
+    rewrites its whole ``great_expectations.yml`` on each). The URL reaches GX through
+    :data:`GX_URL_ENV`."""
     if url.engine == "duckdb":
         assert url.path is not None
         os.environ[GX_URL_ENV] = f"duckdb:///{url.path.resolve()}"
@@ -427,15 +444,19 @@ def _warehouse_datasource(ctx: Any, url: WarehouseUrl) -> Any:
         os.environ[GX_URL_ENV] = url.url.replace("postgresql://", "postgresql+psycopg2://", 1)
     wanted = "trialscreen_duckdb" if url.engine == "duckdb" else "postgres"
     existing = ctx.data_sources.all().get(GX_DATASOURCE)
-    if existing is not None and existing.type == wanted:
-        return existing
-    if existing is not None:
+    if existing is not None and existing.type != wanted:
         ctx.data_sources.delete(GX_DATASOURCE)
-    connection = "${" + GX_URL_ENV + "}"
+    config: dict[str, Any] = {
+        "connection_string": "${" + GX_URL_ENV + "}",
+        "assets": [
+            {"type": "query", "name": name, "query": sql, "batch_definitions": [{"name": "whole"}]}
+            for name, sql in queries.items()
+        ],
+    }
     if url.engine == "duckdb":
-        duckdb_datasource_type()  # registers add_trialscreen_duckdb
-        return ctx.data_sources.add_trialscreen_duckdb(GX_DATASOURCE, connection_string=connection)
-    return ctx.data_sources.add_postgres(GX_DATASOURCE, connection_string=connection)
+        duckdb_datasource_type()  # registers add_or_update_trialscreen_duckdb
+        return ctx.data_sources.add_or_update_trialscreen_duckdb(GX_DATASOURCE, **config)
+    return ctx.data_sources.add_or_update_postgres(GX_DATASOURCE, **config)
 
 
 def _close_datasource(datasource: Any) -> None:
@@ -448,11 +469,7 @@ def _close_datasource(datasource: Any) -> None:
 
 def _batch_definition(ctx: Any, suite: Suite, asset: Asset, sql: str | None, warehouse: Any) -> Any:
     if sql is not None:  # GX runs the expectations as SQL on the warehouse
-        if any(a.name == asset.name for a in warehouse.assets):  # this run's query replaces it
-            warehouse.delete_asset(asset.name)
-        return warehouse.add_query_asset(asset.name, query=sql).add_batch_definition_whole_table(
-            "whole"
-        )
+        return warehouse.get_asset(asset.name).get_batch_definition("whole")
     try:
         datasource = ctx.data_sources.get(suite.name)
     except (KeyError, ValueError, LookupError):
@@ -474,29 +491,31 @@ def _run_asset(
     batch: Any,
     frame: pd.DataFrame | None,
     run_id: str,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[dict[str, Any]], list[Any]]:
     """One checkpoint run (a query asset, or a dataframe asset given ``frame``); returns
-    per-expectation rows and the Data Docs page URL."""
+    per-expectation rows and the identifiers of what its Data Docs pages render (the
+    validation result and the suite), built once for the whole gate by
+    :func:`_build_data_docs`."""
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+    )
 
     gx_suite = gx.ExpectationSuite(
         name=asset.name,
         expectations=[_gx_expectation(e) for e in asset.expectations],
         meta={"trialscreen_suite": suite.name, "description": asset.description},
     )
-    gx_suite = ctx.suites.add_or_update(gx_suite)
     # one definition per kind of batch: a definition GX stored names its datasource, and an
     # asset found missing one night (an empty frame) is queried on the warehouse the next
     name = asset.name if frame is not None else f"{asset.name}@{GX_DATASOURCE}"
-    definition = ctx.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=name, data=batch, suite=gx_suite)
-    )
+    # the checkpoint's add_or_update stores its validation definition and that one's suite
     checkpoint = ctx.checkpoints.add_or_update(
         gx.Checkpoint(
             name=name,
-            validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],  # type: ignore[attr-defined]
+            validation_definitions=[gx.ValidationDefinition(name=name, data=batch, suite=gx_suite)],
+            actions=[],  # Data Docs: once per gate, not once per asset (_build_data_docs)
             result_format="SUMMARY",
         )
     )
@@ -505,8 +524,9 @@ def _run_asset(
         run_id=RunIdentifier(run_name=run_id),
     )
     rows: list[dict[str, Any]] = []
-    page: str | None = None
-    for run_result in result.run_results.values():
+    rendered: list[Any] = []
+    for result_id, run_result in result.run_results.items():
+        rendered += [result_id, ExpectationSuiteIdentifier(name=run_result.suite_name)]
         for item in run_result.results:
             data = item.to_json_dict()
             config = data["expectation_config"]
@@ -521,13 +541,35 @@ def _run_asset(
                     ),
                 }
             )
-    # the page UpdateDataDocsAction rendered: validations/<suite name, dots as folders>/<run>/
-    site = _docs_index(Path(ctx.root_directory).parent).parent
+    return rows, rendered
+
+
+def _build_data_docs(ctx: Any, rendered: list[Any], failing: bool = False) -> None:
+    """The gate's Data Docs in one build: the pages of this gate's validation results and
+    suites, then the index once. A checkpoint's ``UpdateDataDocsAction`` makes the same
+    ``build_data_docs`` call for its own two pages, re-rendering the index (and compiling
+    GX's page templates anew): once per asset, it was over half of the gate's CPU
+    (docs/decisions.md#gate-cpu). ``failing``: an asset's run raised; the pages of those
+    that ran are still built (the index lists every stored result), and an error here is
+    logged rather than hiding that one."""
+    if not rendered:
+        return
+    try:
+        ctx.build_data_docs(resource_identifiers=rendered)
+    except Exception as exc:
+        if not failing:
+            raise
+        log.warning(
+            "quality gate: Data Docs of the validations that ran could not be built",
+            extra={"error": type(exc).__name__},
+        )
+
+
+def _docs_page(site: Path, asset: Asset, run_id: str) -> str | None:
+    """The asset's page of this run: validations/<suite name, dots as folders>/<run>/..."""
     folder = site / "validations" / Path(*asset.name.split(".")) / run_id
     pages = sorted(folder.glob("*/*.html"))
-    if pages:
-        page = pages[-1].relative_to(site).as_posix()
-    return rows, page
+    return pages[-1].relative_to(site).as_posix() if pages else None
 
 
 def validate(
@@ -566,21 +608,29 @@ def validate(
         suites=list(suites),
     )
     checked: list[tuple[Suite, Asset, list[dict[str, Any]], AssetRead]] = []
+    rendered: list[Any] = []
     previous_url = os.environ.get(GX_URL_ENV)
-    warehouse = _warehouse_datasource(ctx, WarehouseUrl.parse(warehouse_url))
+    queries = {asset.name: sql for _, asset, sql, _, _ in reads if sql is not None}
+    warehouse = _warehouse_datasource(ctx, WarehouseUrl.parse(warehouse_url), queries)
+    failing = True
     try:
         for suite, asset, sql, frame, info in reads:
             batch = _batch_definition(ctx, suite, asset, sql, warehouse)
             pandas_frame = None if sql is not None else _to_pandas(frame)
-            rows, page = _run_asset(ctx, suite, asset, batch, pandas_frame, run_id)
-            info.docs_page = page
+            rows, ids = _run_asset(ctx, suite, asset, batch, pandas_frame, run_id)
+            rendered += ids
             checked.append((suite, asset, rows, info))
+        failing = False
     finally:
         _close_datasource(warehouse)
         if previous_url is None:
             os.environ.pop(GX_URL_ENV, None)
         else:
             os.environ[GX_URL_ENV] = previous_url
+        _build_data_docs(ctx, rendered, failing)
+    site = _docs_index(docs_root).parent
+    for _, asset, _, info in checked:
+        info.docs_page = _docs_page(site, asset, run_id)
     for suite, asset, rows, info in checked:
         for row in rows:
             outcome.expectations_evaluated += 1
@@ -602,7 +652,7 @@ def validate(
     # GX links CDNs and a remote logo: point every page at vendored copies (air-gapped servers)
     from trialscreen.validate.offline_docs import localize_site
 
-    localize_site(_docs_index(docs_root).parent)
+    localize_site(site)
     outcome.success = not outcome.blocking_failures
     outcome.seconds = round(time.monotonic() - started, 2)
     log.info(
