@@ -181,6 +181,20 @@ class Warehouse:
     def column_type(self, dtype: pl.DataType) -> str:
         raise NotImplementedError
 
+    @contextmanager
+    def staged(self, name: str, frame: pl.DataFrame) -> Iterator[str]:
+        """``frame`` readable as the relation ``name`` for the block: a temporary table here
+        (dropped after); DuckDB overrides it with a view of the frame's Arrow data."""
+        identifier(name)
+        self.execute(f"drop table if exists {name}")
+        cols = ", ".join(f"{c} {self.column_type(t)}" for c, t in frame.schema.items())
+        self.execute(f"create temporary table {name} ({cols})")
+        try:
+            self.load_frame(name, frame)
+            yield name
+        finally:
+            self.execute(f"drop table if exists {name}")
+
     # --- shared --------------------------------------------------------------------------
     def ensure_table(self, table: str, columns: dict[str, pl.DataType]) -> None:
         """Create ``schema.table`` if missing; add columns a newer release defined (the
@@ -301,6 +315,19 @@ class DuckDBWarehouse(Warehouse):
 
     def column_type(self, dtype: pl.DataType) -> str:
         return _duck_type(dtype)
+
+    @contextmanager
+    def staged(self, name: str, frame: pl.DataFrame) -> Iterator[str]:
+        """A view of the frame's Arrow data, not a temporary table: a temporary table dropped
+        inside a transaction is kept until the transaction ends, so one per batch inside a
+        feed's transaction grew DuckDB's memory with the drop until it ran out at 1,000,000
+        patients (docs/decisions.md, "Staged batches are views")."""
+        identifier(name)
+        self.con.register(name, frame.to_arrow())
+        try:
+            yield name
+        finally:
+            self.con.unregister(name)
 
     def _bulk_insert(self, table: str, frame: pl.DataFrame) -> None:
         arrow = frame.to_arrow()

@@ -1,12 +1,14 @@
-"""Writing parsed files inside a feed's transaction: new raw rows and their codings (dedup in
-SQL against what is landed), quarantine rows, and one registry row per file."""
+"""Writing parsed files inside a feed's transaction: new raw rows and their codings (dedup
+within the batch in polars, against what is landed in the warehouse), quarantine rows, and
+one registry row per file."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -41,33 +43,19 @@ REGISTRY_COLUMNS: dict[str, pl.DataType] = {
 NOT_JSON = "no line of the file is valid JSON"
 
 
-def _temp_table(wh: Warehouse, name: str, frame: pl.DataFrame) -> None:
-    wh.execute(f"drop table if exists {name}")
-    wh.execute(
-        f"create temporary table {name} ("
-        + ", ".join(f"{c} {wh.column_type(t)}" for c, t in frame.schema.items())
-        + ")"
-    )
-    wh.load_frame(name, frame)
-
-
 def already_ingested(wh: Warehouse, feed: str, keys: list[str]) -> set[str]:
     """Which of this drop's registry keys are already registered for the feed: the drop's
     keys go to a temporary table and the registry is joined in the warehouse, so memory
     follows the drop's file count, not the history of every file ever ingested."""
     if not keys:
         return set()
-    _temp_table(
-        wh,
-        "_ts_drop_files",
-        pl.DataFrame({"content_hash": keys}, schema={"content_hash": pl.String()}),
-    )
-    rows = wh.query(
-        "select distinct d.content_hash from _ts_drop_files d "
-        f"join {REGISTRY_TABLE} r on r.content_hash = d.content_hash and r.feed = {wh.param}",
-        [feed],
-    )
-    wh.execute("drop table _ts_drop_files")
+    drop_files = pl.DataFrame({"content_hash": keys}, schema={"content_hash": pl.String()})
+    with wh.staged("_ts_drop_files", drop_files) as staged:
+        rows = wh.query(
+            f"select distinct d.content_hash from {staged} d "
+            f"join {REGISTRY_TABLE} r on r.content_hash = d.content_hash and r.feed = {wh.param}",
+            [feed],
+        )
     return {r[0] for r in rows}
 
 
@@ -79,63 +67,46 @@ def _stamped(frame: pl.DataFrame, run_id: str, now: datetime, load_id: int) -> p
     )
 
 
+_PAIR = ["record_id", "record_hash"]
+_ORDER = ["source_file", "source_position"]
+
+
+def _landed_pairs(
+    wh: Warehouse, table: str, pairs: pl.DataFrame, where: str = "", params: Sequence[Any] = ()
+) -> pl.DataFrame:
+    """Which ``(record_id, record_hash)`` pairs of the batch ``table`` already holds: the
+    batch's distinct pairs are staged and joined to the table in the warehouse (the engine
+    builds its hash table on the batch, the smaller side, and scans the table), so memory
+    follows the batch, not the table. At most one row per pair of the batch."""
+    keys = pairs.select(_PAIR).unique()
+    with wh.staged("_ts_pairs", keys) as staged:
+        rows = wh.query(
+            f"select distinct b.record_id, b.record_hash from {staged} b "
+            f"join {table} t on t.record_id = b.record_id and t.record_hash = b.record_hash"
+            + where,
+            list(params),
+        )
+    return pl.DataFrame(rows, schema=keys.schema, orient="row")
+
+
 def _insert_new_rows(
     wh: Warehouse, table: str, frame: pl.DataFrame, run_id: str, now: datetime, load_id: int
 ) -> pl.DataFrame:
     """Append rows not yet landed; return loaded row counts per source_file.
 
     Dedup is on ``(record_id, record_hash)`` against the table and within the batch (first
-    occurrence by file and position wins), done in SQL so it scales with the engine. The
-    batch's first occurrences are joined to the table (the engine builds its hash table on
-    the batch, the smaller side, and scans the table) to find the pairs already landed; the
-    anti-join then runs against those few: memory follows the batch, not the table.
+    occurrence by file and position wins). Within the batch in polars (the batch is in
+    memory already); against the table in the warehouse (:func:`_landed_pairs`). Nothing is
+    kept in the warehouse but the new rows: no temporary table per batch.
     """
     batch = _stamped(frame, run_id, now, load_id)
-    _temp_table(wh, "_ts_batch", batch)
-    cols = ", ".join(batch.columns)
-    wh.execute("drop table if exists _ts_first")
-    wh.execute(
-        f"""
-        create temporary table _ts_first as
-        with ranked as (
-            select {cols},
-                   row_number() over (
-                       partition by record_id, record_hash
-                       order by source_file, source_position
-                   ) as _rn
-            from _ts_batch
-        )
-        select {cols} from ranked where _rn = 1
-        """
+    first = batch.sort(_ORDER, maintain_order=True).unique(
+        subset=_PAIR, keep="first", maintain_order=True
     )
-    wh.execute("drop table if exists _ts_landed")
-    wh.execute(
-        f"""
-        create temporary table _ts_landed as
-        select distinct f.record_id, f.record_hash
-        from _ts_first f
-        join {table} t on t.record_id = f.record_id and t.record_hash = f.record_hash
-        """
-    )
-    wh.execute(
-        f"""
-        insert into {table} ({cols})
-        select {cols} from _ts_first b
-        where not exists (
-            select 1 from _ts_landed l
-            where l.record_id = b.record_id and l.record_hash = b.record_hash
-        )
-        """
-    )
-    counts = wh.query(
-        "select source_file, count(*) from _ts_first b where not exists ("
-        " select 1 from _ts_landed l"
-        " where l.record_id = b.record_id and l.record_hash = b.record_hash"
-        ") group by source_file"
-    )
-    for name in ("_ts_landed", "_ts_first", "_ts_batch"):
-        wh.execute(f"drop table {name}")
-    return pl.DataFrame(counts, schema={"source_file": pl.String, "loaded": pl.Int64}, orient="row")
+    landed = _landed_pairs(wh, table, first)
+    new = first.join(landed, on=_PAIR, how="anti") if landed.height else first
+    wh.load_frame(table, new)
+    return new.group_by("source_file").agg(pl.len().cast(pl.Int64).alias("loaded"))
 
 
 def _insert_new_codings(
@@ -152,47 +123,22 @@ def _insert_new_codings(
     Called before the parents are inserted: a child row is skipped when its parent's
     ``(record_id, record_hash)`` is already in the parent table, or when an earlier parent
     of the batch (by file and position) has the same pair (docs/decisions.md "Every coding is
-    kept"). Children without a parent table (Medication resources) dedup on themselves.
+    kept"): all the codings of the first parent, none of a later copy's. Children without a
+    parent table (Medication resources) dedup on themselves.
     """
     table = f"raw.{schema.raw_table(feed, schema.CODINGS)}"
     parent = f"raw.{schema.raw_table(feed, entity)}" if entity in schema.RAW_COLUMNS else table
     batch = _stamped(frame, run_id, now, load_id)
-    _temp_table(wh, "_ts_codings", batch)
-    cols = ", ".join(batch.columns)
-    same_entity = "" if parent != table else f"and t.entity = {wh.param}"
-    params = [] if parent != table else [entity]
-    wh.execute("drop table if exists _ts_landed")
-    wh.execute(
-        f"""
-        create temporary table _ts_landed as
-        select distinct b.record_id, b.record_hash
-        from (select distinct record_id, record_hash from _ts_codings) b
-        join {parent} t
-          on t.record_id = b.record_id and t.record_hash = b.record_hash {same_entity}
-        """,
-        params,
+    group = ["entity", *_PAIR]
+    first_parent = (
+        batch.sort(_ORDER, maintain_order=True)
+        .unique(subset=group, keep="first", maintain_order=True)
+        .select([*group, *_ORDER])
     )
-    wh.execute(
-        f"""
-        insert into {table} ({cols})
-        with ranked as (
-            select {cols},
-                   dense_rank() over (
-                       partition by entity, record_id, record_hash
-                       order by source_file, source_position
-                   ) as _rn
-            from _ts_codings
-        )
-        select {cols} from ranked b
-        where _rn = 1
-          and not exists (
-              select 1 from _ts_landed l
-              where l.record_id = b.record_id and l.record_hash = b.record_hash
-          )
-        """
-    )
-    wh.execute("drop table _ts_landed")
-    wh.execute("drop table _ts_codings")
+    kept = batch.join(first_parent, on=[*group, *_ORDER], how="semi", nulls_equal=True)
+    same_entity = ("", ()) if parent != table else (f" and t.entity = {wh.param}", (entity,))
+    landed = _landed_pairs(wh, parent, kept, *same_entity)
+    wh.load_frame(table, kept.join(landed, on=_PAIR, how="anti") if landed.height else kept)
 
 
 def _concat_conformed(entity: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
