@@ -1,11 +1,10 @@
 """``trialscreen bench``: measuring in :mod:`trialscreen.bench.measure` (populations, ingest,
-parsing peers, dbt, the reference query; ``run_bench``), tables in
-:mod:`trialscreen.bench.render`."""
+parsing peers, dbt, the reference query; ``run_bench``), the scale step's two nights in
+:mod:`trialscreen.bench.nights`, tables in :mod:`trialscreen.bench.render`."""
 
 from trialscreen.bench.measure import (
     SCREENING_DATE,
     TRIALS,
-    bench_scale,
     bench_size,
     increment_drop,
     measure_latest_query,
@@ -13,6 +12,7 @@ from trialscreen.bench.measure import (
     population,
     run_bench,
 )
+from trialscreen.bench.nights import bench_scale
 from trialscreen.bench.render import Table, _print, machine, markdown, ratio_lines, tables
 from trialscreen.schema import FEEDS
 

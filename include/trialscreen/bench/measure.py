@@ -153,19 +153,6 @@ def _dbt_child(
     }
 
 
-def _scale_dbt_child(warehouse: str, screening_date: str, run_id: str, key: str) -> dict[str, Any]:
-    """The nightly build (whole project, write-audit-publish on) in this child. A failure is
-    returned, not raised: the failed nodes, the PHI-free one-line reason and the peak RSS."""
-    from trialscreen.errors import summarize
-    from trialscreen.transform import DbtBuildError
-
-    try:
-        return _dbt_child(warehouse, screening_date, run_id, key, None, True)
-    except Exception as exc:
-        failed = [name for name, _ in exc.failures] if isinstance(exc, DbtBuildError) else []
-        return {"error": summarize(exc), "failed_nodes": failed, "peak_rss_mb": _rss_mb()}
-
-
 # --- parsing peers ----------------------------------------------------------------------
 
 
@@ -617,49 +604,6 @@ def bench_size(
     return result
 
 
-def bench_scale(
-    out: Path, patients: int, seed: int, *, tick: Callable[[str], None] = lambda _step: None
-) -> dict[str, Any]:
-    """The scale step: ingest + the nightly dbt build (whole project, write-audit-publish on)
-    of the cached population on a fresh DuckDB file, each feed and the build in a spawned
-    process of its own; wall time and peak RSS per step. A build error is recorded (``ok``
-    false, the failed nodes) for ``run_bench`` to fail on."""
-    from trialscreen import pseudonym
-    from trialscreen.pipeline import start_run
-
-    tick(f"population {patients:,}")
-    started = time.perf_counter()
-    drop, generated, screening_date = population(out, patients, seed)
-    generate_s = time.perf_counter() - started
-    warehouse = _fresh_duckdb(out / f"scale_{patients}_{seed}.duckdb")
-    key = os.environ.get(pseudonym.KEY_ENV) or pseudonym.new_key()
-    os.environ.setdefault(pseudonym.KEY_ENV, key)
-    run_id = start_run(warehouse, screening_date, TRIALS)  # ingest refuses a run never started
-    started = time.perf_counter()
-    ingest = _ingest(warehouse, drop, run_id, tick)
-    ingest_s = time.perf_counter() - started
-    tick(f"dbt build ({patients:,}, write-audit-publish)")
-    started = time.perf_counter()
-    dbt = _in_child(_scale_dbt_child, warehouse, screening_date.isoformat(), run_id, key)
-    dbt_s = time.perf_counter() - started
-    return {
-        "patients": patients,
-        "seed": seed,
-        "screening_date": screening_date.isoformat(),
-        "population": {"dir": str(drop), "generated": generated, "seconds": round(generate_s, 1)},
-        "warehouse": warehouse,
-        "feeds_mb": round(sum(_feed_bytes(drop, f) for f in FEEDS) / MB, 1),
-        "records_in": sum(f["records_in"] for f in ingest.values()),
-        "ingest": ingest,
-        "ingest_wall_seconds": round(ingest_s, 1),
-        "ingest_peak_rss_mb": max(f["peak_rss_mb"] for f in ingest.values()),
-        "dbt": dbt,
-        "dbt_wall_seconds": round(dbt_s, 1),
-        "dbt_peak_rss_mb": dbt["peak_rss_mb"],
-        "ok": "error" not in dbt,
-    }
-
-
 def _ratios(r: dict[str, Any]) -> dict[str, float | None]:
     q = r["latest_query"]
     duck = r["engines"]["duckdb"]
@@ -704,12 +648,16 @@ def run_bench(
     ``dbt_select`` narrows dbt to a selection (the smoke test builds ``+int_observations``
     only); the default builds the whole project as the nightly run does.
 
-    ``scale`` sizes run the scale step (:func:`bench_scale`) after the sizes: the nightly
-    ingest + build on the cached population, wall time and peak RSS per step. A build that
-    fails there fails the bench (exit status 1) naming the model: the regression this step
-    exists to catch (DuckDB's dict-surviving join at 300,000 patients, docs/decisions.md).
+    ``scale`` sizes run the scale step (``bench.nights.bench_scale``) after the sizes: two
+    nights of the nightly job on the cached population (the first full load, then the next
+    day's increment), wall time and peak RSS per step. A night that does not publish fails
+    the bench (exit status 1) with its reason, which names the failed model: the regression
+    this step exists to catch (DuckDB's dict-surviving join at 300,000 patients,
+    docs/decisions.md).
     """
     from rich.console import Console
+
+    from trialscreen.bench.nights import bench_scale
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -725,7 +673,7 @@ def run_bench(
         "scale": {},
     }
     steps_per_size = 5 + len(FEEDS) + (len(FEEDS) + 1 if postgres else 0)
-    steps = steps_per_size * len(sizes) + (2 + len(FEEDS)) * len(scale)
+    steps = steps_per_size * len(sizes) + 3 * len(scale)
     with _progress(steps, console) as tick:
         for n in sizes:
             results["sizes"][str(n)] = bench_size(
@@ -740,8 +688,12 @@ def run_bench(
     console.print(f"results: {out / 'results.json'}, {out / 'results.md'}", highlight=False)
     failed = {n: s for n, s in results["scale"].items() if not s["ok"]}
     for n, s in failed.items():
+        reasons = "; ".join(
+            f"night {i}: {night['message']}"
+            for i, night in enumerate(s["nights"], 1)
+            if night["status"] != "published"
+        )
         console.print(
-            f"[bold red]SCALE BUILD FAILED at {int(n):,} patients:[/] {s['dbt']['error']}",
-            highlight=False,
+            f"[bold red]SCALE RUN FAILED at {int(n):,} patients:[/] {reasons}", highlight=False
         )
     return 1 if failed else 0

@@ -175,38 +175,56 @@ def tables(results: dict[str, Any]) -> list[Table]:
                 ]
             )
     out = [t for t in (ingest, parse, sql) if t.rows]
-    if results.get("scale"):
-        scale = Table(
-            "Scale (the nightly build: ingest + dbt seed/build of the whole project, "
-            "write-audit-publish on; one spawned process per feed and for dbt)",
-            [
-                "patients",
-                "feeds MB",
-                "records in",
-                "ingest s",
-                "ingest peak RSS MB",
-                "dbt s",
-                "dbt peak RSS MB",
-                "build",
-            ],
-            [],
-        )
-        for n, s in results["scale"].items():
-            d = s["dbt"]
-            scale.rows.append(
-                [
-                    n,
-                    _f(s["feeds_mb"], 0),
-                    _f(s["records_in"]),
-                    _f(s["ingest_wall_seconds"], 0),
-                    _f(s["ingest_peak_rss_mb"], 0),
-                    _f(s["dbt_wall_seconds"], 0),
-                    _f(s["dbt_peak_rss_mb"], 0),
-                    "ok" if s["ok"] else f"FAILED: {d['error']}",
-                ]
-            )
-        out.append(scale)
+    for n, s in results.get("scale", {}).items():
+        out.extend(_scale_tables(int(n), s))
     return out
+
+
+def _scale_tables(patients: int, s: dict[str, Any]) -> list[Table]:
+    """The scale step: one row per night, then one per night and step."""
+    nights = Table(
+        f"Scale: two nights of the nightly job at {patients:,} patients (trialscreen run's "
+        "steps on one DuckDB file; the second night is the next day's increment)",
+        ["night", "plan", "records in", "wall s", "CPU s", "peak RSS MB", "status"],
+        [],
+    )
+    steps = Table(
+        f"Scale: each step of each night at {patients:,} patients (peak RSS of the whole "
+        "process tree, parse workers included)",
+        ["night", "step", "wall s", "peak RSS MB"],
+        [],
+    )
+    for i, night in enumerate(s["nights"], 1):
+        plan = night.get("build_plan", {})
+        nights.rows.append(
+            [
+                f"{i} ({night['screening_date']})",
+                "full" if plan.get("full_refresh") else "incremental" if plan else "–",
+                _f(night["records_in"]),
+                _f(night["wall_seconds"], 0),
+                _f(night["cpu_seconds"], 0),
+                _f(night["peak_rss_mb"], 0),
+                night["status"] if night["status"] == "published" else night["message"],
+            ]
+        )
+        for step in night["steps"]:
+            steps.rows.append(
+                [str(i), step["step"], _f(step["seconds"], 1), _f(step["peak_rss_mb"], 0)]
+            )
+    ratio = s.get("incremental_vs_full")
+    build = s.get("incremental_vs_full_build")
+    nights.rows.append(
+        [
+            "night 2 ÷ night 1",
+            "",
+            "",
+            f"{ratio:.3f}×" if ratio is not None else "–",
+            f"build {build:.3f}×" if build is not None else "",
+            "",
+            "",
+        ]
+    )
+    return [nights, steps]
 
 
 def ratio_lines(results: dict[str, Any]) -> list[str]:
