@@ -16,9 +16,11 @@ of the site:
 * the newsletter footer -> dropped; any other link off the site keeps its text, loses its
   ``href``; any other external ``src``/stylesheet is dropped.
 
-Idempotent: a page already rewritten has no external address left to rewrite, so the whole
-site is rewritten after each checkpoint run (GX re-renders the index and adds pages).
-docs/decisions.md, "Data Docs offline".
+Idempotent: a page already rewritten has no external address left to rewrite. After a gate,
+only the pages its Data Docs build wrote (its validation and suite pages, and the index GX
+re-renders) are rewritten, so the night's cost does not grow with the site's history; a site
+never localized before (no ``static/vendor``) is rewritten whole. docs/decisions.md, "Data
+Docs offline" and #gate-cpu.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 ASSETS = Path(__file__).parent / "assets"
@@ -108,15 +111,24 @@ def rewrite_page(text: str, page: Path, site: Path) -> str:
     return _CSS_URL.sub("none", text)
 
 
-def localize_site(site: Path) -> int:
-    """Vendor the assets into ``<site>/static/vendor`` and rewrite every page of the site in
-    place; returns the number of pages changed. A missing site is left alone (0)."""
+def localize_site(site: Path, pages: Iterable[str] | None = None) -> int:
+    """Vendor the assets into ``<site>/static/vendor`` and rewrite pages of the site in
+    place: every page, or, given ``pages`` (paths relative to the site, e.g. the ones a gate's
+    build wrote), those and the index, when the site was localized before (its vendor folder
+    exists; otherwise every page). Returns the number of pages changed. A missing site is
+    left alone (0)."""
     site = Path(site)
     if not (site / "index.html").is_file():
         return 0
+    if pages is None or not (site / VENDOR).is_dir():
+        targets = sorted(site.rglob("*.html"))
+    else:
+        targets = sorted({site / "index.html", *(site / page for page in pages)})
     shutil.copytree(ASSETS, site / VENDOR, dirs_exist_ok=True)
     changed = 0
-    for page in sorted(site.rglob("*.html")):
+    for page in targets:
+        if not page.is_file():
+            continue
         text = page.read_text(encoding="utf-8")
         new = rewrite_page(text, page, site)
         if new != text:

@@ -572,6 +572,17 @@ def _docs_page(site: Path, asset: Asset, run_id: str) -> str | None:
     return pages[-1].relative_to(site).as_posix() if pages else None
 
 
+def _built_pages(checked: Sequence[tuple[Suite, Asset, Any, AssetRead]]) -> list[str]:
+    """The pages :func:`_build_data_docs` wrote for this gate (site-relative): each asset's
+    validation page and its suite's page, ``expectations/<suite name, dots as folders>.html``."""
+    pages: list[str] = []
+    for _, asset, _, info in checked:
+        pages.append(Path("expectations", *asset.name.split(".")).as_posix() + ".html")
+        if info.docs_page:
+            pages.append(info.docs_page)
+    return pages
+
+
 def validate(
     warehouse_url: str,
     reports_dir: Path,
@@ -649,10 +660,11 @@ def validate(
             }
             (outcome.blocking_failures if exp.blocking else outcome.warnings).append(entry)
         outcome.assets.append({"suite": suite.name, **asdict(info)})
-    # GX links CDNs and a remote logo: point every page at vendored copies (air-gapped servers)
+    # GX links CDNs and a remote logo: point every page at vendored copies (air-gapped servers);
+    # the pages this gate's build wrote (with the index), not the whole site's history
     from trialscreen.validate.offline_docs import localize_site
 
-    localize_site(site)
+    localize_site(site, _built_pages(checked))
     outcome.success = not outcome.blocking_failures
     outcome.seconds = round(time.monotonic() - started, 2)
     log.info(
