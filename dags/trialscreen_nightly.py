@@ -10,6 +10,7 @@ precompiled manifest (``dbt_project/target/manifest.json``, written by ``make in
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -54,6 +55,14 @@ GATE_TASK = "quality_gate"
 # Cosmos passes --resource-type model/seed/snapshot to the producer's build when tests are not
 # rendered as tasks; these add the tests back, so the one build runs what `dbt build` runs
 TEST_RESOURCES = ("--resource-type", "test", "--resource-type", "unit_test")
+# tonight's build plan (prepare_build's XCom, rendered when the producer runs: Cosmos renders
+# full_refresh and dbt_cmd_flags, not the other operator args): --full-refresh and the seeds
+# only on a full rebuild, as `trialscreen run` builds (pipeline.build)
+PLAN = "ti.xcom_pull(task_ids='prepare_build')"
+FULL_REFRESH = "{{ " + PLAN + "['full_refresh'] }}"
+SEEDS_FLAG = "{{ '' if " + PLAN + "['full_refresh'] else '--exclude-resource-type=seed' }}"
+# the models whose state a recorded plan vouches for (docs/decisions.md, "Incremental nights")
+INCREMENTAL_MODELS = ("int_observations", "int_conditions", "int_medications")
 # the dbt of this environment (Airflow and TrialScreen share it), run as the producer's process
 DBT_EXECUTABLE = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
 
@@ -67,9 +76,13 @@ the run's logical date** (the screening date), from the feed files in the drop d
 1. `start_run` checks the trial definitions and configuration, records the run.
 2. `ingest_*` lands new FHIR / HL7 / CSV files (content-hash registry: re-delivered files
    are skipped; bad records go to `quarantine.records`).
-3. `prepare_build` pseudonymizes new MRNs and writes the trial definitions to `config.*`.
-4. `dbt` (Cosmos, watcher mode) runs one `dbt build` into the `*_candidate` schemas; one
-   task per model and per model's tests shows how each went.
+3. `prepare_build` pseudonymizes new MRNs, writes the trial definitions to `config.*` and
+   plans the build as `trialscreen run` does: incremental from the last successful build's
+   loads, or a full rebuild (param `full_refresh`, a changed fingerprint, no earlier build,
+   the last build unpublished).
+4. `dbt` (Cosmos, watcher mode) runs one `dbt build` into the `*_candidate` schemas
+   (`--full-refresh` and the seeds only on a full rebuild); one task per model shows how
+   each went. `record_build` then records the plan in `audit.build_state`.
 5. `validate` runs the Great Expectations suites on the feeds and the candidate tables;
    `quality_gate` fails the run at once (no retries, one alert) when a blocking
    expectation failed: nothing is published and yesterday's tables stay.
@@ -220,6 +233,11 @@ class GateBlocked(AirflowFailException):
         "input_dir": Param(DROPS, type="string", description="drop dir with fhir/ hl7/ csv/"),
         "warehouse": Param(WAREHOUSE, type="string", description="DuckDB path or postgresql://"),
         "reports_dir": Param(REPORTS, type="string", description="where reports are written"),
+        "full_refresh": Param(
+            False,
+            type="boolean",
+            description="rebuild the incremental models whole (trialscreen run --full-refresh)",
+        ),
     },
 )
 def trialscreen_nightly() -> None:
@@ -268,11 +286,23 @@ def trialscreen_nightly() -> None:
 
     @task
     def prepare_build() -> dict[str, object]:
-        from trialscreen.pipeline import dbt_vars, prepare_build, transform_url
+        from dataclasses import asdict
+
+        from trialscreen.pipeline import (
+            dbt_vars,
+            plan_build,
+            plan_vars,
+            prepare_build,
+            transform_url,
+        )
         from trialscreen.transform import dbt_target
+        from trialscreen.warehouse import run_lock
 
         params, screening_date, run_id = _context()
-        prepare_build(_warehouse(params), list(params["trials"]))
+        with run_lock(_warehouse(params)):
+            prepare_build(_warehouse(params), list(params["trials"]))
+            # decided once per run: the dbt build and record_build read it from this XCom
+            plan = plan_build(_warehouse(params), run_id, bool(params.get("full_refresh")))
         # dbt connects as the transformer role when the deployment names one (compose does:
         # TRIALSCREEN_TRANSFORM_URL, the same URL validate, publish and reports use); the
         # engine is a deployment setting: Cosmos renders its profile target at parse time
@@ -285,7 +315,34 @@ def trialscreen_nightly() -> None:
         # XComs are stored in the metadata DB and shown in the UI: no password in them; dbt
         # reads TRIALSCREEN_PG_PASSWORD from the worker's environment (compose sets it)
         env = {k: v for k, v in target.env.items() if k != "TRIALSCREEN_PG_PASSWORD"}
-        return {"env": env, "vars": dbt_vars(screening_date, run_id)}
+        return {
+            "env": env,
+            "vars": {**dbt_vars(screening_date, run_id), **plan_vars(plan)},
+            "full_refresh": plan.full_refresh,
+            "plan": asdict(plan),
+        }
+
+    @task
+    def record_build(settings: dict[str, Any]) -> dict[str, object]:
+        from airflow.sdk import get_current_context
+
+        from trialscreen.pipeline import BuildPlan
+        from trialscreen.pipeline import record_build as record
+
+        params, _, run_id = _context()
+        plan = BuildPlan(**settings["plan"])
+        # the producer's own word that tonight's build built the incremental models: dbt
+        # tasks marked done by hand (no build) record nothing, and the next night plans
+        # from the last recorded build (loads again from there, or rebuilds whole)
+        built = _build_reported(get_current_context()["ti"])
+        if built:
+            record(_warehouse(params), run_id, plan)
+        else:
+            logging.getLogger(__name__).warning(
+                "build state not recorded: no dbt build of this run reported the incremental "
+                "models (dbt tasks marked done?); the next night plans from the last record"
+            )
+        return {"recorded": built, "full_refresh": plan.full_refresh, "reason": plan.reason}
 
     @task
     def validate() -> dict[str, object]:
@@ -360,9 +417,10 @@ def trialscreen_nightly() -> None:
             target_name=DBT_TARGET,
             profiles_yml_filepath=DBT_DIR / "profiles.yml",
         ),
-        # one `dbt build` (the producer task: seeds --full-refresh, models, data and unit
-        # tests, as `trialscreen run` builds); one task per model reports that model's result
-        # (docs/decisions.md, "One dbt build in the DAG")
+        # one `dbt build` (the producer task: models, data and unit tests, and on a full
+        # rebuild --full-refresh and the seeds, as `trialscreen run` builds); one task per
+        # model reports that model's result (docs/decisions.md, "One dbt build in the DAG",
+        # "The DAG builds incrementally")
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.WATCHER,
             # dbt runs in its own process: Cosmos reads its info-level JSON lines (one result
@@ -374,8 +432,8 @@ def trialscreen_nightly() -> None:
                 # a retried producer skips (it never runs a second build), and its skip
                 # would skip every model task: the model tasks retry their own model instead
                 "retries": 0,
-                "full_refresh": True,
-                "dbt_cmd_flags": list(TEST_RESOURCES),
+                "full_refresh": FULL_REFRESH,
+                "dbt_cmd_flags": [*TEST_RESOURCES, SEEDS_FLAG],
             },
         ),
         render_config=RenderConfig(
@@ -399,7 +457,7 @@ def trialscreen_nightly() -> None:
     check_missed_nights() >> start_run() >> detect_new_files() >> ingested[0]
     ingested[0] >> ingested[1] >> ingested[2] >> settings >> dbt
     checked = validate()
-    dbt >> checked
+    dbt >> record_build(settings) >> checked
     gate = quality_gate(checked)
     published = publish()
     gate >> published >> reports()
@@ -419,6 +477,20 @@ def _models_after_the_build(group: DbtTaskGroup) -> None:
             continue
         producer >> child
         child.trigger_rule = "one_done"  # the build ran (passed or failed): read its result
+
+
+def _build_reported(ti: Any) -> bool:
+    """Whether this run's producer reported every incremental model built (its per-model
+    status XComs, which the model tasks read too)."""
+    from cosmos.operators._watcher.state import get_status_xcom_key
+
+    producer = f"dbt.{PRODUCER_WATCHER_TASK_ID}"
+    for model in INCREMENTAL_MODELS:
+        key = get_status_xcom_key(f"model.trialscreen.{model}")
+        status = ti.xcom_pull(task_ids=producer, key=key) or {}
+        if status.get("status") != "success":
+            return False
+    return True
 
 
 def _scheduled_dates(screening_date: pendulum.Date, nights: int = 14) -> list[pendulum.Date]:

@@ -13,6 +13,7 @@ import threading
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,8 +75,15 @@ def test_nightly_dag_is_scheduled_safely(dagbag) -> None:
     assert dag.doc_md and "screening date" in dag.doc_md
     assert dag.schedule == "0 2 * * *"
     assert dag.timetable.expression == "0 2 * * *"
-    assert set(dag.params.keys()) == {"trials", "input_dir", "warehouse", "reports_dir"}
+    assert set(dag.params.keys()) == {
+        "trials",
+        "input_dir",
+        "warehouse",
+        "reports_dir",
+        "full_refresh",
+    }
     assert dag.params["trials"] == ["axiom"]
+    assert dag.params["full_refresh"] is False  # incremental unless asked (or planned)
     for task in dag.tasks:
         if task.task_id == "quality_gate":
             assert task.retries == 0  # a blocked gate fails once: one alert, no retry noise
@@ -111,6 +119,43 @@ def test_dbt_runs_as_one_build_with_a_task_per_model(dagbag) -> None:
     assert dag.get_task("publish").upstream_task_ids == {"quality_gate"}
     assert dag.get_task("notify").upstream_task_ids == {"publish"}
     assert dag.get_task("start_run").upstream_task_ids == {"check_missed_nights"}
+    # the plan is recorded after the whole build succeeded, before the gate reads it
+    record = dag.get_task("record_build")
+    assert {"prepare_build", "dbt.dbt_producer_watcher_done"} <= record.upstream_task_ids
+    leaves = {
+        t.task_id
+        for t in dag.tasks
+        if t.task_id.startswith("dbt.") and not t.downstream_task_ids & ids - {"record_build"}
+    }
+    assert "dbt.candidate_contacts_run" in leaves and leaves <= record.upstream_task_ids
+    assert dag.get_task("validate").upstream_task_ids == {"record_build"}
+
+
+class _PreparedBuild:
+    """What the producer's templates read of the task instance: prepare_build's XCom."""
+
+    def __init__(self, settings: dict[str, object]) -> None:
+        self.settings = settings
+
+    def xcom_pull(self, task_ids: str) -> dict[str, object]:
+        assert task_ids == "prepare_build"
+        return self.settings
+
+
+def test_the_build_flags_follow_the_plan(dagbag) -> None:
+    """--full-refresh and the seeds only when prepare_build's plan says full refresh: the
+    producer's templated fields rendered as the worker renders them, from that XCom."""
+    dag = dagbag.dags["trialscreen_nightly"]
+    producer = dag.get_task("dbt.dbt_producer_watcher")
+    assert {"full_refresh", "dbt_cmd_flags", "vars"} <= set(producer.template_fields)
+    env = dag.get_template_env(force_sandboxed=False)
+    for full_refresh, exclude in ((True, []), (False, ["--exclude-resource-type=seed"])):
+        context = {"ti": _PreparedBuild({"full_refresh": full_refresh})}
+        rendered = producer.render_template(producer.full_refresh, context, env)
+        assert rendered is full_refresh
+        flags = [f for f in producer.render_template(producer.dbt_cmd_flags, context, env) if f]
+        assert [f for f in flags if f.startswith("--exclude")] == exclude
+        assert flags.count("--resource-type") == 5  # tests, unit tests, models, seeds, snapshots
 
 
 def test_dag_file_parse_does_not_call_dbt(dagbag) -> None:
@@ -303,6 +348,113 @@ def test_dag_run_task_logs_carry_no_phi(published_run) -> None:
     assert leaked == [], f"PHI in Airflow task logs: {len(leaked)} values"
 
 
+def _build_commands(logs: str) -> list[str]:
+    """The dbt command lines the producer logged (Cosmos: "Trying to run the command")."""
+    return re.findall(r"Trying to run the command:\s*\n\s*(\[[^\n]*\])", logs)
+
+
+def _build_state(warehouse: Path) -> list[tuple]:
+    from trialscreen.warehouse import Warehouse
+
+    with Warehouse.connect(warehouse) as wh:
+        return wh.query(
+            "select full_refresh, after_load_id, through_load_id, reason "
+            "from audit.build_state order by built_at"
+        )
+
+
+def _xcom(run, task_id: str) -> Any:
+    """What a task of a ``dag.test()`` run returned (its XCom, from the metadata DB)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(
+            run_id=run.run_id, key="return_value", task_ids=task_id, dag_ids=run.dag_id
+        )
+        return XComModel.deserialize_value(session.scalars(query).one())
+
+
+def _copy_warehouse(source: Path, target: Path) -> None:
+    for suffix in ("", ".wal"):  # the file and its write-ahead log, if not checkpointed
+        if Path(f"{source}{suffix}").exists():
+            shutil.copy(f"{source}{suffix}", f"{target}{suffix}")
+
+
+@pytest.fixture(scope="session")
+def second_night(request, dagbag, population: Path, published_run, cli_run: Path, tmp_path_factory):
+    """The night after the published run, through the DAG on (a copy of) its warehouse and
+    through `trialscreen run` on (a copy of) the CLI's, from the same increment drop (a fifth
+    of the patients with new results): (DAG run, its warehouse, CLI warehouse, task logs).
+    ``reports`` is marked done (the dbt docs cost CPU and are checked on the first night)."""
+    from trialscreen import pseudonym
+    from trialscreen.pipeline import run_pipeline
+    from trialscreen.synth.increment import increment
+
+    out = tmp_path_factory.mktemp("second_night")
+    day = date.fromordinal(SCREENING_DATE.toordinal() + 1)
+    increment(population, out / "drop", day, share=0.2)
+    dag_wh, cli_wh = out / "dag.duckdb", out / "cli.duckdb"
+    _copy_warehouse(published_run[1] / "dag.duckdb", dag_wh)
+    _copy_warehouse(cli_run / "cli.duckdb", cli_wh)
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    capturing = capture is not None and capture.is_globally_capturing()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(pseudonym.KEY_ENV, "dag-test-key")
+        mp.delenv("TRIALSCREEN_ALERT_WEBHOOK_URL", raising=False)
+        mp.delenv("TRIALSCREEN_ALERT_SMTP_HOST", raising=False)
+        cli = run_pipeline(out / "drop", day, cli_wh, TRIALS, out / "cli_reports")
+        assert cli.published, cli.message
+        if capturing:
+            capture.read_global_capture()  # drop what came before the run
+        run = _dag_test(
+            dagbag.dags["trialscreen_nightly"],
+            day,
+            run_conf={
+                "trials": TRIALS,
+                "input_dir": str(out / "drop"),
+                "warehouse": str(dag_wh),
+                "reports_dir": str(out / "dag_reports"),
+            },
+            mark_success_pattern="reports",
+        )
+    logs = "".join(capture.read_global_capture()) if capturing else None
+    return run, dag_wh, cli_wh, logs
+
+
+def test_the_first_night_rebuilds_whole_with_the_seeds(published_run) -> None:
+    _, out, logs = published_run
+    assert _build_state(out / "dag.duckdb") == [
+        (True, None, _build_state(out / "dag.duckdb")[0][2], "no earlier build")
+    ]
+    if logs is not None:
+        (command,) = _build_commands(logs)
+        assert "'--full-refresh'" in command
+        assert "--exclude-resource-type=seed" not in command  # the seeds load
+        assert "incremental_after_load_id" not in command
+
+
+def test_the_next_night_builds_incrementally_as_the_cli_does(second_night, published_run) -> None:
+    """The DAG's second night continues from its first night's build (no --full-refresh, no
+    seeds, the loads after the first night's) and publishes what `trialscreen run` publishes
+    after the same two nights."""
+    run, dag_wh, cli_wh, logs = second_night
+    assert run.state == "success"
+    first, second = _build_state(dag_wh)
+    assert first[0] is True
+    assert second == (False, first[2], second[2], None)  # from the first night's last load
+    assert second[2] > first[2]  # through tonight's loads
+    assert _xcom(run, "record_build") == {"recorded": True, "full_refresh": False, "reason": None}
+    assert _build_state(cli_wh)[-1][:2] == (False, _build_state(cli_wh)[0][2])
+    assert _marts(dag_wh) == _marts(cli_wh)
+    assert _marts(dag_wh) != _marts(published_run[1] / "dag.duckdb")  # the night changed them
+    if logs is not None:
+        (command,) = _build_commands(logs)
+        assert "'--full-refresh'" not in command
+        assert "--exclude-resource-type=seed" in command
+        assert f"incremental_after_load_id: {first[2]}" in command
+
+
 BLOCKING_MARTS_SUITE = """\
 suite: marts
 description: a gate that blocks whatever the marts hold (test)
@@ -329,16 +481,14 @@ def test_blocked_gate_sends_one_alert_without_phi(
     from trialscreen.validate import EXPECTATIONS_DIR, EXPECTATIONS_DIR_ENV
 
     warehouse = tmp_path / "night2.duckdb"
-    for suffix in ("", ".wal"):  # the file and its write-ahead log, if not checkpointed
-        if (cli_run / f"cli.duckdb{suffix}").exists():
-            shutil.copy(cli_run / f"cli.duckdb{suffix}", f"{warehouse}{suffix}")
+    _copy_warehouse(cli_run / "cli.duckdb", warehouse)
     suites = tmp_path / "expectations"
     suites.mkdir()
     shutil.copy(EXPECTATIONS_DIR / "feeds.yml", suites / "feeds.yml")
     (suites / "marts.yml").write_text(BLOCKING_MARTS_SUITE)
     monkeypatch.setenv(EXPECTATIONS_DIR_ENV, str(suites))
     monkeypatch.setenv(pseudonym.KEY_ENV, "dag-test-key")
-    before = _marts(warehouse)
+    before, built = _marts(warehouse), _build_state(warehouse)
 
     run = _dag_test(
         dagbag.dags["trialscreen_nightly"],
@@ -348,6 +498,7 @@ def test_blocked_gate_sends_one_alert_without_phi(
             "input_dir": str(population),
             "warehouse": str(warehouse),
             "reports_dir": str(tmp_path / "reports"),
+            "full_refresh": True,
         },
         mark_success_pattern=r"dbt\..*",
     )
@@ -355,6 +506,11 @@ def test_blocked_gate_sends_one_alert_without_phi(
     assert run.get_task_instance("quality_gate").state == "failed"
     assert gate_blocked(run)  # `trialscreen demo` exits 3 on it, as `trialscreen run` does
     assert _marts(warehouse) == before  # yesterday's tables stay published
+    # the param asked for a rebuild; dbt marked done, no build ran: the plan is not recorded
+    assert _xcom(run, "prepare_build")["plan"]["reason"] == "full refresh asked for"
+    assert _xcom(run, "prepare_build")["full_refresh"] is True
+    assert _xcom(run, "record_build")["recorded"] is False
+    assert _build_state(warehouse) == built
     assert len(receiver.received) == 1, [p.get("kind") for p in receiver.received]
     alert = receiver.received[0]
     assert alert["kind"] == "gate_blocked"
