@@ -399,7 +399,7 @@ def _gx_context(docs_root: Path) -> Any:
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     # ${...} come from the environment only (the warehouse URL, GX_URL_ENV): without a
     # config-variables file GX stops re-reading and parsing that YAML on every lookup of a
-    # context setting (~800 per gate, a fifth of its CPU; docs/decisions.md#gate-cpu)
+    # context setting (~800 per gate; docs/decisions.md#gate-cpu)
     if ctx.variables.config_variables_file_path:
         # typed str, stored as Optional (None: no file)
         ctx.variables.config_variables_file_path = None  # type: ignore[assignment]
