@@ -668,3 +668,34 @@ def test_an_erroring_expectation_leaves_the_others_evaluated(tmp_path, monkeypat
         ("marts.probe_next", "expect_column_min_to_be_between", "1")
     ]
     assert not outcome.success
+
+
+def test_a_gate_that_raises_still_builds_the_pages_of_the_assets_that_ran(tmp_path, monkeypatch):
+    """docs/decisions.md#gate-cpu: Data Docs are built once, after the checkpoints; when an
+    asset's run raises (here GX refuses an expectation's arguments: ``mostly`` above 1), the
+    error propagates and the asset validated before it still has its page in the index."""
+    from trialscreen.validate import EXPECTATIONS_DIR_ENV, validate
+
+    suite = PROBE_SUITE.split("  - name: marts.probe_next")[1]
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "probe.yml").write_text(
+        "suite: probe\nassets:\n  - name: marts.probe_next"
+        + suite
+        + "  - name: marts.probe_bad\n    table: marts.probe\n    columns: {n: int}\n"
+        "    expectations:\n"
+        "      - {type: expect_column_values_to_not_be_null, kwargs: {column: n, mostly: 5},"
+        " blocking: true}\n"
+    )
+    monkeypatch.setenv(EXPECTATIONS_DIR_ENV, str(tmp_path / "suites"))
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    with Warehouse.connect(url) as wh:
+        wh.execute("create schema marts")
+        wh.execute("create table marts.probe as select * from (values (1), (5)) t(n)")
+    with pytest.raises(Exception, match="mostly"):
+        validate(url, tmp_path / "reports", "run-raise", SCREENING_DATE, suites=["probe"])
+
+    site = tmp_path / "reports" / "data_docs" / "gx" / "uncommitted" / "data_docs" / "local_site"
+    pages = sorted((site / "validations" / "marts" / "probe_next" / "run-raise").glob("*/*.html"))
+    assert len(pages) == 1
+    assert pages[0].relative_to(site).as_posix() in (site / "index.html").read_text()
+    assert not (site / "validations" / "marts" / "probe_bad").exists()
