@@ -673,7 +673,8 @@ def test_an_erroring_expectation_leaves_the_others_evaluated(tmp_path, monkeypat
 def test_a_gate_that_raises_still_builds_the_pages_of_the_assets_that_ran(tmp_path, monkeypatch):
     """docs/decisions.md#gate-cpu: Data Docs are built once, after the checkpoints; when an
     asset's run raises (here GX refuses an expectation's arguments: ``mostly`` above 1), the
-    error propagates and the asset validated before it still has its page in the index."""
+    error propagates and the asset validated before it still has its page in the index,
+    localized (a later gate rewrites only its own pages)."""
     from trialscreen.validate import EXPECTATIONS_DIR_ENV, validate
 
     suite = PROBE_SUITE.split("  - name: marts.probe_next")[1]
@@ -699,3 +700,5 @@ def test_a_gate_that_raises_still_builds_the_pages_of_the_assets_that_ran(tmp_pa
     assert len(pages) == 1
     assert pages[0].relative_to(site).as_posix() in (site / "index.html").read_text()
     assert not (site / "validations" / "marts" / "probe_bad").exists()
+    assert "static/vendor/bootstrap-4.3.1/bootstrap.min.css" in pages[0].read_text()
+    assert "https://" not in pages[0].read_text()

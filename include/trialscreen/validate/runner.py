@@ -544,18 +544,32 @@ def _run_asset(
     return rows, rendered
 
 
-def _build_data_docs(ctx: Any, rendered: list[Any], failing: bool = False) -> None:
+def _build_data_docs(
+    ctx: Any,
+    site: Path,
+    checked: Sequence[tuple[Suite, Asset, Any, AssetRead]],
+    rendered: list[Any],
+    run_id: str,
+    failing: bool = False,
+) -> None:
     """The gate's Data Docs in one build: the pages of this gate's validation results and
-    suites, then the index once. A checkpoint's ``UpdateDataDocsAction`` makes the same
-    ``build_data_docs`` call for its own two pages, re-rendering the index (and compiling
-    GX's page templates anew): once per asset, it was over half of the gate's CPU
-    (docs/decisions.md#gate-cpu). ``failing``: an asset's run raised; the pages of those
-    that ran are still built (the index lists every stored result), and an error here is
-    logged rather than hiding that one."""
-    if not rendered:
-        return
+    suites, then the index once; each asset's page noted in its :class:`AssetRead`; the
+    pages built localized for offline reading. A checkpoint's ``UpdateDataDocsAction``
+    makes the same ``build_data_docs`` call for its own two pages, re-rendering the index
+    (and compiling GX's page templates anew): once per asset, it was over half of the gate's
+    CPU (docs/decisions.md#gate-cpu). ``failing``: an asset's run raised; the pages of those
+    that ran are still built and localized (the index lists every stored result), and an
+    error here is logged rather than hiding that one."""
+    # GX links CDNs and a remote logo: point the pages at vendored copies (air-gapped
+    # servers); the pages this build wrote, with the index, not the whole site's history
+    from trialscreen.validate.offline_docs import localize_site
+
     try:
-        ctx.build_data_docs(resource_identifiers=rendered)
+        if rendered:
+            ctx.build_data_docs(resource_identifiers=rendered)
+        for _, asset, _, info in checked:
+            info.docs_page = _docs_page(site, asset, run_id)
+        localize_site(site, _built_pages(checked))
     except Exception as exc:
         if not failing:
             raise
@@ -620,6 +634,7 @@ def validate(
     )
     checked: list[tuple[Suite, Asset, list[dict[str, Any]], AssetRead]] = []
     rendered: list[Any] = []
+    site = _docs_index(docs_root).parent
     previous_url = os.environ.get(GX_URL_ENV)
     queries = {asset.name: sql for _, asset, sql, _, _ in reads if sql is not None}
     warehouse = _warehouse_datasource(ctx, WarehouseUrl.parse(warehouse_url), queries)
@@ -638,10 +653,7 @@ def validate(
             os.environ.pop(GX_URL_ENV, None)
         else:
             os.environ[GX_URL_ENV] = previous_url
-        _build_data_docs(ctx, rendered, failing)
-    site = _docs_index(docs_root).parent
-    for _, asset, _, info in checked:
-        info.docs_page = _docs_page(site, asset, run_id)
+        _build_data_docs(ctx, site, checked, rendered, run_id, failing)
     for suite, asset, rows, info in checked:
         for row in rows:
             outcome.expectations_evaluated += 1
@@ -660,11 +672,6 @@ def validate(
             }
             (outcome.blocking_failures if exp.blocking else outcome.warnings).append(entry)
         outcome.assets.append({"suite": suite.name, **asdict(info)})
-    # GX links CDNs and a remote logo: point every page at vendored copies (air-gapped servers);
-    # the pages this gate's build wrote (with the index), not the whole site's history
-    from trialscreen.validate.offline_docs import localize_site
-
-    localize_site(site, _built_pages(checked))
     outcome.success = not outcome.blocking_failures
     outcome.seconds = round(time.monotonic() - started, 2)
     log.info(
