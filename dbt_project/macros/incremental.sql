@@ -10,10 +10,10 @@
     raw whether it was built in one night or in many, and a night whose gate blocks leaves a
     state the next night continues from unchanged.
 
-    `trialscreen run` passes the variable (trialscreen.pipeline.build: the load id the last
-    successful build covered) unless it rebuilds (`--full-refresh`, or a changed fingerprint:
-    trial definitions, seeds, dbt project, code version, time zone). Without the variable (a
-    developer's `dbt build`, the DAG's build) an existing table is rebuilt whole. On Spark
+    `trialscreen run` and the DAG pass the variable (trialscreen.pipeline.plan_build: the load
+    id the last successful build covered) unless they rebuild (`--full-refresh`, or a changed
+    fingerprint: trial definitions, seeds, dbt project, code version, time zone). Without the
+    variable (a developer's `dbt build`) an existing table is rebuilt whole. On Spark
     (Parquet tables, no row deletes) the models are plain tables, rebuilt every night.
 #}
 
