@@ -35,7 +35,7 @@ def test_no_page_links_anything_off_the_site(site):
     assert offending == []
     assert (site / "static/vendor/bootstrap-4.3.1/bootstrap.min.css").is_file()
     assert (site / "static/vendor/bootstrap-4.3.1/LICENSE").is_file()
-    # a second pass changes nothing (the gate rewrites the pages it built, once, after its checkpoints)
+    # a second pass changes nothing (a gate rewrites the pages it built, after its checkpoints)
     assert localize_site(site) == 0
 
 
