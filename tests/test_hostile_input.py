@@ -324,6 +324,53 @@ def test_file_over_the_size_limit_is_quarantined_unread(
     )
 
 
+def test_ndjson_over_the_file_limit_is_read_in_parts_and_lands_whole(
+    drop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk FHIR export is NDJSON files of hundreds of MB to GB. An uncompressed one over
+    the file limit is cut into parts no larger than the limit (a part is all a parser holds),
+    so it lands as it would under a limit it fits: every record, no file refused. A line
+    longer than the limit still leaves the file whole, so refused unread."""
+    from trialscreen.ingest import parse as parse_module
+
+    export = "\n".join(
+        json.dumps(
+            {
+                "resourceType": "Patient",
+                "id": f"bulk{i}",
+                "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": f"HB-{i:04d}"}],
+                "gender": "male",
+                "birthDate": "1960-05-06",
+            }
+        )
+        for i in range(200)
+    )
+    (drop / "fhir" / "Patient.bulk.ndjson").write_text(export + "\n")
+    size = (drop / "fhir" / "Patient.bulk.ndjson").stat().st_size
+    unlimited = _ingest(tmp_path / "unlimited.duckdb", drop, "run-1")
+
+    monkeypatch.setenv(limits.MAX_FILE_BYTES_ENV, "4096")
+    assert size > 4 * 4096
+    parts = parse_module.units("fhir", [(drop / "fhir" / "Patient.bulk.ndjson", size)])
+    assert len(parts) > 4 and all(isinstance(u[0], parse_module.Part) for u in parts)
+    assert all(u[0].end - u[0].start <= 4096 + 200 for u in parts)  # the limit + one line
+    wh = tmp_path / "limited.duckdb"
+    counts = _ingest(wh, drop, "run-1")
+    assert counts["fhir"].as_row() | {"seconds": 0} == unlimited["fhir"].as_row() | {"seconds": 0}
+    assert counts["fhir"].loaded == 203 and counts["fhir"].quarantined == 0
+    assert not [r for r in _quarantine(wh) if r[0] == "file"]
+
+    (drop / "fhir" / "Patient.oneline.ndjson").write_text(
+        json.dumps({"resourceType": "Patient", "id": "long", "text": {"div": "x" * 9000}})
+        + "\n"
+        + export
+    )
+    again = tmp_path / "oneline.duckdb"
+    _ingest(again, drop, "run-1")
+    refused = {r[1]: r[2] for r in _quarantine(again) if r[0] == "file"}
+    assert refused["fhir/Patient.oneline.ndjson"].startswith("file is ")
+
+
 def test_oversize_ndjson_line_is_quarantined_alone(
     drop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

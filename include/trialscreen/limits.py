@@ -9,7 +9,8 @@ of the file goes on. Defaults and reasons: docs/decisions.md, "Hostile input: li
 hygiene".
 
 * ``TRIALSCREEN_MAX_FILE_BYTES``: the most bytes one file may hold once decompressed (a
-  plain file's size; a gzip is stopped as soon as its output passes it). Default 256 MiB.
+  plain file's size; a gzip is stopped as soon as its output passes it). Default 256 MiB. An
+  uncompressed FHIR NDJSON file over it is parsed in parts no larger than it instead.
 * ``TRIALSCREEN_MAX_EXPANSION_RATIO``: the most a gzip may expand (output bytes per input
   byte read so far), checked once the output passes ``TRIALSCREEN_RATIO_FLOOR_BYTES``
   (default 8 MiB: small files may compress very well and cost nothing). Default 100.

@@ -183,25 +183,33 @@ Parsed = tuple[ParsedFile, bool]  # a file's result (or a part's) and whether it
 
 
 def _parts(path: Path, size: int) -> list[Part] | None:
-    """Line-aligned parts of a large uncompressed FHIR NDJSON file within the file limit;
-    None when it stays whole (small, compressed, over the limit, or no line break to cut at).
+    """Line-aligned parts of a large uncompressed FHIR NDJSON file, each at most
+    ``PART_BYTES`` and at most the file limit (plus the line it ends in); None when it stays
+    whole (small, compressed, or no line break to cut at).
+
+    A file over the file limit is cut too: the limit bounds what one parser holds, and a part
+    is all a parser holds, so a bulk FHIR export of several GB lands (docs/decisions.md,
+    "Large NDJSON files are parsed in parts"). A gzipped file cannot be entered in the middle:
+    it is decompressed whole, and the limit refuses it.
 
     Positions are counted as ``bytes.splitlines`` does (``\\n``, ``\\r\\n``, a lone ``\\r``);
     cuts are made just after a ``\\n``."""
     name = path.name.lower()
-    if not name.endswith(".ndjson") or size <= PART_BYTES:
+    max_file_bytes = limits.current().max_file_bytes
+    part_bytes = min(PART_BYTES, max_file_bytes)
+    if not name.endswith(".ndjson") or size <= part_bytes:
         return None
-    if size > limits.current().max_file_bytes:
-        return None  # the one-file parser quarantines it whole, as before
     cuts = [0]
     lines_before = [1]
     try:
         with bounded.open_regular(path) as handle:
             while True:
-                block = handle.read(PART_BYTES)
+                block = handle.read(part_bytes)
                 if not block:
                     break
-                tail = handle.readline() if not block.endswith(b"\n") else b""
+                tail = handle.readline(max_file_bytes) if not block.endswith(b"\n") else b""
+                if len(tail) == max_file_bytes and not tail.endswith((b"\n", b"\r")):
+                    return None  # a line longer than the file limit: whole, so refused
                 block += tail
                 crlf = block.count(b"\r\n")
                 lines = block.count(b"\n") + block.count(b"\r") - crlf
