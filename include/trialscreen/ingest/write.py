@@ -45,7 +45,7 @@ NOT_JSON = "no line of the file is valid JSON"
 
 def already_ingested(wh: Warehouse, feed: str, keys: list[str]) -> set[str]:
     """Which of this drop's registry keys are already registered for the feed: the drop's
-    keys go to a temporary table and the registry is joined in the warehouse, so memory
+    keys are staged (``Warehouse.staged``) and the registry is joined in the warehouse, so memory
     follows the drop's file count, not the history of every file ever ingested."""
     if not keys:
         return set()
@@ -71,22 +71,25 @@ _PAIR = ["record_id", "record_hash"]
 _ORDER = ["source_file", "source_position"]
 
 
-def _landed_pairs(
-    wh: Warehouse, table: str, pairs: pl.DataFrame, where: str = "", params: Sequence[Any] = ()
+def _not_landed(
+    wh: Warehouse, table: str, rows: pl.DataFrame, where: str = "", params: Sequence[Any] = ()
 ) -> pl.DataFrame:
-    """Which ``(record_id, record_hash)`` pairs of the batch ``table`` already holds: the
-    batch's distinct pairs are staged and joined to the table in the warehouse (the engine
+    """The rows whose ``(record_id, record_hash)`` pair ``table`` does not hold yet: the
+    rows' distinct pairs are staged and joined to the table in the warehouse (the engine
     builds its hash table on the batch, the smaller side, and scans the table), so memory
-    follows the batch, not the table. At most one row per pair of the batch."""
-    keys = pairs.select(_PAIR).unique()
+    follows the batch, not the table; the anti-join against the pairs found runs here."""
+    keys = rows.select(_PAIR).unique()
     with wh.staged("_ts_pairs", keys) as staged:
-        rows = wh.query(
+        found = wh.query(
             f"select distinct b.record_id, b.record_hash from {staged} b "
             f"join {table} t on t.record_id = b.record_id and t.record_hash = b.record_hash"
             + where,
             list(params),
         )
-    return pl.DataFrame(rows, schema=keys.schema, orient="row")
+    if not found:
+        return rows
+    landed = pl.DataFrame(found, schema=keys.schema, orient="row")
+    return rows.join(landed, on=_PAIR, how="anti")
 
 
 def _insert_new_rows(
@@ -96,15 +99,14 @@ def _insert_new_rows(
 
     Dedup is on ``(record_id, record_hash)`` against the table and within the batch (first
     occurrence by file and position wins). Within the batch in polars (the batch is in
-    memory already); against the table in the warehouse (:func:`_landed_pairs`). Nothing is
+    memory already); against the table in the warehouse (:func:`_not_landed`). Nothing is
     kept in the warehouse but the new rows: no temporary table per batch.
     """
     batch = _stamped(frame, run_id, now, load_id)
     first = batch.sort(_ORDER, maintain_order=True).unique(
         subset=_PAIR, keep="first", maintain_order=True
     )
-    landed = _landed_pairs(wh, table, first)
-    new = first.join(landed, on=_PAIR, how="anti") if landed.height else first
+    new = _not_landed(wh, table, first)
     wh.load_frame(table, new)
     return new.group_by("source_file").agg(pl.len().cast(pl.Int64).alias("loaded"))
 
@@ -137,8 +139,7 @@ def _insert_new_codings(
     )
     kept = batch.join(first_parent, on=[*group, *_ORDER], how="semi", nulls_equal=True)
     same_entity = ("", ()) if parent != table else (f" and t.entity = {wh.param}", (entity,))
-    landed = _landed_pairs(wh, parent, kept, *same_entity)
-    wh.load_frame(table, kept.join(landed, on=_PAIR, how="anti") if landed.height else kept)
+    wh.load_frame(table, _not_landed(wh, parent, kept, *same_entity))
 
 
 def _concat_conformed(entity: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
