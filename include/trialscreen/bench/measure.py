@@ -108,7 +108,6 @@ def _dbt_child(
     run_id: str,
     key: str,
     select: str | None,
-    wap: bool = False,
 ) -> dict[str, Any]:
     from trialscreen import pseudonym
     from trialscreen.pipeline import prepare_build
@@ -119,7 +118,7 @@ def _dbt_child(
     started = time.perf_counter()
     prepare_build(warehouse, TRIALS)
     prepare_s = time.perf_counter() - started
-    dbt_vars = {"screening_date": screening_date, "run_id": run_id, "wap": wap}
+    dbt_vars = {"screening_date": screening_date, "run_id": run_id, "wap": False}
     selection = ["--select", *select.split()] if select else []
 
     started = time.perf_counter()
