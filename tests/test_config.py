@@ -394,6 +394,24 @@ def test_defaults_are_the_readers_defaults() -> None:
     assert defaults["TRIALSCREEN_MAX_FILE_BYTES"] == str(limits.current({}).max_file_bytes)
 
 
+def test_duckdb_memory_reaches_the_warehouse_and_dbt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every DuckDB connection of a night is bounded by TRIALSCREEN_DUCKDB_MEMORY: the
+    package's (Warehouse) and dbt's (profiles.yml settings)."""
+    from trialscreen.warehouse import DEFAULT_DUCKDB_MEMORY, Warehouse
+
+    assert config.BY_ENV["TRIALSCREEN_DUCKDB_MEMORY"].default == DEFAULT_DUCKDB_MEMORY
+    monkeypatch.setenv("TRIALSCREEN_DUCKDB_MEMORY", "1GB")
+    with Warehouse.connect(str(tmp_path / "w.duckdb")) as wh:
+        assert wh.scalar("select current_setting('memory_limit')") == "953.6 MiB"
+    profile = (REPO / "dbt_project" / "profiles.yml").read_text()
+    assert "memory_limit: \"{{ env_var('TRIALSCREEN_DUCKDB_MEMORY', '4GB') }}\"" in profile
+    monkeypatch.setenv("TRIALSCREEN_DUCKDB_MEMORY", "lots")
+    with pytest.raises(ValueError, match="TRIALSCREEN_DUCKDB_MEMORY: 'lots' is not a size"):
+        Warehouse.connect(str(tmp_path / "v.duckdb")).__enter__()
+
+
 def test_defaults_of_the_gate_alerts_and_worklist() -> None:
     from trialscreen.notify import DEFAULT_TIMEOUT
     from trialscreen.validate.runner import DEFAULT_GATE_MEMORY_LIMIT

@@ -173,6 +173,9 @@ SETTINGS: tuple[Setting, ...] = (
       _check_postgres),
     S("warehouse", "admin_url", "TRIALSCREEN_ADMIN_URL", "url", None,
       "PostgreSQL: an administrator's URL for `trialscreen roles`", _check_postgres),
+    S("warehouse", "duckdb_memory", "TRIALSCREEN_DUCKDB_MEMORY", "string", "4GB",
+      "DuckDB: the memory the nightly build, publish and reports may use (DuckDB spills to "
+      "disk beyond it; it bounds DuckDB's buffers, not Python's)", _check_size),
     S("warehouse", "publish_lock_timeout", "TRIALSCREEN_PUBLISH_LOCK_TIMEOUT", "string", "60s",
       "PostgreSQL: how long publish waits for a table lock", _check_duration),
     # the hospital

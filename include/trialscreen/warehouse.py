@@ -39,9 +39,15 @@ from urllib.parse import urlsplit
 import polars as pl
 
 DEFAULT_DUCKDB = "trialscreen.duckdb"
+# DuckDB's buffers (it spills to disk beyond): 80 % of RAM by default, which a night at a
+# million patients fills (docs/decisions.md, "DuckDB's memory is bounded"); dbt's connections
+# take the same value from profiles.yml
+DUCKDB_MEMORY_ENV = "TRIALSCREEN_DUCKDB_MEMORY"
+DEFAULT_DUCKDB_MEMORY = "4GB"
 # pg_try_advisory_lock(classid, objid) of the run lock (advisory locks are per database)
 RUN_LOCK = (0x7473, 0)  # "ts", 0
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SIZE = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)", re.IGNORECASE)
 
 
 def published_file(value: str | Path | None, schema: str) -> Path | None:
@@ -274,6 +280,14 @@ class Warehouse:
         return "?" if self.engine == "duckdb" else "%s"
 
 
+def duckdb_memory() -> str:
+    """``TRIALSCREEN_DUCKDB_MEMORY`` (default :data:`DEFAULT_DUCKDB_MEMORY`), a DuckDB size."""
+    value = os.environ.get(DUCKDB_MEMORY_ENV, "").strip() or DEFAULT_DUCKDB_MEMORY
+    if not _SIZE.fullmatch(value):
+        raise ValueError(f"{DUCKDB_MEMORY_ENV}: '{value}' is not a size such as 512MB or 4GB")
+    return value
+
+
 class DuckDBWarehouse(Warehouse):
     engine = "duckdb"
 
@@ -282,6 +296,7 @@ class DuckDBWarehouse(Warehouse):
 
         super().__init__(url)
         assert url.path is not None
+        memory = duckdb_memory()
         url.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.con = duckdb.connect(str(url.path))
@@ -296,6 +311,7 @@ class DuckDBWarehouse(Warehouse):
                 "DuckDB lets one process write a file at a time: wait for the run to finish "
                 "or close the client, then retry"
             ) from None
+        self.con.execute(f"set memory_limit = '{memory}'")
         self._depth = 0
 
     def close(self) -> None:
