@@ -214,6 +214,10 @@ SETTINGS: tuple[Setting, ...] = (
       str(LIMITS.max_record_bytes),
       "the most bytes one record (NDJSON line, HL7 message, CSV row) may hold",
       _check_positive),
+    S("limits", "max_expanded_bytes", "TRIALSCREEN_MAX_EXPANDED_BYTES", "integer",
+      str(LIMITS.max_expanded_bytes),
+      "the most bytes a gzipped FHIR NDJSON file parsed in parts may expand to",
+      _check_positive),
     # Spark (optional extra)
     S("spark", "threads", "TRIALSCREEN_SPARK_THREADS", "integer", "1",
       "dbt threads on the spark target", _check_positive),

@@ -1,7 +1,7 @@
 """Input limits for hostile or broken feed files, read from the environment in one place.
 
-A parser holds one (decompressed) file in memory while it reads it (a large uncompressed
-FHIR NDJSON file: one part of it, ``ingest.parse.PART_BYTES``), so these limits are what
+A parser holds one (decompressed) file in memory while it reads it (a large FHIR NDJSON
+file, plain or gzipped: one part of it, ``ingest.parse.PART_BYTES``), so these limits are what
 bounds the memory of an ingest beside the batch (``ingest.FLUSH_ROWS``). A file over a file
 limit is quarantined whole (scope ``file``) without being read further; a record over the
 record limit (an NDJSON line, an HL7 message, a CSV row) is quarantined alone and the rest
@@ -9,8 +9,11 @@ of the file goes on. Defaults and reasons: docs/decisions.md, "Hostile input: li
 hygiene".
 
 * ``TRIALSCREEN_MAX_FILE_BYTES``: the most bytes one file may hold once decompressed (a
-  plain file's size; a gzip is stopped as soon as its output passes it). Default 256 MiB. An
-  uncompressed FHIR NDJSON file over it is parsed in parts no larger than it instead.
+  plain file's size; a gzip is stopped as soon as its output passes it). Default 256 MiB. A
+  FHIR NDJSON file over it, plain or gzipped, is parsed in parts no larger than it instead.
+* ``TRIALSCREEN_MAX_EXPANDED_BYTES``: the most bytes a gzipped FHIR NDJSON file parsed in
+  parts may expand to (the decompression is streamed, a part at a time, so the file limit
+  does not bound it; this does, beside the ratio). Default 16 GiB.
 * ``TRIALSCREEN_MAX_EXPANSION_RATIO``: the most a gzip may expand (output bytes per input
   byte read so far), checked once the output passes ``TRIALSCREEN_RATIO_FLOOR_BYTES``
   (default 8 MiB: small files may compress very well and cost nothing). Default 100.
@@ -35,6 +38,7 @@ MAX_FILE_BYTES_ENV = "TRIALSCREEN_MAX_FILE_BYTES"
 MAX_EXPANSION_RATIO_ENV = "TRIALSCREEN_MAX_EXPANSION_RATIO"
 RATIO_FLOOR_BYTES_ENV = "TRIALSCREEN_RATIO_FLOOR_BYTES"
 MAX_RECORD_BYTES_ENV = "TRIALSCREEN_MAX_RECORD_BYTES"
+MAX_EXPANDED_BYTES_ENV = "TRIALSCREEN_MAX_EXPANDED_BYTES"
 
 
 class LimitSettingError(ValueError):
@@ -47,6 +51,7 @@ class Limits:
     max_expansion_ratio: int = 100
     ratio_floor_bytes: int = 8 * MiB
     max_record_bytes: int = 16 * MiB
+    max_expanded_bytes: int = 16 * 1024 * MiB
 
 
 DEFAULTS = Limits()
@@ -72,6 +77,7 @@ def current(env: Mapping[str, str] | None = None) -> Limits:
         ),
         ratio_floor_bytes=_positive_int(env, RATIO_FLOOR_BYTES_ENV, DEFAULTS.ratio_floor_bytes),
         max_record_bytes=_positive_int(env, MAX_RECORD_BYTES_ENV, DEFAULTS.max_record_bytes),
+        max_expanded_bytes=_positive_int(env, MAX_EXPANDED_BYTES_ENV, DEFAULTS.max_expanded_bytes),
     )
 
 

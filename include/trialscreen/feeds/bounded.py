@@ -7,6 +7,9 @@
   decompressed in small steps and stopped as soon as its output passes the file limit or
   its expansion ratio passes the ratio limit (``trialscreen.limits``), so a gzip bomb costs
   a few MiB, never its expanded size.
+* ``gunzip_stream`` yields a gzip's decompressed bytes piece by piece, for a FHIR NDJSON
+  file parsed in parts (``ingest.parse``): the same checks, with the expanded-size limit in
+  place of the file limit (what one parser holds is a part, not the file).
 
 Every reason is PHI-free: sizes, limits and the names of the settings, never a file name
 or a byte of content.
@@ -18,6 +21,7 @@ import errno
 import os
 import stat
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -106,36 +110,93 @@ def read_file(path: Path, lim: _limits.Limits | None = None) -> bytes:
         return data
 
 
+def gunzip_stream(path: Path, lim: _limits.Limits | None = None) -> Iterator[bytes]:
+    """A gzip's decompressed bytes in pieces of at most 1 MiB, never whole: stopped (``OverLimit``)
+    as soon as the output passes ``TRIALSCREEN_MAX_EXPANDED_BYTES`` or the expansion ratio,
+    ``BadGzip`` for a stream that is not gzip or ends early. The compressed size is not held
+    to the file limit: the caller holds a part at a time (docs/decisions.md, "Large NDJSON
+    files are parsed in parts")."""
+    lim = lim or _limits.current()
+    with open_regular(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        yield from _gunzip_pieces(
+            handle,
+            size,
+            lim,
+            lim.max_expanded_bytes,
+            f"the expanded-size limit of {lim.max_expanded_bytes} bytes",
+            _limits.MAX_EXPANDED_BYTES_ENV,
+        )
+
+
+def head(path: Path, limit: int = PARTIAL_LIMIT) -> bytes:
+    """The first ``limit`` bytes of a file as a parser reads them (gunzipped for ``*.gz``);
+    what could be read when the file is refused or broken."""
+    if not Path(path).name.lower().endswith(".gz"):
+        try:
+            with open_regular(path) as handle:
+                return handle.read(limit)
+        except RefusedInput:
+            return b""
+    out = bytearray()
+    pieces = gunzip_stream(path)
+    try:
+        for piece in pieces:
+            out += piece[: limit - len(out)]
+            if len(out) >= limit:
+                break
+    except RefusedInput as exc:
+        return bytes(exc.partial[:limit]) or bytes(out)
+    finally:
+        pieces.close()
+    return bytes(out)
+
+
 def _gunzip(handle: BinaryIO, size: int, lim: _limits.Limits) -> bytes:
+    """The whole decompressed file, within the file limit and the expansion ratio."""
+    return b"".join(
+        _gunzip_pieces(
+            handle,
+            size,
+            lim,
+            lim.max_file_bytes,
+            f"the file limit of {lim.max_file_bytes} bytes",
+            _limits.MAX_FILE_BYTES_ENV,
+        )
+    )
+
+
+def _gunzip_pieces(
+    handle: BinaryIO, size: int, lim: _limits.Limits, max_bytes: int, bound: str, setting: str
+) -> Iterator[bytes]:
     """Streamed ``gzip.decompress``: members in sequence, zero padding after a member
-    skipped, CRC and length checked by zlib; stopped at the first limit passed."""
-    chunks: list[bytes] = []
+    skipped, CRC and length checked by zlib; stopped at the first limit passed (``bound``
+    names ``max_bytes`` in the reason, ``setting`` the variable that sets it). An exception's
+    ``partial`` is the output's first ``PARTIAL_LIMIT`` bytes."""
+    first = bytearray()
     total = 0
     consumed = 0
     members = 0
     inflater: zlib._Decompress | None = None
 
-    def head() -> bytes:
-        return b"".join(chunks)[:PARTIAL_LIMIT]
-
     def account(piece: bytes) -> None:
         nonlocal total
         total += len(piece)
-        if total > lim.max_file_bytes:
+        if total > max_bytes:
             raise OverLimit(
-                f"gzip expands past the file limit of {lim.max_file_bytes} bytes "
-                f"(over {total - len(piece)} bytes from the first {consumed} of {size} "
-                f"compressed bytes; {_limits.MAX_FILE_BYTES_ENV})",
-                head(),
+                f"gzip expands past {bound} (over {total - len(piece)} bytes from the first "
+                f"{consumed} of {size} compressed bytes; {setting})",
+                bytes(first),
             )
         if total > lim.ratio_floor_bytes and total > lim.max_expansion_ratio * consumed:
             raise OverLimit(
                 f"gzip expands more than {lim.max_expansion_ratio}x ({total} bytes from the "
                 f"first {consumed} of {size} compressed bytes; "
                 f"{_limits.MAX_EXPANSION_RATIO_ENV})",
-                head(),
+                bytes(first),
             )
-        chunks.append(piece)
+        if len(first) < PARTIAL_LIMIT:
+            first.extend(piece[: PARTIAL_LIMIT - len(first)])
 
     while block := handle.read(_READ_STEP):
         consumed += len(block)
@@ -151,8 +212,10 @@ def _gunzip(handle: BinaryIO, size: int, lim: _limits.Limits) -> bytes:
             try:
                 piece = inflater.decompress(data, _OUT_STEP)
             except zlib.error:
-                raise BadGzip("not a valid gzip file", head(), truncated=False) from None
+                raise BadGzip("not a valid gzip file", bytes(first), truncated=False) from None
             account(piece)
+            if piece:
+                yield piece
             if inflater.eof:
                 data, inflater = inflater.unused_data, None
                 continue
@@ -160,7 +223,4 @@ def _gunzip(handle: BinaryIO, size: int, lim: _limits.Limits) -> bytes:
             if not data and len(piece) < _OUT_STEP:
                 break
     if inflater is not None:
-        raise BadGzip("gzip stream is truncated", head(), truncated=True)
-    out = b"".join(chunks)
-    chunks.clear()
-    return out
+        raise BadGzip("gzip stream is truncated", bytes(first), truncated=True)
