@@ -21,7 +21,7 @@ import errno
 import os
 import stat
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -110,7 +110,7 @@ def read_file(path: Path, lim: _limits.Limits | None = None) -> bytes:
         return data
 
 
-def gunzip_stream(path: Path, lim: _limits.Limits | None = None) -> Iterator[bytes]:
+def gunzip_stream(path: Path, lim: _limits.Limits | None = None) -> Generator[bytes, None, None]:
     """A gzip's decompressed bytes in pieces of at most 1 MiB, never whole: stopped (``OverLimit``)
     as soon as the output passes ``TRIALSCREEN_MAX_EXPANDED_BYTES`` or the expansion ratio,
     ``BadGzip`` for a stream that is not gzip or ends early. The compressed size is not held
