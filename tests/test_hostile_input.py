@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -309,8 +310,9 @@ def test_file_over_the_size_limit_is_quarantined_unread(
     monkeypatch.setenv(limits.MAX_FILE_BYTES_ENV, "4096")
     big = (HL7_MESSAGE + "\r") * 40
     (drop / "hl7" / "big.hl7").write_text(big)
-    with gzip.open(drop / "fhir" / "Patient.2.ndjson.gz", "wt") as handle:
-        handle.write((PATIENTS_NDJSON.replace("HX-", "HW-") + "\n") * 10)
+    # (a gzipped FHIR NDJSON file is parsed in parts instead: the tests after the next one)
+    with gzip.open(drop / "csv" / "lab_results.2.csv.gz", "wt") as handle:
+        handle.write(LAB_RESULTS_CSV * 20)
     wh = tmp_path / "wh.duckdb"
     counts = _ingest(wh, drop, "run-1")
     _assert_balanced_and_landed(counts)
@@ -319,7 +321,7 @@ def test_file_over_the_size_limit_is_quarantined_unread(
         f"file is {len(big.encode())} bytes, over the file limit of 4096 bytes "
         "(TRIALSCREEN_MAX_FILE_BYTES)"
     )
-    assert refused["fhir/Patient.2.ndjson.gz"].startswith(
+    assert refused["csv/lab_results.2.csv.gz"].startswith(
         "gzip expands past the file limit of 4096 bytes"
     )
 
@@ -369,6 +371,146 @@ def test_ndjson_over_the_file_limit_is_read_in_parts_and_lands_whole(
     _ingest(again, drop, "run-1")
     refused = {r[1]: r[2] for r in _quarantine(again) if r[0] == "file"}
     assert refused["fhir/Patient.oneline.ndjson"].startswith("file is ")
+
+
+def _bulk_export() -> bytes:
+    """A 200-record bulk export with what a cut must carry across parts: CRLF and LF lines, a
+    blank line, a line that is not JSON and one that is not FHIR in later parts, and
+    duplicate records (the same line twice)."""
+    lines = [
+        json.dumps(
+            {
+                "resourceType": "Patient",
+                "id": f"bulk{i}",
+                "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": f"HB-{i:04d}"}],
+                "gender": "male",
+                "birthDate": "1960-05-06",
+            }
+        )
+        for i in range(200)
+    ]
+    lines.insert(120, "not json at all")
+    lines.insert(150, "")
+    lines.insert(170, json.dumps({"id": "no-type"}))
+    lines.append(lines[10])  # a duplicate
+    return ("\r\n".join(lines[:60]) + "\r\n" + "\n".join(lines[60:]) + "\n").encode()
+
+
+def _landed_fhir(path: Path, rename: dict[str, str]) -> dict[str, list[tuple[object, ...]]]:
+    """What the FHIR feed landed (raw rows, codings, quarantine, file ledger), without the
+    run's stamps, with file names mapped through ``rename``."""
+    stamps = {"run_id", "loaded_at", "load_id", "quarantined_at", "ingested_at", "content_hash"}
+    tables = [f"raw.{schema.raw_table('fhir', e)}" for e in schema.TABLE_COLUMNS]
+    out = {}
+    with Warehouse.connect(path) as wh:
+        for table in [*tables, "quarantine.records", "audit.ingested_files"]:
+            columns = [c for c in wh.column_names(table) if c not in stamps and c != "size_bytes"]
+            where = " where feed = 'fhir'" if "feed" in columns else ""
+            rows = wh.query(f"select {', '.join(columns)} from {table}{where}")
+            index = columns.index("source_file")
+            mapped = [
+                tuple(rename.get(v, v) if i == index else v for i, v in enumerate(r)) for r in rows
+            ]
+            out[table] = sorted(mapped, key=repr)
+    return out
+
+
+def _gzip(path: Path, data: bytes) -> None:
+    path.write_bytes(gzip.compress(data, mtime=0))
+
+
+def test_gzipped_ndjson_over_the_file_limit_is_read_in_parts_and_lands_as_uncompressed(
+    drop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk FHIR export is gzipped NDJSON of hundreds of MB each. One that decompresses past
+    the part size (here the 4 KiB file limit) is cut into parts like an uncompressed one, its
+    decompression streamed, so it lands exactly as without the limit and as the same file
+    uncompressed: rows, positions (line numbers continue across parts), quarantine reasons and
+    payloads, the file ledger's counts; parsed in worker processes too. A file of no JSON line
+    keeps its whole-file verdict, with its decompressed first bytes as payload."""
+    from trialscreen.ingest import parse as parse_module
+
+    export = _bulk_export()
+    junk = b"garbage line\n" * 400
+    plain, packed = tmp_path / "plain", tmp_path / "packed"
+    for folder in (plain, packed):
+        shutil.copytree(drop, folder)
+    (plain / "fhir" / "Patient.bulk.ndjson").write_bytes(export)
+    (plain / "fhir" / "Observation.junk.ndjson").write_bytes(junk)
+    _gzip(packed / "fhir" / "Patient.bulk.ndjson.gz", export)
+    _gzip(packed / "fhir" / "Observation.junk.ndjson.gz", junk)
+    rename = {
+        "fhir/Patient.bulk.ndjson.gz": "fhir/Patient.bulk.ndjson",
+        "fhir/Observation.junk.ndjson.gz": "fhir/Observation.junk.ndjson",
+    }
+    as_plain = _ingest(tmp_path / "plain.duckdb", plain, "run-1")["fhir"]
+    expected = _landed_fhir(tmp_path / "plain.duckdb", {})
+    whole = _ingest(tmp_path / "whole.duckdb", packed, "run-1")["fhir"]
+    assert _landed_fhir(tmp_path / "whole.duckdb", rename) == expected
+
+    monkeypatch.setenv(limits.MAX_FILE_BYTES_ENV, "4096")
+    gz = packed / "fhir" / "Patient.bulk.ndjson.gz"
+    cut = parse_module.units("fhir", [(gz, gz.stat().st_size)])
+    assert len(cut) > 4 and all(isinstance(u[0], parse_module.Part) and u[0].gzip for u in cut)
+    assert all(u[0].end - u[0].start <= 4096 + 200 for u in cut)  # the limit + one line
+    assert [u[0].first_line for u in cut[:2]] == [1, 1 + export[: cut[1][0].start].count(b"\n")]
+    monkeypatch.setenv(parse_module.WORKERS_ENV, "2")
+    monkeypatch.setattr(parse_module, "PARALLEL_MIN_BYTES", 0)
+    wh = tmp_path / "limited.duckdb"
+    counts = _ingest(wh, packed, "run-1")["fhir"]
+    assert counts.worker_peak_rss_mb > 0  # the parts went to worker processes
+    for got in (counts, whole):
+        assert got.as_row() | {"seconds": 0} == as_plain.as_row() | {"seconds": 0}
+    assert (counts.loaded, counts.duplicates_skipped, counts.quarantined) == (203, 1, 3)
+    landed = _landed_fhir(wh, rename)
+    assert landed == expected
+    errors = {r[2:5] for r in landed["quarantine.records"]}  # file, line, error
+    assert ("fhir/Patient.bulk.ndjson", 121, "line is not valid JSON") in errors
+    assert ("fhir/Observation.junk.ndjson", None, "no line of the file is valid JSON") in errors
+    [junk_payload] = [r[5] for r in landed["quarantine.records"] if r[3] is None]
+    assert junk_payload.startswith("garbage line\ngarbage line\n")  # decompressed
+    _assert_rerun_retries_nothing(wh, packed)
+
+
+def test_gzip_cut_in_parts_that_is_broken_or_too_large_is_quarantined_whole(
+    drop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gzip is checked to its end before any part is parsed: a truncated or corrupt one,
+    one past the expansion ratio and one past TRIALSCREEN_MAX_EXPANDED_BYTES are each one
+    file-scope row with the reason, nothing of them landed, registered (not retried)."""
+    export = _bulk_export()
+    packed = gzip.compress(export, mtime=0)
+    fhir = drop / "fhir"
+    (fhir / "Patient.truncated.ndjson.gz").write_bytes(packed[: len(packed) * 2 // 3])
+    corrupt = bytearray(packed)
+    corrupt[-8] ^= 0xFF  # the CRC-32 of the output: found only at the very end
+    (fhir / "Patient.corrupt.ndjson.gz").write_bytes(bytes(corrupt))
+    _write_bomb(fhir / "Observation.bomb.ndjson.gz", 64 << 20)  # 64 MiB of newlines
+    monkeypatch.setenv(limits.MAX_FILE_BYTES_ENV, "4096")
+    wh = tmp_path / "wh.duckdb"
+    counts = _ingest(wh, drop, "run-1")
+    _assert_balanced_and_landed(counts)
+    assert counts["fhir"].loaded == 3  # the good Patient.ndjson only
+    assert counts["fhir"].files_quarantined == 3 and counts["fhir"].quarantined == 3
+    refused = {r[1]: r[2] for r in _quarantine(wh)}
+    assert refused["fhir/Patient.truncated.ndjson.gz"] == "gzip stream is truncated"
+    assert refused["fhir/Patient.corrupt.ndjson.gz"] == "not a valid gzip file"
+    bomb = refused["fhir/Observation.bomb.ndjson.gz"]
+    assert bomb.startswith(f"gzip expands more than {limits.DEFAULTS.max_expansion_ratio}x")
+    assert bomb.endswith(f"compressed bytes; {limits.MAX_EXPANSION_RATIO_ENV})")
+    _assert_rerun_retries_nothing(wh, drop)
+
+    _gzip(fhir / "Patient.large.ndjson.gz", export.replace(b"bulk", b"large"))
+    monkeypatch.setenv(limits.MAX_EXPANDED_BYTES_ENV, str(len(export) - 1))
+    again = _ingest(wh, drop, "run-3")["fhir"]
+    assert (again.files_new, again.records_in, again.quarantined) == (1, 1, 1)
+    error = {r[1]: r[2] for r in _quarantine(wh)}["fhir/Patient.large.ndjson.gz"]
+    assert error.startswith(f"gzip expands past the expanded-size limit of {len(export) - 1} ")
+    assert error.endswith(f"compressed bytes; {limits.MAX_EXPANDED_BYTES_ENV})")
+    with Warehouse.connect(wh) as conn:
+        for entity in schema.TABLE_COLUMNS:
+            table = f"raw.{schema.raw_table('fhir', entity)}"
+            assert conn.scalar(f"select count(*) from {table} where source_file like '%.gz'") == 0
 
 
 def test_oversize_ndjson_line_is_quarantined_alone(

@@ -296,7 +296,8 @@ def _whole_file_rules(tally: _Tally, last: ParsedFile) -> None:
     """A file parsed in parts gets the verdicts the one-file parser gives a whole file: only
     blank lines is "file is empty"; no line that is JSON is one file-scope row (its payload
     the file's first bytes, as the one-file parser stores them)."""
-    from trialscreen.feeds.fhir.read import _file_quarantine, _FileError, _raw_head
+    from trialscreen.feeds import bounded
+    from trialscreen.feeds.fhir.read import PAYLOAD_LIMIT, _file_quarantine, _FileError
 
     if tally.records_in == 0 and tally.ignored == 0:
         reason = "file is empty"
@@ -304,7 +305,9 @@ def _whole_file_rules(tally: _Tally, last: ParsedFile) -> None:
         reason = NOT_JSON
     else:
         return
-    head = _raw_head(tally.path) if tally.path is not None else b""
+    # the file's first bytes as the parser read them (a gzip's decompressed, as parse_fhir_file
+    # keeps them)
+    head = bounded.head(tally.path, PAYLOAD_LIMIT) if tally.path is not None else b""
     shell = ParsedFile(feed=last.feed, source_file=last.source_file)
     replaced = _file_quarantine(shell, _FileError(reason, head))
     tally.held = [replaced.quarantined]

@@ -77,6 +77,7 @@ __all__ = [
     "parse_fhir_part",
     "parse_fhir_file",
     "parse_fhir_files",
+    "refused_fhir_file",
 ]
 
 # parse_fhir_files: bundle/JSON files are collected until this many records or files, then
@@ -116,10 +117,15 @@ def parse_fhir_file(path: Path, root: Path) -> ParsedFile:
     return _finish(result, acc)
 
 
-def parse_fhir_part(path: Path, root: Path, start: int, end: int, first_line: int) -> ParsedFile:
-    """The lines of an uncompressed NDJSON file in bytes ``[start, end)`` (both at line
-    starts; ``first_line`` is the number of the first), parsed as ``parse_fhir_file`` parses
-    the whole file: the same rows, positions and record rejects for those lines.
+def parse_fhir_part(
+    path: Path, root: Path, start: int, end: int, first_line: int, data: bytes | None = None
+) -> ParsedFile:
+    """The lines of an NDJSON file in bytes ``[start, end)`` (both at line starts;
+    ``first_line`` is the number of the first), parsed as ``parse_fhir_file`` parses the
+    whole file: the same rows, positions and record rejects for those lines. ``data``: those
+    bytes when the caller read them (a part of a gzipped file, decompressed by the ingest
+    process: a gzip cannot be entered in the middle); else they are read from ``path``.
+    Either way every row and reject names ``path`` (relative to ``root``).
 
     A large file is parsed in parts so that memory follows the part, not the file. The
     whole-file rules stay with the caller: a file that cannot be opened is never split
@@ -128,16 +134,23 @@ def parse_fhir_part(path: Path, root: Path, start: int, end: int, first_line: in
     path = Path(path)
     result = _new_result(path, root)
     acc = _Accumulator(result.source_file)
-    try:
-        with bounded.open_regular(path) as handle:
-            handle.seek(start)
-            data = handle.read(end - start)
-    except bounded.RefusedInput as exc:
-        return _file_quarantine(result, _FileError(exc.reason, exc.partial))
+    if data is None:
+        try:
+            with bounded.open_regular(path) as handle:
+                handle.seek(start)
+                data = handle.read(end - start)
+        except bounded.RefusedInput as exc:
+            return _file_quarantine(result, _FileError(exc.reason, exc.partial))
     _collect_ndjson(data, _ndjson_type(path), acc, first_line)
     del data
     acc.run()
     return _finish(result, acc)
+
+
+def refused_fhir_file(path: Path, root: Path, reason: str, payload: bytes) -> ParsedFile:
+    """The result ``parse_fhir_file`` gives a file it refuses: one file-scope row with
+    ``reason`` and the first 64 KiB of ``payload`` (``refusal_payload``)."""
+    return _file_quarantine(_new_result(Path(path), root), _FileError(reason, payload))
 
 
 def all_lines_not_json(parsed: ParsedFile) -> bool:

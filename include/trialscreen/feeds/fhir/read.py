@@ -75,10 +75,16 @@ def _read_bytes(path: Path) -> bytes:
     an oversize file, a symlink or a FIFO is a file error, never read whole."""
     try:
         return bounded.read_file(path)
-    except bounded.BadGzip as exc:
-        raise _FileError(exc.reason, exc.partial or _raw_head(path)) from None
     except bounded.RefusedInput as exc:
-        raise _FileError(exc.reason, exc.partial) from None
+        raise _FileError(exc.reason, refusal_payload(path, exc)) from None
+
+
+def refusal_payload(path: Path, exc: bounded.RefusedInput) -> bytes:
+    """What the quarantine row of a refused file keeps: the head decompressed before the
+    refusal; for a broken gzip that gave nothing, its first bytes as stored."""
+    if isinstance(exc, bounded.BadGzip):
+        return exc.partial or _raw_head(path)
+    return exc.partial
 
 
 def _raw_head(path: Path) -> bytes:
