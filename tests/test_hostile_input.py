@@ -513,6 +513,42 @@ def test_gzip_cut_in_parts_that_is_broken_or_too_large_is_quarantined_whole(
             assert conn.scalar(f"select count(*) from {table} where source_file like '%.gz'") == 0
 
 
+def test_gzip_that_changes_between_its_check_and_its_parts_ends_in_one_file_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts are handed out from a second pass over the gzip: if the file was cut short
+    in between, the parts read before stay and the rest of the file is one refusal, never a
+    part of other bytes nor a file counted twice."""
+    from trialscreen.ingest import parse as parse_module
+
+    monkeypatch.setenv(limits.MAX_FILE_BYTES_ENV, "4096")
+    export = _bulk_export()
+    gz = tmp_path / "fhir" / "Patient.bulk.ndjson.gz"
+    gz.parent.mkdir()
+    _gzip(gz, export)
+    cut = parse_module.units("fhir", [(gz, gz.stat().st_size)])
+    handed = [u[0] for u in parse_module._with_data(cut)]
+    assert [p.data for p in handed] == [export[u[0].start : u[0].end] for u in cut]
+
+    packed = gz.read_bytes()
+    gz.write_bytes(packed[: len(packed) // 2])
+    handed = [u[0] for u in parse_module._with_data(cut)]
+    *parts, refused = handed
+    assert 0 < len(parts) < len(cut) - 1
+    assert all(isinstance(p, parse_module.Part) and p.data for p in parts)
+    assert isinstance(refused, parse_module.Refused)
+    assert refused.reason == "gzip stream is truncated"
+    [(parsed, last)] = parse_module.parse_unit("fhir", [refused], tmp_path)
+    assert last and parsed.records_in == 1
+    assert parsed.quarantined.row(0)[:5] == (
+        "fhir",
+        "file",
+        "fhir/Patient.bulk.ndjson.gz",
+        None,
+        "gzip stream is truncated",
+    )
+
+
 def test_oversize_ndjson_line_is_quarantined_alone(
     drop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
