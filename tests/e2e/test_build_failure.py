@@ -21,15 +21,14 @@ import pytest
 import yaml
 
 from tests.dbt import test_duckdb_upstream_bugs as bugs
+from tests.e2e.first_night import FirstNight
 from trialscreen import cli, pseudonym
 from trialscreen.pipeline import run_pipeline
-from trialscreen.synth import generate
 from trialscreen.transform import DBT_PROJECT_DIR, PROJECT_DIR_ENV
 from trialscreen.warehouse import Warehouse
 
-pytestmark = pytest.mark.slow  # three pipeline runs on a small population
+pytestmark = pytest.mark.slow  # two pipeline runs (one failing) after the shared first night
 
-KEY = "build-failure-test-key"
 SCREENING_DATE = date(2026, 11, 20)
 FAILING_MODEL = "int_criteria__diagnosis"
 PUBLISHED = (
@@ -78,15 +77,16 @@ def _run_row(warehouse: Path, run_id: str) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def nights(tmp_path_factory: pytest.TempPathFactory):
+def nights(tmp_path_factory: pytest.TempPathFactory, first_night: FirstNight):
     root = tmp_path_factory.mktemp("build_failure")
-    generate(patients=40, seed=41, out=root / "drop", screening_date=SCREENING_DATE)
-    warehouse = root / "wh.duckdb"
+    # night 1, published: a copy of the suite's shared first night (tests/e2e/first_night.py,
+    # 40 generated patients screened on SCREENING_DATE), whose drop and key the next nights use
+    assert first_night.screening_date == SCREENING_DATE
+    drop, warehouse = first_night.drop, root / "wh.duckdb"
+    first_night.copy_to(warehouse, root / "r")
     mp = pytest.MonkeyPatch()
-    mp.setenv(pseudonym.KEY_ENV, KEY)
+    mp.setenv(pseudonym.KEY_ENV, first_night.key)
     try:
-        first = run_pipeline(root / "drop", SCREENING_DATE, warehouse, reports_dir=root / "r")
-        assert first.published, first.message
         before = _snapshot(warehouse)
 
         # night 2: the build fails in FAILING_MODEL; run through the CLI as the operator does
@@ -99,7 +99,7 @@ def nights(tmp_path_factory: pytest.TempPathFactory):
                 [
                     "run",
                     "--input",
-                    str(root / "drop"),
+                    str(drop),
                     "--screening-date",
                     second_date.isoformat(),
                     "--warehouse",
@@ -118,7 +118,7 @@ def nights(tmp_path_factory: pytest.TempPathFactory):
 
         # night 3: the project is whole again
         third = run_pipeline(
-            root / "drop", second_date + timedelta(days=1), warehouse, reports_dir=root / "r"
+            drop, second_date + timedelta(days=1), warehouse, reports_dir=root / "r"
         )
     finally:
         mp.undo()

@@ -19,7 +19,8 @@ The nights (a 40-patient generated population, then small hand-written drops):
    slides past results that counted, and the CSV patient's birthday passed.
 
 The ``--full-refresh`` sequence lands the same files under the same run ids; it skips the
-blocked night (a blocked night publishes nothing) and lands night 3's file on night 4.
+blocked night (a blocked night publishes nothing) and lands night 3's file on night 4. Night 1
+is the same full build on both sides: it runs once and the full sequence starts from a copy.
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ from typing import Any
 import psycopg2
 import pytest
 
+from tests.e2e.first_night import FirstNight, copy_duckdb_warehouse
 from trialscreen import pipeline, pseudonym
 from trialscreen.pipeline import run_pipeline
 from trialscreen.settings import TIMEZONE_ENV
-from trialscreen.synth import generate
-from trialscreen.transform import DBT_PROJECT_DIR, PROJECT_DIR_ENV
-from trialscreen.warehouse import Warehouse
+from trialscreen.transform import PROJECT_DIR_ENV
+from trialscreen.warehouse import Warehouse, WarehouseUrl
 
-pytestmark = pytest.mark.slow  # nine pipeline runs per engine on 40 patients
+pytestmark = pytest.mark.slow  # eight pipeline runs per engine on 40 patients
 
 KEY = "incremental-nights-test-key"
 NIGHT_1 = date(2026, 11, 20)
@@ -76,10 +77,9 @@ NEW_RESULT = "\r".join(
 
 
 @pytest.fixture(scope="module")
-def drops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def drops(tmp_path_factory: pytest.TempPathFactory, first_night: FirstNight) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("incremental_drops")
-    first = root / "night1"
-    generate(patients=40, seed=41, out=first, screening_date=NIGHT_1)
+    first = first_night.drop  # the generated drop, 40 patients, seed 41 (read, not written)
     second = root / "night2"
     (second / "hl7").mkdir(parents=True)
     (second / "csv").mkdir()
@@ -129,25 +129,43 @@ def _run(drop: Path, night: int, url: str, reports: Path, full: bool) -> pipelin
     )
 
 
-def _sequences(drops: dict[str, Path], incremental: str, full: str, root: Path) -> dict[str, Any]:
+def _sequences(
+    drops: dict[str, Path],
+    incremental: str,
+    full: str,
+    root: Path,
+    first_night: FirstNight,
+) -> dict[str, Any]:
+    """Night 1 is a full build on both sides (a first build is whole, asked for or not), of
+    the same files under the same run id: it runs once and the full-refresh sequence starts
+    from a copy of it. On DuckDB it is the suite's shared first night (tests/e2e/conftest.py),
+    the same drop, key, run id and project."""
+    assert (first_night.key, first_night.run_id) == (KEY, RUN_IDS[1])
     mp = pytest.MonkeyPatch()
     mp.setenv(pseudonym.KEY_ENV, KEY)
-    # the project as it is now: its content is part of the build fingerprint, and an edit
-    # of the working tree during the nights would (rightly) make the next night a full one
+    # the project the first night was built with (its content is part of the build
+    # fingerprint: an edit of the working tree during the nights would, rightly, make the
+    # next night a full one); a copy of the module's own, the last test edits a seed
     project = root / "dbt_project"
-    shutil.copytree(
-        DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages")
-    )
+    shutil.copytree(first_night.project, project)
     mp.setenv(PROJECT_DIR_ENV, str(project))
     mp.delenv(pipeline.TRANSFORM_URL_ENV, raising=False)
     out: dict[str, Any] = {"incremental": {}, "full": {}, "project": project, "url": incremental}
     try:
         # incremental nights
         reports = root / "reports_incremental"
-        for night, drop in ((1, "night1"), (2, "night2")):
-            result = _run(drops[drop], night, incremental, reports, full=False)
-            assert result.published, (night, result.message)
-            out["incremental"][night] = _snapshot(incremental)
+        if WarehouseUrl.parse(incremental).engine == "duckdb":
+            first_night.copy_to(Path(incremental), reports)
+        else:
+            result = _run(drops["night1"], 1, incremental, reports, full=False)
+            assert result.published, (1, result.message)
+        out["incremental"][1] = _snapshot(incremental)
+        _copy_night_1(incremental, full)
+        shutil.copytree(reports, root / "reports_full")
+        out["full"][1] = _snapshot(full)
+        result = _run(drops["night2"], 2, incremental, reports, full=False)
+        assert result.published, (2, result.message)
+        out["incremental"][2] = _snapshot(incremental)
         _land_broken_row(incremental)
         blocked = _run(drops["night3"], 3, incremental, reports, full=False)
         out["blocked"] = blocked
@@ -182,13 +200,35 @@ def _sequences(drops: dict[str, Path], incremental: str, full: str, root: Path) 
             )[0][0]
         # the same nights, each a full rebuild; the blocked night's file lands on night 4
         reports = root / "reports_full"
-        for night, drop in ((1, "night1"), (2, "night2"), (4, "night3"), (5, "night1")):
+        for night, drop in ((2, "night2"), (4, "night3"), (5, "night1")):
             result = _run(drops[drop], night, full, reports, full=True)
             assert result.published, (night, result.message)
             out["full"][night] = _snapshot(full)
     finally:
         mp.undo()
     return out
+
+
+def _copy_night_1(incremental: str, full: str) -> None:
+    """The full-refresh sequence's warehouse as the incremental one is after night 1: a copy
+    of the DuckDB file, a PostgreSQL database made from it as a template."""
+    if WarehouseUrl.parse(incremental).engine == "duckdb":
+        copy_duckdb_warehouse(Path(incremental), Path(full))
+        return
+    name, template = full.rsplit("/", 1)[1], incremental.rsplit("/", 1)[1]
+    con = psycopg2.connect(full.rsplit("/", 1)[0] + "/postgres")
+    con.autocommit = True
+    try:
+        with con.cursor() as cur:
+            # a template must have no other session; the night's own are closed by now
+            cur.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s",
+                [template],
+            )
+            cur.execute(f"drop database if exists {name}")
+            cur.execute(f"create database {name} template {template}")
+    finally:
+        con.close()
 
 
 def _land_broken_row(url: str) -> None:
@@ -233,12 +273,13 @@ def engine_nights(
         con = psycopg2.connect(cluster.url)
         con.autocommit = True
         with con.cursor() as cur:
+            # full_refresh_nights is made from incremental_nights after night 1
             for name in ("incremental_nights", "full_refresh_nights"):
                 cur.execute(f"drop database if exists {name}")
-                cur.execute(f"create database {name}")
+            cur.execute("create database incremental_nights")
         con.close()
         urls = (cluster.url_for("incremental_nights"), cluster.url_for("full_refresh_nights"))
-    return _sequences(drops, urls[0], urls[1], root)
+    return _sequences(drops, urls[0], urls[1], root, request.getfixturevalue("first_night"))
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.first_night import FirstNight
 from trialscreen import pipeline, pseudonym
-from trialscreen.synth import generate
 from trialscreen.warehouse import Warehouse, published_file
 
-pytestmark = pytest.mark.slow  # two nights of the whole pipeline
+pytestmark = pytest.mark.slow  # a night of the whole pipeline after the shared first night
 
 YESTERDAY = date(2026, 11, 20)
 TODAY = YESTERDAY + timedelta(days=1)
@@ -89,15 +89,21 @@ def _published_runs(warehouse: Path) -> list[list]:
 
 
 @pytest.fixture(scope="module")
-def night(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def night(tmp_path_factory: pytest.TempPathFactory, first_night: FirstNight) -> Iterator[dict]:
+    """Yesterday's night, published: a copy of the suite's shared first night
+    (tests/e2e/first_night.py, 40 generated patients); tonight ingests its drop again."""
+    assert first_night.screening_date == YESTERDAY
     root = tmp_path_factory.mktemp("reader")
-    generate(patients=40, seed=41, out=root / "drop", screening_date=YESTERDAY)
     mp = pytest.MonkeyPatch()
-    mp.setenv(pseudonym.KEY_ENV, "reader-test-key")
-    wh = root / "wh.duckdb"
-    first = pipeline.run_pipeline(root / "drop", YESTERDAY, wh, reports_dir=root / "reports")
-    assert first.published, first.message
-    yield {"root": root, "wh": wh, "yesterday": _published_runs(wh)}
+    mp.setenv(pseudonym.KEY_ENV, first_night.key)
+    wh = first_night.copy_to(root / "wh.duckdb", root / "reports")
+    yield {
+        "root": root,
+        "wh": wh,
+        "drop": first_night.drop,
+        "first_night": first_night.warehouse,
+        "yesterday": _published_runs(wh),
+    }
     mp.undo()
 
 
@@ -108,6 +114,10 @@ def test_published_file_is_beside_the_warehouse_named_after_its_schema(night) ->
     assert published_file("postgresql://analyst@db:5432/trialscreen", "marts") is None
     # no staged copy is left behind, and restricted (PHI) is never in an analysts' file
     assert sorted(p.name for p in path.parent.iterdir()) == ["marts.duckdb"]
+    # where the night's publish wrote it (this module's warehouse is a copy of that night's)
+    written = published_file(night["first_night"], "marts")
+    assert written == night["first_night"].parent / "wh_published" / "marts.duckdb"
+    assert sorted(p.name for p in written.parent.iterdir()) == ["marts.duckdb"]
 
 
 def test_reader_gets_yesterdays_rows_during_the_run_then_todays(night) -> None:
@@ -120,7 +130,7 @@ def test_reader_gets_yesterdays_rows_during_the_run_then_todays(night) -> None:
 
         run_id = pipeline.start_run(wh, TODAY, ["axiom"])
         for feed in ("fhir", "hl7", "csv"):
-            pipeline.ingest_feed(wh, root / "drop", feed, run_id)
+            pipeline.ingest_feed(wh, night["drop"], feed, run_id)
         pipeline.prepare_build(wh, ["axiom"])
         pipeline.build(wh, TODAY, run_id)
         # mid-run, the night's process holding the warehouse open for writing: the reader
