@@ -7,20 +7,19 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date
+from pathlib import Path
 
 import pytest
 
-from trialscreen import pseudonym
-from trialscreen.pipeline import run_pipeline
-from trialscreen.synth import generate
+from tests.e2e.first_night import FirstNight
 from trialscreen.synth.labshapes import UNMAPPED
 from trialscreen.synth.population import build_patient
 from trialscreen.warehouse import Warehouse
 
-pytestmark = pytest.mark.slow  # the whole pipeline on a generated drop
+pytestmark = pytest.mark.slow  # the whole pipeline on a generated drop (the shared night)
 
 SCREENING_DATE = date(2026, 11, 20)
-SEED, PATIENTS = 404, 160
+SEED, PATIENTS = 41, 40  # the shared first night's drop
 UNMAPPED_LOINCS = {code for code, *_ in UNMAPPED}
 UNMAPPED_LOCALS = {local for *_, local in UNMAPPED if local}
 
@@ -43,13 +42,16 @@ def _generated() -> tuple[Counter[str], dict[str, set[str]]]:
     return per_feed, codes
 
 
-def test_unmapped_codes_are_counted_and_every_record_is_accounted_for(tmp_path, monkeypatch):
-    generate(patients=PATIENTS, seed=SEED, out=tmp_path / "drop", screening_date=SCREENING_DATE)
-    monkeypatch.setenv(pseudonym.KEY_ENV, "unmapped-test-key")
-    result = run_pipeline(
-        tmp_path / "drop", SCREENING_DATE, tmp_path / "wh.duckdb", reports_dir=tmp_path / "r"
-    )
+def test_unmapped_codes_are_counted_and_every_record_is_accounted_for(
+    tmp_path: Path, first_night: FirstNight
+) -> None:
+    """On the suite's shared first night (tests/e2e/first_night.py): its generated drop
+    carries unmapped codes in all three feeds."""
+    assert (first_night.patients, first_night.seed) == (PATIENTS, SEED)
+    assert first_night.screening_date == SCREENING_DATE
+    result = first_night.result
     assert result.published, result.message
+    first_night.copy_to(tmp_path / "wh.duckdb")
     with Warehouse.connect(tmp_path / "wh.duckdb") as wh:
         counts = wh.query_frame(
             "select feed, records_in, loaded, duplicates_skipped, quarantined "

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.first_night import FIRST_NIGHT_KEY, FirstNight
 from trialscreen import pipeline, pseudonym
-from trialscreen.synth import generate
 from trialscreen.warehouse import Warehouse
 
 pytestmark = pytest.mark.slow  # whole pipeline, several runs
 
 SCREENING_DATE = date(2026, 11, 20)
+KEY = FIRST_NIGHT_KEY  # the shared first night's
 PUBLISHED = ("criterion_evaluations", "screening_results", "eligible_candidates")
 
 
@@ -26,31 +27,33 @@ def _snapshot(warehouse: Path) -> dict[str, list[tuple]]:
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory):
+def published(tmp_path_factory: pytest.TempPathFactory, first_night: FirstNight):
+    """The first run, published: a copy of the suite's shared first night
+    (tests/e2e/first_night.py, 40 generated patients); the later runs read its drop."""
+    assert first_night.screening_date == SCREENING_DATE
     root = tmp_path_factory.mktemp("wap")
-    summary = generate(patients=80, seed=31, out=root / "drop", screening_date=SCREENING_DATE)
+    first_night.copy_to(root / "wh.duckdb", root / "reports")
     mp = pytest.MonkeyPatch()
-    mp.setenv(pseudonym.KEY_ENV, "wap-test-key")
-    first = pipeline.run_pipeline(
-        root / "drop", SCREENING_DATE, root / "wh.duckdb", reports_dir=root / "reports"
-    )
+    mp.setenv(pseudonym.KEY_ENV, KEY)
     # the oracle's count of screened (patient, cohort) pairs: test patients are not screened
+    summary = first_night.summary
     screened = sum(n for statuses in summary.candidates.values() for n in statuses.values())
     yield {
         "root": root,
-        "first": first,
+        "drop": first_night.drop,
+        "first": first_night.result,
         "before": _snapshot(root / "wh.duckdb"),
         "screened": screened,
     }
     mp.undo()
 
 
-def _build_candidates(root: Path, wh_path: Path) -> str:
+def _build_candidates(drop: Path, wh_path: Path) -> str:
     """Start a run on the same drop and build it into the candidate schemas (not validated,
     not published); its run_id."""
     run_id = pipeline.start_run(wh_path, SCREENING_DATE, ["axiom"])
     for feed in ("fhir", "hl7", "csv"):
-        pipeline.ingest_feed(wh_path, root / "drop", feed, run_id)
+        pipeline.ingest_feed(wh_path, drop, feed, run_id)
     pipeline.prepare_build(wh_path, ["axiom"])
     pipeline.build(wh_path, SCREENING_DATE, run_id)
     return run_id
@@ -63,7 +66,7 @@ def candidates(published):
     test before it changes them. The pristine copy sits outside the candidate schemas, so
     nothing publishes it."""
     root, wh_path = published["root"], published["root"] / "wh.duckdb"
-    run_id = _build_candidates(root, wh_path)
+    run_id = _build_candidates(published["drop"], wh_path)
     with Warehouse.connect(wh_path) as wh:
         wh.execute("create schema if not exists wap_test")
         wh.execute(
@@ -93,7 +96,7 @@ def test_first_run_publishes(published) -> None:
 def test_corrupted_build_fails_validation_and_keeps_yesterdays_tables(
     published, candidates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(pseudonym.KEY_ENV, "wap-test-key")
+    monkeypatch.setenv(pseudonym.KEY_ENV, KEY)
     root, wh_path, run_id = candidates["root"], candidates["wh_path"], candidates["run_id"]
     candidates["restore"]()
     # the fixture's corruption: a duplicated key and a creatinine clearance broken for
@@ -136,7 +139,7 @@ def test_one_patients_implausible_value_warns_and_never_blocks_everyone(
 ) -> None:
     """One record's value outside a physiological range is a warning: the gate publishes
     everybody else's results (structural checks such as the column's median still block)."""
-    monkeypatch.setenv(pseudonym.KEY_ENV, "wap-test-key")
+    monkeypatch.setenv(pseudonym.KEY_ENV, KEY)
     root, wh_path, run_id = candidates["root"], candidates["wh_path"], candidates["run_id"]
     candidates["restore"]()
     with Warehouse.connect(wh_path) as wh:
@@ -156,10 +159,10 @@ def test_rerun_without_new_files_publishes_the_same_result(
 ) -> None:
     """Decision: a night with no new files still runs (the screening date moves windows and
     ages); on the same date it reproduces the published result exactly."""
-    monkeypatch.setenv(pseudonym.KEY_ENV, "wap-test-key")
+    monkeypatch.setenv(pseudonym.KEY_ENV, KEY)
     root = published["root"]
     again = pipeline.run_pipeline(
-        root / "drop", SCREENING_DATE, root / "wh.duckdb", reports_dir=root / "reports"
+        published["drop"], SCREENING_DATE, root / "wh.duckdb", reports_dir=root / "reports"
     )
     assert again.published, again.message
     assert all(c.files_new == 0 for c in again.feed_counts.values())
@@ -178,10 +181,10 @@ def test_rerun_without_new_files_publishes_the_same_result(
 def test_past_date_reproduces_its_result(published, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only records effective on or before the screening date count: a later date changes
     the windows, and going back reproduces the original decisions."""
-    monkeypatch.setenv(pseudonym.KEY_ENV, "wap-test-key")
+    monkeypatch.setenv(pseudonym.KEY_ENV, KEY)
     root = published["root"]
     later = pipeline.run_pipeline(
-        root / "drop", date(2027, 1, 15), root / "wh.duckdb", reports_dir=root / "reports"
+        published["drop"], date(2027, 1, 15), root / "wh.duckdb", reports_dir=root / "reports"
     )
     assert later.published
     with Warehouse.connect(root / "wh.duckdb") as wh:
@@ -189,7 +192,7 @@ def test_past_date_reproduces_its_result(published, monkeypatch: pytest.MonkeyPa
             "select count(*) from marts.criterion_evaluations where status = 'unknown'"
         )
     back = pipeline.run_pipeline(
-        root / "drop", SCREENING_DATE, root / "wh.duckdb", reports_dir=root / "reports"
+        published["drop"], SCREENING_DATE, root / "wh.duckdb", reports_dir=root / "reports"
     )
     assert back.published
     after = _snapshot(root / "wh.duckdb")
