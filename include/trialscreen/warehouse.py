@@ -47,6 +47,7 @@ DEFAULT_DUCKDB_MEMORY = "4GB"
 # pg_try_advisory_lock(classid, objid) of the run lock (advisory locks are per database)
 RUN_LOCK = (0x7473, 0)  # "ts", 0
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_STAGED = "_ts_staged"  # the name DuckDB reads a staged frame by (DuckDBWarehouse.staged)
 _SIZE = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)", re.IGNORECASE)
 
 
@@ -290,6 +291,7 @@ def duckdb_memory() -> str:
 
 class DuckDBWarehouse(Warehouse):
     engine = "duckdb"
+    _staged: Any  # the frame staged() holds, as Arrow (None outside it)
 
     def __init__(self, url: WarehouseUrl) -> None:
         import duckdb
@@ -313,15 +315,13 @@ class DuckDBWarehouse(Warehouse):
             ) from None
         self.con.execute(f"set memory_limit = '{memory}'")
         self._depth = 0
+        self._staged = None
 
     def close(self) -> None:
         self.con.close()
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         self.con.execute(sql, params or [])
-
-    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        return self.con.execute(sql, params or []).fetchall()
 
     def query_frame(self, sql: str) -> pl.DataFrame:
         # duckdb 2.x: execute() results have no .pl() and an unfetched result blocks the
@@ -334,25 +334,30 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def staged(self, name: str, frame: pl.DataFrame) -> Iterator[str]:
-        """A view of the frame's Arrow data, not a temporary table: a temporary table dropped
-        inside a transaction is kept until the transaction ends, so one per batch inside a
-        feed's transaction grew DuckDB's memory with the drop until it ran out at 1,000,000
-        patients (docs/decisions.md, "Staged batches are views")."""
+        """The frame's Arrow data, read by :meth:`query` through DuckDB's replacement scan
+        under the name :data:`_STAGED` (what this yields; ``name`` is PostgreSQL's table):
+        neither a temporary table nor a registered view, since a feed is one transaction and
+        DuckDB keeps both until it ends: dropped temporary tables in its memory (which ran
+        out at 1,000,000 patients), unregistered views' Arrow data in Python's, so that the
+        ingest grew with the drop (docs/decisions.md, "Staged batches are views")."""
         identifier(name)
-        self.con.register(name, frame.to_arrow())
+        if self._staged is not None:
+            raise RuntimeError("one staged frame at a time")
+        self._staged = frame.to_arrow()
         try:
-            yield name
+            yield _STAGED
         finally:
-            self.con.unregister(name)
+            self._staged = None
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        _ts_staged = self._staged  # noqa: F841 - read by name by DuckDB's replacement scan
+        return self.con.execute(sql, params or []).fetchall()
 
     def _bulk_insert(self, table: str, frame: pl.DataFrame) -> None:
-        arrow = frame.to_arrow()
-        self.con.register("_ts_bulk", arrow)
-        try:
-            cols = ", ".join(frame.columns)
-            self.con.execute(f"insert into {table} ({cols}) select {cols} from _ts_bulk")
-        finally:
-            self.con.unregister("_ts_bulk")
+        # a local read by DuckDB's replacement scan, not a registered view (see staged)
+        _ts_bulk = frame.to_arrow()  # noqa: F841
+        cols = ", ".join(frame.columns)
+        self.con.execute(f"insert into {table} ({cols}) select {cols} from _ts_bulk")
 
     def export_schema(self, schema: str, tables: Sequence[str], target: Path) -> Path:
         """Copy ``schema``'s ``tables`` into a new DuckDB file staged beside ``target`` (its
