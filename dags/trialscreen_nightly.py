@@ -266,7 +266,10 @@ def trialscreen_nightly() -> None:
         params, screening_date, run_id = _context()
         return start(_warehouse(params), screening_date, list(params["trials"]), run_id)
 
-    @task
+    # multiple_outputs=False on every task that returns a dict: Airflow infers it from the
+    # dict return annotation and pushes one more XCom per key (an ingest task wrote 13, each
+    # a call to the API server); readers pull the one return_value
+    @task(multiple_outputs=False)
     def detect_new_files() -> dict[str, int]:
         from trialscreen.ingest import new_file_counts
 
@@ -274,7 +277,7 @@ def trialscreen_nightly() -> None:
         return new_file_counts(_warehouse(params), Path(params["input_dir"]))
 
     def ingest(feed: str) -> Task[[], dict[str, object]]:  # a task factory
-        @task(task_id=f"ingest_{feed}")
+        @task(task_id=f"ingest_{feed}", multiple_outputs=False)
         def _ingest() -> dict[str, object]:
             from trialscreen.pipeline import ingest_feed
 
@@ -284,7 +287,7 @@ def trialscreen_nightly() -> None:
 
         return _ingest
 
-    @task
+    @task(multiple_outputs=False)
     def prepare_build() -> dict[str, object]:
         from dataclasses import asdict
 
@@ -322,7 +325,7 @@ def trialscreen_nightly() -> None:
             "plan": asdict(plan),
         }
 
-    @task
+    @task(multiple_outputs=False)
     def record_build(settings: dict[str, Any]) -> dict[str, object]:
         from airflow.sdk import get_current_context
 
@@ -344,7 +347,7 @@ def trialscreen_nightly() -> None:
             )
         return {"recorded": built, "full_refresh": plan.full_refresh, "reason": plan.reason}
 
-    @task
+    @task(multiple_outputs=False)
     def validate() -> dict[str, object]:
         from trialscreen.pipeline import validate as run_validation
 
@@ -370,7 +373,7 @@ def trialscreen_nightly() -> None:
                 {k: int(validation[k]) for k in ("blocking_failures", "warnings", "expectations")}
             )
 
-    @task
+    @task(multiple_outputs=False)
     def publish() -> dict[str, int]:
         from trialscreen.pipeline import publish as do_publish
 
@@ -379,14 +382,22 @@ def trialscreen_nightly() -> None:
 
     @task(trigger_rule="all_done")
     def reports() -> str:
+        from airflow.sdk import get_current_context
+
+        from trialscreen.dag_docs import refresh_dbt_docs
         from trialscreen.pipeline import write_reports
 
         params, _, run_id = _context()
-        return str(
-            write_reports(_warehouse(params), Path(params["reports_dir"]), run_id, dbt_docs=True)
-        )
+        reports_dir = Path(params["reports_dir"])
+        report = write_reports(_warehouse(params), reports_dir, run_id)
+        # the dbt docs site only when the project, releases or warehouse changed since the
+        # last published night's (docs/decisions.md, "The DAG's dbt docs only when the
+        # project changed"); publish's XCom is there when tonight published
+        published = get_current_context()["ti"].xcom_pull(task_ids="publish") is not None
+        refresh_dbt_docs(_warehouse(params), reports_dir, published)
+        return str(report)
 
-    @task
+    @task(multiple_outputs=False)
     def notify(published: dict[str, int]) -> dict[str, int]:
         from trialscreen.notify import Alert, send, status_counts, trial_ids
         from trialscreen.pipeline import candidate_counts

@@ -323,6 +323,11 @@ def test_dag_run_writes_the_report_and_the_dbt_docs(published_run) -> None:
     assert (out / "dag_reports" / "latest" / "report.html").exists()
     docs = (out / "dag_reports" / "dbt_docs" / "index.html").read_text()
     assert "criterion_evaluations" in docs  # the analysts' lineage and column docs
+    # a published night records what the site was generated from: the next night with the
+    # same project, releases and warehouse keeps it (tests/dags/test_dag_docs.py)
+    from trialscreen.dag_docs import docs_current, docs_key
+
+    assert docs_current(out / "dag_reports", docs_key(out / "dag.duckdb"))
 
 
 def test_every_model_task_reports_its_model_from_the_one_build(published_run, dagbag) -> None:
@@ -432,6 +437,25 @@ def test_the_first_night_rebuilds_whole_with_the_seeds(published_run) -> None:
         assert "'--full-refresh'" in command
         assert "--exclude-resource-type=seed" not in command  # the seeds load
         assert "incremental_after_load_id" not in command
+
+
+def test_each_task_of_ours_pushes_one_xcom(published_run) -> None:
+    """A task returning a dict pushes its return_value only, not one more XCom per key
+    (Airflow infers multiple_outputs from a dict return annotation): every XCom is a call
+    to the API server, and nothing reads the per-key copies."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    run, _, _ = published_run
+    with create_session() as session:
+        rows = session.query(XComModel.task_id, XComModel.key).filter_by(run_id=run.run_id)
+        keys: dict[str, set[str]] = {}
+        for task_id, key in rows:
+            keys.setdefault(task_id, set()).add(key)
+    ours = {t: k for t, k in keys.items() if not t.startswith("dbt.")}
+    assert {"ingest_fhir", "prepare_build", "validate", "publish", "notify"} <= set(ours)
+    assert all(k == {"return_value"} for k in ours.values()), ours
+    assert _xcom(run, "validate")["success"] is True  # readers pull the one return_value
 
 
 def test_the_next_night_builds_incrementally_as_the_cli_does(second_night, published_run) -> None:
