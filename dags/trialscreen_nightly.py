@@ -88,8 +88,9 @@ the run's logical date** (the screening date), from the feed files in the drop d
    expectation failed: nothing is published and yesterday's tables stay.
 6. `publish` swaps the candidate tables in (one transaction, each table lock waited for at
    most `TRIALSCREEN_PUBLISH_LOCK_TIMEOUT`).
-7. `reports` writes the screening report and Data Docs; `notify` sends the `published`
-   alert (counts only).
+7. `reports` writes the screening report, and the dbt docs site when the dbt project,
+   the releases or the warehouse changed since the last published night; `notify` sends
+   the `published` alert (counts only).
 
 Alerts (webhook, SMTP: `TRIALSCREEN_ALERT_*`, docs/decisions.md "Alerts") carry counts and
 run ids, never PHI: a failed run, a blocked gate, a published run, missed nights.
