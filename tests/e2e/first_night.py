@@ -118,7 +118,8 @@ class FirstNight:
         return warehouse
 
     def _ensure(self) -> None:
-        with exclusive(self.root.parent / f"{self.root.name}.lock"):
+        # a lock of its own: a worker that needs only the drop does not wait for the night
+        with exclusive(self.root / "night.lock"):
             if not (self.root / "night_done").is_file():
                 shutil.rmtree(self.warehouse.parent, ignore_errors=True)
                 shutil.rmtree(self.reports, ignore_errors=True)
