@@ -654,7 +654,10 @@ def write_reports(
     dbt_docs: bool = False,
 ) -> Path:
     """The screening report (always) and, when asked, the dbt docs site for analysts
-    (``<reports>/dbt_docs/index.html``, regenerated from the warehouse catalog)."""
+    (``<reports>/dbt_docs/index.html``, regenerated from the warehouse catalog when the
+    project, the releases or the warehouse changed since the site was made:
+    :func:`trialscreen.dag_docs.refresh_dbt_docs`, the DAG's rule too)."""
+    published = False
     try:  # the coordinators' worklist, restricted and apart from the reports: published runs
         with Warehouse.connect(warehouse) as wh:
             published = _read_run(wh, run_id)["status"] == "published"
@@ -668,12 +671,9 @@ def write_reports(
 
     report = Path(write_report(transform_url(warehouse), Path(reports_dir), run_id, validation))
     if dbt_docs:
-        from trialscreen.transform import generate_docs
+        from trialscreen.dag_docs import refresh_dbt_docs
 
-        generate_docs(transform_url(warehouse), Path(reports_dir) / "dbt_docs")
-        from trialscreen.report import write_index
-
-        write_index(Path(reports_dir))  # the index links the dbt docs from the first night on
+        refresh_dbt_docs(warehouse, Path(reports_dir), published)
     return report
 
 

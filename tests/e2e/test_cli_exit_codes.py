@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from trialscreen import cli, pipeline, pseudonym
+from trialscreen.dag_docs import docs_key
 from trialscreen.notify import WEBHOOK_URL_ENV
 from trialscreen.synth import generate
 from trialscreen.warehouse import Warehouse
@@ -140,6 +141,8 @@ def nights(tmp_path_factory: pytest.TempPathFactory, webhook) -> dict[str, Any]:
         env,
     )
     after_blocked = _runs(warehouse)
+    docs = root / "reports" / "dbt_docs"
+    docs_after_block = ((docs / "index.html").is_file(), (docs / ".generated-from.json").exists())
     with Warehouse.connect(warehouse) as wh:
         published_after_block = wh.table_exists("marts.screening_results")
         wh.execute("delete from raw.csv_observations where record_id = 'no-lineage-1'")
@@ -177,6 +180,9 @@ def nights(tmp_path_factory: pytest.TempPathFactory, webhook) -> dict[str, Any]:
         "screened": screened,
         "alerts": list(alerts),
         "runs": _runs(warehouse),
+        "docs_after_block": docs_after_block,
+        "docs_key": json.loads((docs / ".generated-from.json").read_text())["key"],
+        "docs_key_expected": docs_key(warehouse),
     }
 
 
@@ -189,6 +195,15 @@ def test_blocked_gate_exits_3_and_publishes_nothing(nights) -> None:
     assert status == "failed"
     assert "quality gate failed, nothing published" in message
     assert "expect_column_values_to_not_be_null" in message
+
+
+def test_the_dbt_docs_are_kept_from_the_first_published_night(nights) -> None:
+    """trialscreen run writes the dbt docs site on the blocked night without recording what
+    it was made from (its catalog may lack tables); the published night after it records
+    it, so the nights after keep the site unless the project, releases or warehouse change
+    (trialscreen.dag_docs, the DAG's rule too)."""
+    assert nights["docs_after_block"] == (True, False)
+    assert nights["docs_key"] == nights["docs_key_expected"]
 
 
 def test_blocked_gate_sends_one_gate_blocked_alert(nights) -> None:
