@@ -335,18 +335,7 @@ def test_ndjson_over_the_file_limit_is_read_in_parts_and_lands_whole(
     longer than the limit still leaves the file whole, so refused unread."""
     from trialscreen.ingest import parse as parse_module
 
-    export = "\n".join(
-        json.dumps(
-            {
-                "resourceType": "Patient",
-                "id": f"bulk{i}",
-                "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": f"HB-{i:04d}"}],
-                "gender": "male",
-                "birthDate": "1960-05-06",
-            }
-        )
-        for i in range(200)
-    )
+    export = "\n".join(_bulk_patient(i) for i in range(200))
     (drop / "fhir" / "Patient.bulk.ndjson").write_text(export + "\n")
     size = (drop / "fhir" / "Patient.bulk.ndjson").stat().st_size
     unlimited = _ingest(tmp_path / "unlimited.duckdb", drop, "run-1")
@@ -373,22 +362,24 @@ def test_ndjson_over_the_file_limit_is_read_in_parts_and_lands_whole(
     assert refused["fhir/Patient.oneline.ndjson"].startswith("file is ")
 
 
+def _bulk_patient(i: int) -> str:
+    """One line of a bulk Patient export."""
+    return json.dumps(
+        {
+            "resourceType": "Patient",
+            "id": f"bulk{i}",
+            "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": f"HB-{i:04d}"}],
+            "gender": "male",
+            "birthDate": "1960-05-06",
+        }
+    )
+
+
 def _bulk_export() -> bytes:
     """A 200-record bulk export with what a cut must carry across parts: CRLF and LF lines, a
     blank line, a line that is not JSON and one that is not FHIR in later parts, and
     duplicate records (the same line twice)."""
-    lines = [
-        json.dumps(
-            {
-                "resourceType": "Patient",
-                "id": f"bulk{i}",
-                "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": f"HB-{i:04d}"}],
-                "gender": "male",
-                "birthDate": "1960-05-06",
-            }
-        )
-        for i in range(200)
-    ]
+    lines = [_bulk_patient(i) for i in range(200)]
     lines.insert(120, "not json at all")
     lines.insert(150, "")
     lines.insert(170, json.dumps({"id": "no-type"}))
