@@ -28,7 +28,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from trialscreen.limits import DEFAULTS as LIMITS
-from trialscreen.settings import DEFAULT_TIMEZONE
+from trialscreen.settings import DEFAULT_TIMEZONE, is_duckdb_size
 from trialscreen.spark import DEFAULT_DRIVER_MEMORY
 
 CONFIG_ENV = "TRIALSCREEN_CONFIG"
@@ -112,11 +112,8 @@ def _check_smtp_security(value: str) -> str | None:
     return None if known else "expected starttls, ssl or none"
 
 
-_SIZE = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$", re.IGNORECASE)  # a DuckDB size
-
-
 def _check_size(value: str) -> str | None:
-    return None if _SIZE.match(value.strip()) else "expected a size such as 512MB or 1GB"
+    return None if is_duckdb_size(value.strip()) else "expected a size such as 512MB or 1GB"
 
 
 def _check_store(value: str) -> str | None:

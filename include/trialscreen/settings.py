@@ -14,11 +14,22 @@ environment only; docs/configuration.md#precedence.
 from __future__ import annotations
 
 import os
+import re
 from datetime import date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 TIMEZONE_ENV = "TRIALSCREEN_TIMEZONE"
 DEFAULT_TIMEZONE = "UTC"
+
+
+# a DuckDB memory size, as the settings that cap DuckDB take it (TRIALSCREEN_DUCKDB_MEMORY,
+# TRIALSCREEN_GATE_MEMORY_LIMIT and the configuration file's checks)
+_DUCKDB_SIZE = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)", re.IGNORECASE)
+
+
+def is_duckdb_size(value: str) -> bool:
+    """Whether ``value`` (already stripped) is a size such as 512MB or 4GB."""
+    return _DUCKDB_SIZE.fullmatch(value) is not None
 
 
 class SettingError(ValueError):

@@ -38,6 +38,8 @@ from urllib.parse import urlsplit
 
 import polars as pl
 
+from trialscreen.settings import is_duckdb_size
+
 DEFAULT_DUCKDB = "trialscreen.duckdb"
 # DuckDB's buffers (it spills to disk beyond): 80 % of RAM by default, which a night at a
 # million patients fills (docs/decisions.md, "DuckDB's memory is bounded"); dbt's connections
@@ -48,7 +50,6 @@ DEFAULT_DUCKDB_MEMORY = "4GB"
 RUN_LOCK = (0x7473, 0)  # "ts", 0
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _STAGED = "_ts_staged"  # the name DuckDB reads a staged frame by (DuckDBWarehouse.staged)
-_SIZE = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)", re.IGNORECASE)
 
 
 def published_file(value: str | Path | None, schema: str) -> Path | None:
@@ -284,7 +285,7 @@ class Warehouse:
 def duckdb_memory() -> str:
     """``TRIALSCREEN_DUCKDB_MEMORY`` (default :data:`DEFAULT_DUCKDB_MEMORY`), a DuckDB size."""
     value = os.environ.get(DUCKDB_MEMORY_ENV, "").strip() or DEFAULT_DUCKDB_MEMORY
-    if not _SIZE.fullmatch(value):
+    if not is_duckdb_size(value):
         raise ValueError(f"{DUCKDB_MEMORY_ENV}: '{value}' is not a size such as 512MB or 4GB")
     return value
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
+from trialscreen.settings import is_duckdb_size
 from trialscreen.validate.suites import (
     _DTYPES,
     DEFAULT_SUITES,
@@ -257,7 +258,6 @@ def _quiet_gx() -> None:
 # such as 512MB or 1GB. Python, GX and Data Docs are about 400 MB more: under 1 GB.
 GATE_MEMORY_LIMIT_ENV = "TRIALSCREEN_GATE_MEMORY_LIMIT"
 DEFAULT_GATE_MEMORY_LIMIT = "512MB"
-_MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$", re.IGNORECASE)
 # GX resolves ${...} in a connection string from the environment: the URL (a PostgreSQL
 # password) never lands in the context's great_expectations.yml
 GX_URL_ENV = "TRIALSCREEN_GX_WAREHOUSE_URL"
@@ -267,7 +267,7 @@ _duckdb_datasource: type | None = None
 
 def gate_memory_limit() -> str:
     value = (os.environ.get(GATE_MEMORY_LIMIT_ENV) or DEFAULT_GATE_MEMORY_LIMIT).strip()
-    if not _MEMORY_LIMIT.match(value):
+    if not is_duckdb_size(value):
         raise ValueError(f"{GATE_MEMORY_LIMIT_ENV}: '{value}' is not a size such as 512MB or 1GB")
     return value
 
