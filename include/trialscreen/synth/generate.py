@@ -56,7 +56,8 @@ OUTPUT_DIRS = ("fhir", "hl7", "csv", "expected")
 WORK_DIR = ".synth"
 KEY_FILE = "key.json"
 # The modules whose code decides the bytes of a population: their syntax trees (not their
-# formatting or comments) make the generator's fingerprint, part of every cache key.
+# formatting or comments) make the generator's fingerprint, part of every cache key (a
+# package: every module in its folder).
 FINGERPRINTED = (
     "trialscreen.synth.catalogue",
     "trialscreen.synth.generate",
@@ -90,12 +91,26 @@ def fingerprint() -> str:
     """sha256 over the syntax trees of ``FINGERPRINTED``: any change to what the generator
     does changes it; reformatting or a comment does not."""
     h = hashlib.sha256()
-    for name in FINGERPRINTED:
-        spec = find_spec(name)
-        assert spec is not None and spec.origin is not None, name
-        tree = ast.parse(Path(spec.origin).read_bytes())
+    for name, origin in _modules(FINGERPRINTED):
+        tree = ast.parse(origin.read_bytes())
         h.update(name.encode() + b"\0" + ast.dump(tree).encode() + b"\0")
     return h.hexdigest()
+
+
+def _modules(names: Iterable[str]) -> list[tuple[str, Path]]:
+    """(name, file) of each module; a package stands for every module in its folder, so a
+    module added to it later is fingerprinted without a new entry here."""
+    found: list[tuple[str, Path]] = []
+    for name in names:
+        spec = find_spec(name)
+        assert spec is not None and spec.origin is not None, name
+        origin = Path(spec.origin)
+        if spec.submodule_search_locations is None:
+            found.append((name, origin))
+            continue
+        for path in sorted(origin.parent.glob("*.py")):
+            found.append((name if path.stem == "__init__" else f"{name}.{path.stem}", path))
+    return found
 
 
 def cache_key(patients: int, seed: int, screening_date: date) -> dict[str, Any]:
