@@ -34,7 +34,9 @@ from trialscreen.synth import oracle
 from trialscreen.synth.generate import KEY_FILE, WORK_DIR
 from trialscreen.synth.generate import fingerprint as base_fingerprint
 from trialscreen.synth.model import Obs, pin_zone
-from trialscreen.synth.population import _Builder, _lab_value, _written, build_patient
+from trialscreen.synth.population import build_patient
+from trialscreen.synth.population.builder import _Builder
+from trialscreen.synth.population.labs import _lab_value, _written
 from trialscreen.synth.shard import EXPECTED_HEADERS, fmt
 from trialscreen.synth.writers.csv import CsvWriter
 from trialscreen.synth.writers.fhir import observation_resource
