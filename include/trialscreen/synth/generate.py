@@ -39,10 +39,9 @@ import orjson
 
 from trialscreen.feeds.csv.contract import CSV_FILES
 from trialscreen.synth import oracle
+from trialscreen.synth.expected import EXPECTED_FILES, EXPECTED_HEADERS
 from trialscreen.synth.model import pin_zone
 from trialscreen.synth.shard import (
-    EXPECTED_FILES,
-    EXPECTED_HEADERS,
     HL7_SPOOL,
     PART_DONE,
     part_dir,
@@ -60,6 +59,7 @@ KEY_FILE = "key.json"
 # package: every module in its folder).
 FINGERPRINTED = (
     "trialscreen.synth.catalogue",
+    "trialscreen.synth.expected",
     "trialscreen.synth.generate",
     "trialscreen.synth.labshapes",
     "trialscreen.synth.model",

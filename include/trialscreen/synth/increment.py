@@ -31,13 +31,13 @@ import orjson
 
 from trialscreen.synth import catalogue as cat
 from trialscreen.synth import oracle
+from trialscreen.synth.expected import EXPECTED_HEADERS, write_outcome
 from trialscreen.synth.generate import KEY_FILE, WORK_DIR
 from trialscreen.synth.generate import fingerprint as base_fingerprint
 from trialscreen.synth.model import Obs, pin_zone
 from trialscreen.synth.population import build_patient
 from trialscreen.synth.population.builder import _Builder
 from trialscreen.synth.population.labs import _lab_value, _written
-from trialscreen.synth.shard import EXPECTED_HEADERS, fmt
 from trialscreen.synth.writers.csv import CsvWriter
 from trialscreen.synth.writers.fhir import observation_resource
 from trialscreen.synth.writers.hl7 import Hl7Writer
@@ -154,18 +154,7 @@ def increment(
                 csvw.write_labs(only_new)
             per_feed[p.lab_feed] += len(new)
             result = oracle.evaluate(replace(p, obs=[*p.obs, *new]), day)
-            for cohort, cid, status, reason in result.criteria:
-                co = result.coordination[cid]
-                w_crit.writerow(
-                    [p.mrn, oracle.TRIAL_ID, cohort, cid, status, reason,
-                     co.valid_until or "", fmt(co.margin), co.missing_item or ""]
-                )  # fmt: skip
-            for cohort, status in result.candidates.items():
-                w_cand.writerow(
-                    [p.mrn, oracle.TRIAL_ID, cohort, status,
-                     result.rescreen_by[cohort] or "", result.sole_missing[cohort] or ""]
-                )  # fmt: skip
-            w_val.writerow([p.mrn, *(fmt(result.values[c]) for c in oracle.VALUE_COLUMNS)])
+            write_outcome(p.mrn, result, w_crit, w_cand, w_val)
     hl7.close()
     rows = csvw.close()
     for name, n in rows.items():  # an increment carries lab results only

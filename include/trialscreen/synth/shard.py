@@ -36,34 +36,18 @@ from typing import IO, Any
 import orjson
 
 from trialscreen.synth import oracle
+from trialscreen.synth.expected import EXPECTED_FILES, write_outcome
 from trialscreen.synth.model import PatientRecord, pin_zone
 from trialscreen.synth.population import build_patient
 from trialscreen.synth.writers.csv import CsvWriter
 from trialscreen.synth.writers.fhir import FhirWriter
 
-EXPECTED_FILES = ("criteria.csv", "candidates.csv", "values.csv", "scenarios.csv")
-EXPECTED_HEADERS = {
-    "criteria.csv": ["mrn", "trial_id", "cohort_id", "criterion_id", "status", "reason",
-                     "valid_until", "margin", "missing_item"],
-    "candidates.csv": ["mrn", "trial_id", "cohort_id", "candidate_status", "rescreen_by",
-                       "sole_missing_criterion"],
-    "values.csv": ["mrn", *oracle.VALUE_COLUMNS],
-    "scenarios.csv": ["mrn", "route", "lab_feed", "bundle", "scenario"],
-}  # fmt: skip
 HL7_SPOOL = "hl7.spool"
 PART_DONE = "part.json"
 
 
 def part_dir(work: Path, part: int) -> Path:
     return work / f"part-{part:05d}"
-
-
-def fmt(v: float | int | None) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, int):
-        return str(v)
-    return f"{v:.4f}".rstrip("0").rstrip(".")
 
 
 class _Hl7Spool:
@@ -140,19 +124,9 @@ def write_part(
             if p.test_patient:  # never screened: no expected outcome
                 continue
             result = oracle.evaluate(p, s)
-            for cohort, cid, status, reason in result.criteria:
-                co = result.coordination[cid]
-                w_crit.writerow(
-                    [p.mrn, oracle.TRIAL_ID, cohort, cid, status, reason,
-                     co.valid_until or "", fmt(co.margin), co.missing_item or ""]
-                )  # fmt: skip
+            write_outcome(p.mrn, result, w_crit, w_cand, w_val)
             for cohort, status in result.candidates.items():
-                w_cand.writerow(
-                    [p.mrn, oracle.TRIAL_ID, cohort, status,
-                     result.rescreen_by[cohort] or "", result.sole_missing[cohort] or ""]
-                )  # fmt: skip
                 cand_counts[cohort][status] += 1
-            w_val.writerow([p.mrn, *(fmt(result.values[c]) for c in oracle.VALUE_COLUMNS)])
             w_scen.writerow(
                 [
                     p.mrn,
