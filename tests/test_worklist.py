@@ -6,17 +6,19 @@ the PostgreSQL roles are tests/test_worklist_roles.py."""
 from __future__ import annotations
 
 import csv
+import importlib
 import sqlite3
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from trialscreen.worklist import Decision, DecisionError, DecisionStore, Worklist, mark
+from trialscreen.worklist import Decision, DecisionError, DecisionStore, Worklist, mark, snapshot
 from trialscreen.worklist.build import Criterion, Entry
 from trialscreen.worklist.decisions import read_decisions_csv
 from trialscreen.worklist.export import export
-from trialscreen.worklist.render import render
+from trialscreen.worklist.render import render, write_page
+from trialscreen.worklist.snapshot import Snapshot
 
 
 def _entry(mrn: str, status: str, n_unknown: int = 0, **kw: object) -> Entry:
@@ -192,9 +194,99 @@ def test_exports_are_private_neutralize_formulas_and_are_audited(store, tmp_path
     assert "run-1" in audit["what"]
 
 
-def test_the_snapshot_round_trips_without_decisions() -> None:
+def test_the_snapshot_round_trips_without_decisions(tmp_path) -> None:
     entry = _entry("MRN1", "missing_data", 1)
     entry.decision = {"outcome": "reviewed", "candidate_status": "missing_data"}
-    back = Worklist.from_json(_worklist(entry).to_json())
+    path = tmp_path / "worklist.sqlite"
+    snapshot.write(path, _worklist(entry))
+    assert path.stat().st_mode & 0o777 == 0o600
+    with Snapshot(path) as snap:
+        back = snap.load()
     assert back.entries[0].criteria[1].extra["next_step"] == "Record ECOG at the next visit"
+    assert back.entries[0].criteria[0].value == 1.9
     assert back.entries[0].decision is None and back.opted_out == {"axiom/asps": 2}
+    assert back.entries[0].is_new_in_marts is True
+
+
+def _mixed() -> list[Entry]:
+    """Entries covering every part of the order: readiness, unknowns, re-screen dates (and
+    none), closed and reopened decisions, no longer eligible, two cohorts."""
+    entries = []
+    for n in range(40):
+        status = ("ready_for_review", "missing_data", "ineligible")[n % 3]
+        entries.append(
+            _entry(
+                f"MRN{(n * 7919) % 97:03d}",
+                status,
+                n % 4,
+                cohort_id=("asps", "safety_run_in")[n % 2],
+                rescreen_by=None if n % 5 == 0 else f"2026-12-{1 + n % 28:02d}",
+                is_no_longer_eligible=n % 11 == 0,
+            )
+        )
+    return entries
+
+
+def _decisions(entries: list[Entry]) -> dict[tuple[str, str, str], Decision]:
+    out = {}
+    for n, e in enumerate(entries[::3]):
+        outcome = ("screen_failed", "contacted", "not_interested")[n % 3]
+        status = e.candidate_status if n % 2 == 0 else "missing_data"
+        out[(e.trial_id, e.cohort_id, e.mrn)] = Decision(
+            e.trial_id, e.cohort_id, e.mrn, outcome, reason="r", candidate_status=status
+        )
+    return out
+
+
+def test_the_snapshot_orders_as_the_in_memory_worklist(tmp_path) -> None:
+    """The page's order is SQL in the snapshot and Entry.sort_key in memory: the same."""
+    entries = _mixed()
+    decisions = _decisions(entries)
+    memory = _worklist(*entries).apply(decisions)
+    path = tmp_path / "worklist.sqlite"
+    snapshot.write(path, _worklist(*_mixed()))
+    with Snapshot(path) as snap:
+        snap.apply(decisions)
+        assert snap.cohorts() == memory.cohorts() == [("axiom", "asps"), ("axiom", "safety_run_in")]
+        expected = [
+            [(e.mrn, e.is_closed, e.is_new) for e in memory.for_cohort(trial, cohort)]
+            for trial, cohort in memory.cohorts()
+        ]
+        got = [
+            [(e.mrn, e.is_closed, e.is_new) for e in snap.ordered(trial, cohort)]
+            for trial, cohort in snap.cohorts()
+        ]
+        assert got == expected
+        assert any(closed for cohort in expected for _, closed, _ in cohort)
+        assert snap.rows("axiom") == memory.rows("axiom") == 80
+        assert snap.find("axiom", "asps", entries[0].mrn) is not None
+        assert snap.find("axiom", "asps", "MRN-NOT-LISTED") is None
+
+
+def test_the_page_lists_the_first_patients_of_each_cohort_and_counts_all(tmp_path) -> None:
+    path = tmp_path / "worklist.sqlite"
+    snapshot.write(path, _worklist(*_mixed()))
+    with Snapshot(path) as snap:
+        first = [e.mrn for e in snap.ordered("axiom", "asps")][:3]
+        page = tmp_path / "worklist.html"
+        shown = write_page(page, snap, limit=3)
+    text = page.read_text(encoding="utf-8")
+    assert shown == 2 * 3 * 2  # two cohorts, three patients, two criteria each
+    assert text.count('class="patient"') == 6
+    assert all(f'id="p-axiom-asps-key-{mrn}"' in text for mrn in first)
+    assert "The first 3 of 20 patients" in text
+    assert "trialscreen worklist export --trial axiom" in text
+    assert render(_worklist(*_mixed())).count('class="patient"') == 40  # no limit: all
+
+
+def test_an_xlsx_too_large_for_a_sheet_is_refused_before_writing(
+    store, tmp_path, monkeypatch
+) -> None:
+    export_module = importlib.import_module("trialscreen.worklist.export")  # not the function
+
+    monkeypatch.setattr(export_module, "XLSX_ROWS", 3)
+    out = tmp_path / "x.xlsx"
+    with pytest.raises(ValueError, match="export --format csv"):
+        export_module.export(_worklist(*_mixed()[:2]), store, out, "xlsx")
+    assert not out.exists() and store.exports() == []
+    assert export_module.export(_worklist(*_mixed()[:1]), store, out, "xlsx") == 2

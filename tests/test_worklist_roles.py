@@ -17,7 +17,7 @@ import psycopg2.errors
 import pytest
 
 from trialscreen.roles import ANALYST, COORDINATOR, TRANSFORMER, ensure_roles
-from trialscreen.worklist import Decision, DecisionStore, Worklist, mark, write_worklist
+from trialscreen.worklist import Decision, DecisionStore, Snapshot, mark, write_worklist
 from trialscreen.worklist.build import CRITERION_COLUMNS, CRITERION_DETAIL, PATIENT_COLUMNS
 
 pytestmark = pytest.mark.postgres
@@ -116,10 +116,10 @@ def test_coordinator_writes_decisions_the_run_merges_and_analyst_reads_only_coun
 ) -> None:
     # night 1: the run writes the page (no decisions yet)
     write_worklist(cluster["urls"][TRANSFORMER], "run-pg", Path(cluster["dir"]).parent)
-    snapshot = Worklist.read(cluster["dir"] / "run-pg" / "worklist.json")
-    assert [e.mrn for e in snapshot.entries] == ["MRN-PG-1"]
+    snapshot = Snapshot(cluster["dir"] / "run-pg" / "worklist.sqlite")
+    assert [e.mrn for e in snapshot.load().entries] == ["MRN-PG-1"]
     # the coordinator records a decision in the warehouse's decisions schema, as themself
-    with DecisionStore(cluster["urls"][COORDINATOR]) as store:
+    with snapshot, DecisionStore(cluster["urls"][COORDINATOR]) as store:
         mark(
             store,
             snapshot,

@@ -241,6 +241,9 @@ SETTINGS: tuple[Setting, ...] = (
     S("worklist", "decisions_store", "TRIALSCREEN_DECISIONS_STORE", "url", None,
       "the coordinators' decisions: a SQLite file (default <worklist dir>/decisions.sqlite) "
       "or the coordinator's postgresql:// URL", _check_store),
+    S("worklist", "page_limit", "TRIALSCREEN_WORKLIST_PAGE_LIMIT", "integer", "500",
+      "the patients each cohort lists on the worklist page, in work order (0: all); the "
+      "export and the snapshot hold every patient"),
     S("worklist", "user", "TRIALSCREEN_USER", "string", None,
       "who records decisions and exports (default: the login name)"),
     # alerts (trialscreen.notify); the webhook URL and the SMTP password are secrets

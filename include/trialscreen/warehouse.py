@@ -74,6 +74,9 @@ def swap_in(staged: Path, target: Path) -> None:
         os.close(directory)
 
 
+STREAM_ROWS = 50_000  # rows per batch of Warehouse.stream
+
+
 class WarehouseBusy(RuntimeError):
     """Another process holds the warehouse: a run in progress, or an open DuckDB client."""
 
@@ -177,6 +180,13 @@ class Warehouse:
 
     def query_frame(self, sql: str) -> pl.DataFrame:
         raise NotImplementedError
+
+    def stream(self, sql: str, rows: int = STREAM_ROWS) -> Iterator[list[tuple[Any, ...]]]:
+        """The result of ``sql`` in batches of at most ``rows`` rows, never whole in memory
+        (the worklist at 1,000,000 patients: 6.5 M rows). The connection runs nothing else
+        until the iteration ends."""
+        raise NotImplementedError
+        yield []
 
     def _bulk_insert(self, table: str, frame: pl.DataFrame) -> None:
         raise NotImplementedError
@@ -350,6 +360,12 @@ class DuckDBWarehouse(Warehouse):
         finally:
             self._staged = None
 
+    def stream(self, sql: str, rows: int = STREAM_ROWS) -> Iterator[list[tuple[Any, ...]]]:
+        # execute() materializes the whole result; a relation's Arrow reader streams it, an
+        # ORDER BY spilling to disk under the memory limit
+        for batch in self.con.sql(sql).to_arrow_reader(rows):
+            yield list(zip(*(column.to_pylist() for column in batch.columns), strict=True))
+
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         _ts_staged = self._staged  # noqa: F841 - read by name by DuckDB's replacement scan
         return self.con.execute(sql, params or []).fetchall()
@@ -455,6 +471,18 @@ class PostgresWarehouse(Warehouse):
 
     def column_type(self, dtype: pl.DataType) -> str:
         return _pg_type(dtype)
+
+    def stream(self, sql: str, rows: int = STREAM_ROWS) -> Iterator[list[tuple[Any, ...]]]:
+        # a server-side (named) cursor: psycopg2's default cursor fetches the whole result
+        with self.transaction():
+            cursor = self._dbapi.cursor(name="trialscreen_stream")
+            try:
+                cursor.itersize = rows
+                cursor.execute(sql)
+                while batch := cursor.fetchmany(rows):
+                    yield list(batch)
+            finally:
+                cursor.close()
 
     def _bulk_insert(self, table: str, frame: pl.DataFrame) -> None:
         buf = io.BytesIO()

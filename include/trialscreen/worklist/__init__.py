@@ -1,16 +1,19 @@
 """The coordinators' worklist (issue 12; docs/decisions.md, "The coordinators' worklist").
 
     build.py      restricted.worklist -> entries per (trial, cohort, patient), ordered
-    render.py     the static HTML page
-    export.py     CSV / XLSX, with an audit row per export
+    snapshot.py   the run's whole worklist in a SQLite file, written and read as a stream
+    render.py     the static HTML page (each cohort's first patients in work order)
+    export.py     CSV / XLSX, streamed, with an audit row per export
     decisions.py  the coordinators' decisions store (SQLite file, or schema ``decisions`` on
                   PostgreSQL) and the export audit
 
 ``write_worklist`` is the run's worklist step (called where the reports are written, only for
 a run that published): it refreshes the research-contact opt-out list and the merged
 decisions in the warehouse, gives the analysts the accrual counts (no identities), and writes
-``<worklist dir>/<run_id>/worklist.html`` and ``worklist.json`` (the snapshot that
-``trialscreen worklist export`` and ``mark`` read). The directory is
+``<worklist dir>/<run_id>/worklist.sqlite`` (the snapshot that ``trialscreen worklist export``
+and ``mark`` read) and ``worklist.html`` (each cohort's first ``$TRIALSCREEN_WORKLIST_PAGE_LIMIT``
+patients in work order). Nothing of it is held whole in memory (docs/decisions.md, "The
+worklist at a health system's size"). The directory is
 ``$TRIALSCREEN_WORKLIST_DIR`` (default: ``worklist/`` beside the reports directory, never
 inside it); directories are 0700, files 0600.
 """
@@ -27,7 +30,7 @@ import polars as pl
 
 from trialscreen.run_ids import check_run_id
 from trialscreen.warehouse import Warehouse, WarehouseUrl
-from trialscreen.worklist.build import Entry, Worklist, build
+from trialscreen.worklist.build import WORKLIST_TABLE, Entry, Worklist, read_entries
 from trialscreen.worklist.decisions import (
     OUTCOMES,
     Decision,
@@ -36,7 +39,8 @@ from trialscreen.worklist.decisions import (
     default_location,
 )
 from trialscreen.worklist.export import export
-from trialscreen.worklist.render import render
+from trialscreen.worklist.render import Source, render, write_page
+from trialscreen.worklist.snapshot import SNAPSHOT_FILE, Snapshot, write_entries
 
 __all__ = [
     "OUTCOMES",
@@ -44,8 +48,9 @@ __all__ = [
     "DecisionError",
     "DecisionStore",
     "Entry",
+    "Snapshot",
+    "Source",
     "Worklist",
-    "build",
     "export",
     "latest_snapshot",
     "mark",
@@ -62,6 +67,9 @@ OPT_OUTS_TABLE = "restricted.research_opt_outs"
 DECISIONS_TABLE = "restricted.worklist_decisions"
 EXPORTS_TABLE = "audit.worklist_exports"
 ACCRUAL_TABLE = "marts.worklist_accrual"
+PAGE_LIMIT_ENV = "TRIALSCREEN_WORKLIST_PAGE_LIMIT"
+DEFAULT_PAGE_LIMIT = 500
+KEEP_SNAPSHOTS = 3
 
 
 def worklist_dir(reports_dir: Path | None = None) -> Path:
@@ -192,6 +200,31 @@ def _exports_frame(exports: list[dict[str, object]]) -> pl.DataFrame:
     )
 
 
+def page_limit() -> int | None:
+    """``$TRIALSCREEN_WORKLIST_PAGE_LIMIT``: the patients each cohort lists on the page
+    (default :data:`DEFAULT_PAGE_LIMIT`; 0 lists all)."""
+    value = os.environ.get(PAGE_LIMIT_ENV, "").strip() or str(DEFAULT_PAGE_LIMIT)
+    if not value.isdigit():
+        raise ValueError(f"{PAGE_LIMIT_ENV}: '{value}' is not a whole number of patients")
+    return int(value) or None
+
+
+def _screening_date(wh: Warehouse) -> str | None:
+    day = wh.scalar(f"select max(screening_date) from {WORKLIST_TABLE}")
+    return None if day is None else str(day)[:10]
+
+
+def _prune_snapshots(directory: Path, run_id: str) -> None:
+    """Keep the snapshots of the latest :data:`KEEP_SNAPSHOTS` runs (``export`` and ``mark``
+    read the latest only); the pages stay."""
+    runs = sorted(
+        (p.parent for p in directory.glob(f"*/{SNAPSHOT_FILE}") if p.parent.name != run_id),
+        key=lambda p: p.name,
+    )
+    for old in runs[: max(len(runs) - (KEEP_SNAPSHOTS - 1), 0)]:
+        (old / SNAPSHOT_FILE).unlink(missing_ok=True)
+
+
 def _store_location(warehouse_url: str, directory: Path) -> str:
     """On PostgreSQL the decisions are tables of the warehouse (schema ``decisions``), read
     here with the run's own role; else the SQLite file."""
@@ -211,6 +244,8 @@ def write_worklist(warehouse_url: str, run_id: str, reports_dir: Path | None = N
         decisions = store.decisions()
         exports = store.exports()
     latest = {(d.trial_id, d.cohort_id, d.mrn): d for d in decisions}
+    run_dir = _private_dir(directory / run_id)
+    snapshot = run_dir / SNAPSHOT_FILE
     with Warehouse.connect(warehouse_url) as wh:
         wh.replace_table(
             OPT_OUTS_TABLE, pl.DataFrame({"mrn": opt_outs}, schema={"mrn": pl.String()})
@@ -227,16 +262,25 @@ def write_worklist(warehouse_url: str, run_id: str, reports_dir: Path | None = N
         )
         wh.replace_table(DECISIONS_TABLE, _decision_frame(decisions))
         wh.replace_table(ACCRUAL_TABLE, _accrual(run_id, decisions))
-        worklist = build(wh, run_id, datetime.now(UTC).replace(tzinfo=None))
-    worklist.opted_out = {f"{t}/{c}": int(n) for t, c, n in opted}
-    worklist.opt_out_source = str(source) if source else ""
-    worklist.apply(latest)
-    run_dir = _private_dir(directory / run_id)
+        extra, entries = read_entries(wh)
+        n_entries, _ = write_entries(
+            snapshot,
+            entries,
+            extra,
+            {
+                "run_id": run_id,
+                "screening_date": _screening_date(wh),
+                "built_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
+                "opted_out": {f"{t}/{c}": int(n) for t, c, n in opted},
+                "opt_out_source": str(source) if source else "",
+            },
+        )
     page = run_dir / "worklist.html"
-    _private_write(run_dir / "worklist.json", worklist.to_json())
-    _private_write(page, render(worklist))
+    with Snapshot(snapshot) as snap:
+        rows = write_page(page, snap.apply(latest), page_limit())
+        opted_out = sum(snap.opted_out.values())
     _private_write(directory / "LATEST", run_id + "\n")
-    rows = sum(len(e.criteria) for e in worklist.entries)
+    _prune_snapshots(directory, run_id)
     page_export = {
         "export_id": f"page-{run_id}",
         "exported_by": "nightly run",
@@ -259,34 +303,34 @@ def write_worklist(warehouse_url: str, run_id: str, reports_dir: Path | None = N
         "worklist written",
         extra={
             "run_id": run_id,
-            "patients": len(worklist.entries),
-            "opted_out": sum(worklist.opted_out.values()),
+            "patients": n_entries,
+            "opted_out": opted_out,
         },
     )
     return page
 
 
-def latest_snapshot(directory: Path | None = None) -> Worklist:
-    """The latest run's worklist snapshot (what the page shows), without decisions."""
+def latest_snapshot(directory: Path | None = None) -> Snapshot:
+    """The latest run's worklist snapshot (what the page shows), without decisions; close it
+    (a context manager)."""
     directory = directory or worklist_dir()
     latest = directory / "LATEST"
     if not latest.is_file():
         raise FileNotFoundError(f"no worklist in {directory} yet: run the pipeline first")
     run_id = latest.read_text(encoding="utf-8").strip()
-    return Worklist.read(directory / run_id / "worklist.json")
+    return Snapshot(directory / check_run_id(run_id) / SNAPSHOT_FILE)
 
 
 def mark(
     store: DecisionStore,
-    worklist: Worklist,
+    worklist: Source,
     decisions: list[Decision],
 ) -> int:
     """Record decisions on patients of the latest worklist; each keeps the candidate status the
     coordinator saw. A patient not on that worklist is refused (named by line, not by MRN)."""
-    listed = {(e.trial_id, e.cohort_id, e.mrn): e for e in worklist.entries}
     complete = []
     for n, d in enumerate(decisions, start=1):
-        entry = listed.get((d.trial_id, d.cohort_id, d.mrn.strip()))
+        entry = worklist.find(d.trial_id, d.cohort_id, d.mrn.strip())
         if entry is None:
             raise DecisionError(
                 f"decision {n}: no such patient on the {d.trial_id}/{d.cohort_id} worklist of "

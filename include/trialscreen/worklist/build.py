@@ -12,10 +12,9 @@ candidates come last.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 from trialscreen.warehouse import Warehouse
@@ -79,6 +78,11 @@ def _plain(value: Any) -> Any:
         return float(value)
     except (TypeError, ValueError):
         return str(value)
+
+
+def decision_dict(d: Decision) -> dict[str, Any]:
+    """A decision as the entries carry it (JSON-safe values)."""
+    return {k: _plain(v) for k, v in asdict(d).items()}
 
 
 @dataclass
@@ -208,33 +212,33 @@ class Worklist:
         """Attach each patient's current decision (who, when, outcome, reason)."""
         for e in self.entries:
             d = decisions.get((e.trial_id, e.cohort_id, e.mrn))
-            e.decision = None if d is None else {k: _plain(v) for k, v in asdict(d).items()}
+            e.decision = None if d is None else decision_dict(d)
         return self
 
-    # --- the snapshot the exports and `mark` read --------------------------------------
-    def to_json(self) -> str:
-        data = asdict(self)
-        for e in data["entries"]:
-            e["decision"] = None  # decisions are read from the store when used
-        return json.dumps(data, default=_plain, indent=1)
+    # --- the reading interface Snapshot shares (render, export, mark) ------------------
+    def ordered(
+        self, trial_id: str, cohort_id: str, criteria_limit: int | None = None
+    ) -> Iterator[Entry]:
+        return iter(self.for_cohort(trial_id, cohort_id))
 
-    @staticmethod
-    def from_json(text: str) -> Worklist:
-        data = json.loads(text)
-        entries = []
-        for e in data.pop("entries"):
-            criteria = [Criterion(**c) for c in e.pop("criteria")]
-            entries.append(Entry(**e, criteria=criteria))
-        return Worklist(**data, entries=entries)
+    def find(self, trial_id: str, cohort_id: str, mrn: str) -> Entry | None:
+        return next(
+            (
+                e
+                for e in self.entries
+                if (e.trial_id, e.cohort_id, e.mrn) == (trial_id, cohort_id, mrn)
+            ),
+            None,
+        )
 
-    @staticmethod
-    def read(path: Path) -> Worklist:
-        return Worklist.from_json(Path(path).read_text(encoding="utf-8"))
+    def rows(self, trial_id: str | None = None) -> int:
+        return sum(len(e.criteria) for e in self.entries if trial_id in (None, e.trial_id))
 
 
-def build(wh: Warehouse, run_id: str, built_at: datetime) -> Worklist:
-    """The worklist of the published restricted.worklist (opted-out patients already gone)."""
-    present = wh.column_names("restricted.worklist")
+def worklist_columns(wh: Warehouse) -> tuple[list[str], list[str]]:
+    """The columns read from restricted.worklist, and the extra ones among them (kept per
+    criterion in ``Criterion.extra``, with any column a later release adds)."""
+    present = wh.column_names(WORKLIST_TABLE)
     if not present:
         raise LookupError("restricted.worklist does not exist: no run has published one yet")
     missing = [
@@ -243,20 +247,32 @@ def build(wh: Warehouse, run_id: str, built_at: datetime) -> Worklist:
     if missing:
         raise LookupError(f"restricted.worklist lacks {', '.join(missing)}: rebuild it")
     extra = [c for c in present if c not in PATIENT_COLUMNS + CRITERION_COLUMNS]
-    columns = list(PATIENT_COLUMNS + CRITERION_COLUMNS) + extra
-    rows = wh.query(
+    return list(PATIENT_COLUMNS + CRITERION_COLUMNS) + extra, extra
+
+
+def read_entries(wh: Warehouse) -> tuple[list[str], Iterator[Entry]]:
+    """The published restricted.worklist (opted-out patients already gone) as entries, one
+    at a time, streamed from the warehouse; with the extra column names."""
+    columns, extra = worklist_columns(wh)
+    batches = wh.stream(
         f"select {', '.join(columns)} from {WORKLIST_TABLE} "
-        "order by trial_id, cohort_id, mrn, criterion_ordinal"
+        "order by trial_id, cohort_id, mrn, patient_key, criterion_ordinal"
     )
-    entries: dict[tuple[str, str, str], Entry] = {}
-    screening_date: str | None = None
+    return extra, _entries(columns, extra, (row for batch in batches for row in batch))
+
+
+def _entries(
+    columns: list[str], extra: list[str], rows: Iterable[Sequence[Any]]
+) -> Iterator[Entry]:
+    entry: Entry | None = None
+    key: tuple[str, str, str] | None = None
     for raw in rows:
         r = dict(zip(columns, (_plain(v) for v in raw), strict=True))
-        screening_date = screening_date or r["screening_date"]
-        key = (r["trial_id"], r["cohort_id"], r["patient_key"])
-        entry = entries.get(key)
-        if entry is None:
-            entry = entries[key] = Entry(
+        if (r["trial_id"], r["cohort_id"], r["patient_key"]) != key:
+            if entry is not None:
+                yield entry
+            key = (r["trial_id"], r["cohort_id"], r["patient_key"])
+            entry = Entry(
                 trial_id=r["trial_id"],
                 cohort_id=r["cohort_id"],
                 patient_key=r["patient_key"],
@@ -275,6 +291,7 @@ def build(wh: Warehouse, run_id: str, built_at: datetime) -> Worklist:
                 sole_missing_criterion=r["sole_missing_criterion"],
                 sole_missing_next_step=r["sole_missing_next_step"],
             )
+        assert entry is not None
         entry.criteria.append(
             Criterion(
                 criterion_id=r["criterion_id"],
@@ -288,10 +305,5 @@ def build(wh: Warehouse, run_id: str, built_at: datetime) -> Worklist:
                 extra={c: r[c] for c in extra},
             )
         )
-    return Worklist(
-        run_id=run_id,
-        screening_date=screening_date,
-        built_at=built_at.isoformat(timespec="seconds"),
-        entries=list(entries.values()),
-        extra_columns=extra,
-    )
+    if entry is not None:
+        yield entry

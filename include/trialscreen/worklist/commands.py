@@ -36,11 +36,18 @@ def _dir(args: argparse.Namespace) -> Path:
 
 def cmd_export(args: argparse.Namespace) -> int:
     directory = _dir(args)
-    worklist = latest_snapshot(directory)
-    out = args.out or directory / worklist.run_id / f"worklist-{args.trial or 'all'}.{args.format}"
-    with DecisionStore(default_location(directory)) as store:
-        worklist.apply(store.latest())
-        n = export(worklist, store, out, args.format, args.trial)
+    with latest_snapshot(directory) as worklist:
+        out = (
+            args.out
+            or directory / worklist.run_id / f"worklist-{args.trial or 'all'}.{args.format}"
+        )
+        with DecisionStore(default_location(directory)) as store:
+            worklist.apply(store.latest())
+            try:
+                n = export(worklist, store, out, args.format, args.trial)
+            except ValueError as exc:
+                print(f"trialscreen worklist: {exc}", file=sys.stderr)
+                return 1
     print(f"wrote {n} rows (run {worklist.run_id}) to {out}; export recorded in the audit")
     return 0
 
@@ -53,7 +60,6 @@ def _refused(exc: DecisionError) -> int:
 
 def cmd_mark(args: argparse.Namespace) -> int:
     directory = _dir(args)
-    worklist = latest_snapshot(directory)
     decision = Decision(
         trial_id=args.trial,
         cohort_id=args.cohort,
@@ -62,7 +68,10 @@ def cmd_mark(args: argparse.Namespace) -> int:
         reason=args.reason or "",
     )
     try:
-        with DecisionStore(default_location(directory)) as store:
+        with (
+            latest_snapshot(directory) as worklist,
+            DecisionStore(default_location(directory)) as store,
+        ):
             n = mark(store, worklist, [decision])
     except DecisionError as exc:
         return _refused(exc)
@@ -72,10 +81,12 @@ def cmd_mark(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     directory = _dir(args)
-    worklist = latest_snapshot(directory)
     try:
         decisions = read_decisions_csv(args.file, default_trial=args.trial or "")
-        with DecisionStore(default_location(directory)) as store:
+        with (
+            latest_snapshot(directory) as worklist,
+            DecisionStore(default_location(directory)) as store,
+        ):
             n = mark(store, worklist, decisions)
     except DecisionError as exc:
         return _refused(exc)

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from trialscreen.worklist.build import Worklist
 from trialscreen.worklist.decisions import DecisionStore
+from trialscreen.worklist.render import Source
 
 FORMATS = ("csv", "xlsx")
+XLSX_ROWS = 1_048_575  # an Excel sheet's rows, less the header
 BASE_HEADER = [
     "trial_id",
     "cohort_id",
@@ -50,35 +52,36 @@ def _safe(value: Any) -> Any:
     return value
 
 
-def rows(worklist: Worklist, trial_id: str | None = None) -> tuple[list[str], list[list[Any]]]:
-    extras = list(worklist.extra_columns)
-    header = BASE_HEADER + extras
-    out: list[list[Any]] = []
-    for e in worklist.for_trial(trial_id):
-        d = e.decision or {}
-        patient = [
-            e.trial_id,
-            e.cohort_id,
-            e.mrn,
-            e.family_name,
-            e.given_name,
-            e.birth_date,
-            e.age_years,
-            e.candidate_status,
-            e.n_unknown,
-            e.is_new,
-            e.is_no_longer_eligible,
-            e.rescreen_by,
-            e.missing_item,
-            d.get("outcome"),
-            d.get("reason"),
-            d.get("recorded_by"),
-            d.get("recorded_at"),
-            "; ".join(e.next_steps),
-        ]
-        for c in e.criteria:
-            out.append(
-                [
+def rows(source: Source, trial_id: str | None = None) -> Iterator[list[Any]]:
+    """The export's rows (after its header), in the page's order, one entry at a time."""
+    extras = list(source.extra_columns)
+    for trial, cohort in source.cohorts():
+        if trial_id not in (None, trial):
+            continue
+        for e in source.ordered(trial, cohort):
+            d = e.decision or {}
+            patient = [
+                e.trial_id,
+                e.cohort_id,
+                e.mrn,
+                e.family_name,
+                e.given_name,
+                e.birth_date,
+                e.age_years,
+                e.candidate_status,
+                e.n_unknown,
+                e.is_new,
+                e.is_no_longer_eligible,
+                e.rescreen_by,
+                e.missing_item,
+                d.get("outcome"),
+                d.get("reason"),
+                d.get("recorded_by"),
+                d.get("recorded_at"),
+                "; ".join(e.next_steps),
+            ]
+            for c in e.criteria:
+                yield [
                     _safe(v)
                     for v in patient
                     + [
@@ -93,8 +96,6 @@ def rows(worklist: Worklist, trial_id: str | None = None) -> tuple[list[str], li
                         *(c.extra.get(x) for x in extras),
                     ]
                 ]
-            )
-    return header, out
 
 
 def _private(path: Path) -> None:
@@ -104,38 +105,47 @@ def _private(path: Path) -> None:
 
 
 def export(
-    worklist: Worklist,
+    source: Source,
     store: DecisionStore,
     out: Path,
     fmt: str,
     trial_id: str | None = None,
     who: str = "",
 ) -> int:
-    """Write the worklist (one trial, or all) to ``out``; returns the rows written. The audit
-    row is written before the file is handed over: no export without its audit row."""
+    """Write the worklist (one trial, or all) to ``out``, streamed; returns the rows written.
+    The audit row is written before the file is handed over: no export without its audit
+    row. An XLSX sheet holds at most ``XLSX_ROWS`` rows: a larger worklist is refused before
+    anything is written (CSV has no such limit)."""
     if fmt not in FORMATS:
         raise ValueError(f"--format: '{fmt}' is not one of {', '.join(FORMATS)}")
-    header, body = rows(worklist, trial_id)
+    header = BASE_HEADER + list(source.extra_columns)
+    if fmt == "xlsx" and source.rows(trial_id) > XLSX_ROWS:
+        raise ValueError(
+            f"the worklist has {source.rows(trial_id):,} rows and an XLSX sheet holds "
+            f"{XLSX_ROWS:,}: export --format csv, or one trial with --trial"
+        )
     out = Path(out)
     _private(out)
+    written = 0
     if fmt == "csv":
         with out.open("w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(header)
-            writer.writerows(body)
+            for row in rows(source, trial_id):
+                writer.writerow(row)
+                written += 1
     else:
         from openpyxl import Workbook  # type: ignore[import-untyped]
 
-        book = Workbook()
-        sheet = book.active
-        assert sheet is not None
-        sheet.title = "worklist"
-        sheet.append(header)
-        for row in body:
-            sheet.append(["" if v is None else v for v in row])
+        book = Workbook(write_only=True)  # rows streamed to the file, not held as cells
+        sheet = book.create_sheet("worklist")
         sheet.freeze_panes = "A2"
+        sheet.append(header)
+        for row in rows(source, trial_id):
+            sheet.append(["" if v is None else v for v in row])
+            written += 1
         book.save(out)
         os.chmod(out, 0o600)
-    what = f"worklist run {worklist.run_id} trial {trial_id or 'all'}"
-    store.record_export(what, fmt, len(body), str(out), who=who)
-    return len(body)
+    what = f"worklist run {source.run_id} trial {trial_id or 'all'}"
+    store.record_export(what, fmt, written, str(out), who=who)
+    return written

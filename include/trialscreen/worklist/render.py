@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from html import escape
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
-from trialscreen.worklist.build import Criterion, Entry, Worklist
+from trialscreen.worklist.build import Criterion, Entry
 
 STATUS_LABEL = {
     "ready_for_review": "ready for review",
@@ -44,6 +47,7 @@ th{background:#f3f5f7}.patient{background:#fafbfc;font-weight:600}
 .new{background:#dafbe1}.gone{background:#ffebe9}.closed{background:#eaeef2}
 td.metwrap{padding:0 .4rem}summary{cursor:pointer;color:#555;padding:.2rem 0}
 .steps ul{margin:.1rem 0 .2rem 1.2rem;padding:0;font-weight:400}
+.more{color:#444;font-style:italic}
 """
 
 
@@ -141,50 +145,124 @@ def _entry(e: Entry, extras: list[str], width: int) -> str:
     return head + open_rows + met_rows
 
 
-def render(worklist: Worklist, trial_id: str | None = None) -> str:
-    extras = [c for c in EXTRA_HEADINGS if c in worklist.extra_columns]
+class Source(Protocol):
+    """What the page and the exports read: an in-memory ``Worklist`` or a ``Snapshot``."""
+
+    run_id: str
+    screening_date: str | None
+    built_at: str
+    opted_out: dict[str, int]
+    opt_out_source: str
+    extra_columns: list[str]
+
+    def cohorts(self) -> list[tuple[str, str]]: ...
+
+    def ordered(
+        self, trial_id: str, cohort_id: str, criteria_limit: int | None = None
+    ) -> Iterator[Entry]: ...
+
+    def rows(self, trial_id: str | None = None) -> int: ...
+
+    def find(self, trial_id: str, cohort_id: str, mrn: str) -> Entry | None: ...
+
+
+def _section(
+    source: Source,
+    trial: str,
+    cohort: str,
+    limit: int | None,
+    width: int,
+    thead: str,
+    extras: list[str],
+    shown: list[int],
+) -> str:
+    """One cohort: counts over all its entries, the first ``limit`` of them listed."""
+    counts: dict[str, int] = {}
+    new = gone = total = 0
+    body: list[str] = []
+    for e in source.ordered(trial, cohort, criteria_limit=limit):
+        total += 1
+        if not e.is_no_longer_eligible:
+            counts[e.candidate_status] = counts.get(e.candidate_status, 0) + 1
+        new += e.is_new
+        gone += e.is_no_longer_eligible
+        if limit is None or len(body) < limit:
+            body.append(_entry(e, extras, width))
+            shown[0] += len(e.criteria)
+    opted = source.opted_out.get(f"{trial}/{cohort}", 0)
+    summary = (
+        ", ".join(f"{n} {STATUS_LABEL.get(s, s)}" for s, n in sorted(counts.items()))
+        or "no candidates"
+    )
+    more = total - len(body)
+    cut = (
+        f'<p class="more">The first {len(body)} of {total} patients, in the order above. '
+        f"The other {more} are in the export: <code>trialscreen worklist export --trial "
+        f"{_t(trial)}</code>.</p>"
+        if more
+        else ""
+    )
+    return (
+        f'<section id="worklist-{_t(trial)}-{_t(cohort)}"><h2>{_t(trial)} / {_t(cohort)}</h2>'
+        f'<p class="note">{summary}; {new} new and {gone} no longer eligible since the '
+        f'last run. <span class="optout">{opted} patient(s) who declined research contact '
+        "are not listed.</span></p>"
+        f"<table>{thead}{''.join(body)}</table>{cut}</section>"
+    )
+
+
+def _pieces(
+    source: Source, trial_id: str | None, limit: int | None, shown: list[int]
+) -> Iterator[str]:
+    extras = [c for c in EXTRA_HEADINGS if c in source.extra_columns]
     headings = ["criterion", "status", "value", "threshold", "evidence date", "reason"] + [
         EXTRA_HEADINGS.get(x, x.replace("_", " ")) for x in extras
     ]
     thead = "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in headings) + "</tr>"
-    sections = []
-    for trial, cohort in worklist.cohorts():
-        if trial_id not in (None, trial):
-            continue
-        entries = worklist.for_cohort(trial, cohort)
-        counts: dict[str, int] = {}
-        for e in entries:
-            if not e.is_no_longer_eligible:
-                counts[e.candidate_status] = counts.get(e.candidate_status, 0) + 1
-        new = sum(e.is_new for e in entries)
-        gone = sum(e.is_no_longer_eligible for e in entries)
-        opted = worklist.opted_out.get(f"{trial}/{cohort}", 0)
-        summary = (
-            ", ".join(f"{n} {STATUS_LABEL.get(s, s)}" for s, n in sorted(counts.items()))
-            or "no candidates"
-        )
-        body = "".join(_entry(e, extras, len(headings)) for e in entries)
-        sections.append(
-            f'<section id="worklist-{_t(trial)}-{_t(cohort)}"><h2>{_t(trial)} / {_t(cohort)}</h2>'
-            f'<p class="note">{summary}; {new} new and {gone} no longer eligible since the '
-            f'last run. <span class="optout">{opted} patient(s) who declined research contact '
-            "are not listed.</span></p>"
-            f"<table>{thead}{body}</table></section>"
-        )
-    title = f"Worklist {escape(worklist.run_id)}"
-    return (
+    title = f"Worklist {escape(source.run_id)}"
+    listed = (
+        f"Each cohort lists its first {limit} patients in this order; the export has them all. "
+        if limit is not None
+        else ""
+    )
+    yield (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "style-src 'unsafe-inline'\">"
         f"<title>{title}</title><style>{CSS}</style></head><body>"
         '<div class="restricted">RESTRICTED: identifies patients. Coordinators only; '
         "do not forward.</div>"
-        f'<h1>Coordinators\' worklist</h1><div class="meta">run {_t(worklist.run_id)}, '
-        f"screening date {_t(worklist.screening_date)}, built {_t(worklist.built_at)} UTC. "
-        f"Opt-out list: {_t(worklist.opt_out_source) or 'none configured'}. "
+        f'<h1>Coordinators\' worklist</h1><div class="meta">run {_t(source.run_id)}, '
+        f"screening date {_t(source.screening_date)}, built {_t(source.built_at)} UTC. "
+        f"Opt-out list: {_t(source.opt_out_source) or 'none configured'}. "
         "Order: ready for review, then missing data by the number of unknown criteria, then "
         "by re-screen date; decided patients whose status has not changed, then patients no "
-        "longer eligible, come last.</div>"
-        + ("".join(sections) or "<p>No candidates in this run.</p>")
-        + "</body></html>\n"
+        f"longer eligible, come last. {listed}</div>"
     )
+    any_section = False
+    for trial, cohort in source.cohorts():
+        if trial_id not in (None, trial):
+            continue
+        any_section = True
+        yield _section(source, trial, cohort, limit, len(headings), thead, extras, shown)
+    if not any_section:
+        yield "<p>No candidates in this run.</p>"
+    yield "</body></html>\n"
+
+
+def render(source: Source, trial_id: str | None = None, limit: int | None = None) -> str:
+    """The page as one string (small worklists and tests; the run writes it with
+    :func:`write_page`)."""
+    return "".join(_pieces(source, trial_id, limit, [0]))
+
+
+def write_page(path: Path, source: Source, limit: int | None) -> int:
+    """Write the page a cohort at a time to ``path`` (0600); returns the criterion rows it
+    shows."""
+    shown = [0]
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        for piece in _pieces(source, None, limit, shown):
+            fh.write(piece)
+    os.chmod(path, 0o600)
+    return shown[0]
