@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import resource
 import sys
+import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from itertools import chain, islice
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from trialscreen.ingest.parts import (
     Item,
     Part,
     Refused,
+    _csv_parts,
     _gzip_part_bytes,
     _gzip_parts,
     _parts,
@@ -48,6 +53,7 @@ UNIT_BYTES = 4 << 20  # bytes of (estimated decompressed) input per unit of work
 UNIT_FILES = 200  # files per unit (bundles are decoded together up to this many)
 PART_BYTES = 16 << 20  # an NDJSON file larger than this (decompressed) is parsed in parts
 GZIP_EXPANSION = 12  # estimate of a feed gzip's expansion, to size units
+UNITS_AHEAD = 64  # units cut ahead of the parsing (descriptions only: no bytes)
 
 
 def own_peak_rss_mb() -> float:
@@ -182,61 +188,130 @@ def _weight(path: Path, size: int) -> int:
 
 
 def units(feed: str, files: Sequence[tuple[Path, int]]) -> list[list[Item]]:
-    """Consecutive files grouped up to ``UNIT_BYTES``/``UNIT_FILES``; a large FHIR NDJSON file
-    (plain or gzipped) is cut into parts, one unit each; a gzip refused while it was cut is a
-    unit of its own."""
+    """``iter_units`` as a list (every file checked and cut before it returns)."""
+    return list(iter_units(feed, files))
+
+
+def iter_units(feed: str, files: Sequence[tuple[Path, int]]) -> Iterator[list[Item]]:
+    """Consecutive files grouped up to ``UNIT_BYTES``/``UNIT_FILES``; a large FHIR NDJSON or
+    CSV file (plain or gzipped) is cut into parts, one unit each; a gzip refused while it was
+    cut is a unit of its own. Lazy: a file is checked and cut when the units before it have
+    been taken, so parsing starts after the first large file's cut, not after every one."""
     part_bytes = min(PART_BYTES, limits.current().max_file_bytes)
-    out: list[list[Item]] = []
     current: list[Item] = []
     weight = 0
     for path, size in files:
-        parts: list[Part] | Refused | None = None
-        if feed == "fhir":
-            gzipped = path.name.lower().endswith(".gz")
-            parts = (_gzip_parts if gzipped else _parts)(path, size, part_bytes)
+        parts = _cut(feed, path, size, part_bytes)
         if parts:
             if current:
-                out.append(current)
+                yield current
                 current, weight = [], 0
             if isinstance(parts, Refused):
-                out.append([parts])
+                yield [parts]
             else:
-                out.extend([part] for part in parts)
+                for part in parts:
+                    yield [part]
             continue
         if current and (weight + _weight(path, size) > UNIT_BYTES or len(current) >= UNIT_FILES):
-            out.append(current)
+            yield current
             current, weight = [], 0
         current.append(path)
         weight += _weight(path, size)
     if current:
-        out.append(current)
-    return out
+        yield current
+
+
+def _cut(feed: str, path: Path, size: int, part_bytes: int) -> list[Part] | Refused | None:
+    """The parts of a file to parse in parts (``ingest.parts``), or None: it stays whole."""
+    if feed == "fhir":
+        gzipped = path.name.lower().endswith(".gz")
+        return (_gzip_parts if gzipped else _parts)(path, size, part_bytes)
+    if feed == "csv":
+        from trialscreen.feeds.csv.parts import part_header
+
+        return _csv_parts(path, size, part_bytes, part_header)
+    return None
+
+
+def _ahead(items: Iterator[list[Item]], depth: int) -> Generator[list[Item], None, None]:
+    """``items`` in order, produced by a thread up to ``depth`` ahead: the check-and-cut pass
+    of the next large file (its decompression above all) runs while the parts before it are
+    parsed and written. Only the units' descriptions wait in the queue, never their bytes
+    (``_with_data`` adds those as a unit is handed out); an exception of ``items`` is raised
+    here, in order."""
+    done = object()
+    waiting: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put(_Failed(exc))
+            return
+        put(done)
+
+    thread = threading.Thread(target=produce, name="ingest-cut", daemon=True)
+    thread.start()
+    try:
+        while (item := waiting.get()) is not done:
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+
+
+@dataclass(frozen=True)
+class _Failed:
+    exc: BaseException
 
 
 def parse_unit(feed: str, unit: Sequence[Item], root: Path) -> list[Parsed]:
     """Parse one unit (in a worker or here); values no engine can keep are contained."""
     if len(unit) == 1 and isinstance(unit[0], Refused):
+        from trialscreen.feeds.csv.parts import refused_csv_file
         from trialscreen.feeds.fhir import refused_fhir_file
 
         refused = unit[0]
+        if feed == "csv":
+            return [(_ready(refused_csv_file(refused.path, root, refused.reason)), True)]
         return [
             (_ready(refused_fhir_file(refused.path, root, refused.reason, refused.payload)), True)
         ]
     if len(unit) == 1 and isinstance(unit[0], Part):
-        from trialscreen.feeds.fhir import parse_fhir_part
-
-        part = unit[0]
-        try:
-            data = part.data
-            if data is None and part.gzip:
-                data = _gzip_part_bytes(part)
-            parsed = parse_fhir_part(part.path, root, part.start, part.end, part.first_line, data)
-        except Exception as exc:  # noqa: BLE001 - one bad file must never stop the night
-            parsed = _parse_failed(feed, part.path, root, exc)
-        return [(_ready(parsed), part.last)]
+        return [(_ready(_parse_part(feed, unit[0], root)), unit[0].last)]
     _, parse, many = _parsers()[feed]
     paths = [item for item in unit if isinstance(item, Path)]
     return [(_ready(p), True) for p in _contained(feed, paths, root, parse, many)]
+
+
+def _parse_part(feed: str, part: Part, root: Path) -> ParsedFile:
+    from trialscreen.feeds.csv.parts import parse_csv_part
+    from trialscreen.feeds.fhir import parse_fhir_part
+
+    try:
+        data = part.data
+        if data is None and part.gzip:
+            data = _gzip_part_bytes(part)
+        if feed == "csv":
+            return parse_csv_part(
+                part.path, root, part.start, part.end, part.first_line, part.header, data
+            )
+        return parse_fhir_part(part.path, root, part.start, part.end, part.first_line, data)
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop the night
+        return _parse_failed(feed, part.path, root, exc)
 
 
 def _ready(parsed: ParsedFile) -> ParsedFile:
@@ -263,20 +338,27 @@ class ParseStream:
     def __init__(self, feed: str, root: Path, files: Sequence[tuple[Path, int]]) -> None:
         self.feed = feed
         self.root = root
-        self.units = units(feed, files)
+        self.files = list(files)
         total = sum(_weight(path, size) for path, size in files)
         self.workers = workers_setting() if total >= PARALLEL_MIN_BYTES else 0
         self.worker_peak_rss_mb = 0.0
 
     def __iter__(self) -> Iterator[Parsed]:
-        queued = _with_data(self.units)
+        """Units are cut lazily, a thread ahead (``_ahead``), and handed out with their bytes
+        (``_with_data``) as they are submitted: the first part is parsed while later files are
+        still being checked and cut."""
+        cut = _ahead(iter_units(self.feed, self.files), UNITS_AHEAD)
+        queued = _with_data(cut)
         try:
             yield from self._parse(queued)
         finally:
             queued.close()  # a gzip being handed out in parts is closed, also on error
+            cut.close()  # the cutting thread stops
 
     def _parse(self, queued: Iterator[list[Item]]) -> Iterator[Parsed]:
-        if self.workers <= 0 or len(self.units) < 2:
+        first = list(islice(queued, 2))
+        queued = chain(first, queued)
+        if self.workers <= 0 or len(first) < 2:
             for unit in queued:
                 yield from parse_unit(self.feed, unit, self.root)
             return

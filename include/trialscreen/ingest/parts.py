@@ -1,5 +1,6 @@
 """Cutting a large feed file into parts, each parsed alone (``ingest.parse``): a FHIR NDJSON
-file at line breaks, plain or gzipped (docs/decisions.md, "Large files are parsed in parts").
+file at line breaks, a CSV file at row ends (its header row kept for every part), plain or
+gzipped (docs/decisions.md, "Large files are parsed in parts").
 
 A gzip cannot be entered in the middle: its parts' bytes are decompressed in the ingest process
 as they are handed out (``_with_data``).
@@ -8,7 +9,7 @@ as they are handed out (``_with_data``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,8 +21,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Part:
-    """Bytes ``[start, end)`` of an NDJSON file, from line ``first_line``; ``last``: the
-    file's final part. For a gzipped file (``gzip``) the offsets count decompressed bytes and
+    """Bytes ``[start, end)`` of an NDJSON file, from line ``first_line`` (of a CSV file:
+    from data row ``first_line``, parsed under its ``header`` row); ``last``: the file's
+    final part. For a gzipped file (``gzip``) the offsets count decompressed bytes and
     ``data`` carries the part's bytes once the ingest process has decompressed them (a worker
     cannot enter a gzip in the middle)."""
 
@@ -32,6 +34,7 @@ class Part:
     last: bool
     gzip: bool = False
     data: bytes | None = field(default=None, repr=False, compare=False)
+    header: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -273,3 +276,171 @@ def _with_data(units: Iterable[list[Item]]) -> Generator[list[Item], None, None]
     finally:
         if unpacked is not None:
             unpacked.close()
+
+
+# --- CSV ----------------------------------------------------------------------------------
+
+_PIECE = 1 << 20  # bytes of a plain file read at a time by the cut pass
+HeaderCheck = Callable[[Path, bytes], tuple[bool, int | None]]
+
+
+class _StaysWhole(Exception):
+    """The file is not cut: its header gets a whole-file verdict, or a row (or a run of rows
+    a cut must not split) is longer than the file limit."""
+
+
+class _RowCuts:
+    """Where a CSV stream fed piece by piece is cut: at the end of a row (a ``\\n`` outside
+    quotes: the quote parity ``feeds.csv.oversize`` splits rows by, so a quoted cell's line
+    break never ends a part) once a part holds ``part_bytes``. With a run column (Synthea's
+    ``PATIENT``), the cut waits for the first row whose value differs from the row before.
+    Rows are counted as polars counts them (every row end; a blank line is a row), so
+    ``first_rows`` are the data row numbers of the whole-file parse."""
+
+    def __init__(self, path: Path, part_bytes: int, max_run: int, check: HeaderCheck) -> None:
+        self.path = path
+        self.part_bytes = part_bytes
+        self.max_run = max_run
+        self.check = check
+        self.key: int | None = None  # the run column's index
+        self.header: bytes | None = None
+        self.starts = [0]
+        self.first_rows = [1]
+        self.pos = 0  # bytes fed so far
+        self.quoted = False  # inside a quoted cell (odd quotes so far)
+        self.rows = 0  # row ends so far, the header's included
+        self.row = bytearray()  # the current row so far, while rows are read one by one
+        self.row_bytes = 0  # its size (its bytes are kept only where a row is looked at)
+        self.max_header = limits.current().max_record_bytes
+        self.seeking = False  # the part is full: looking for the row end to cut at
+        self.partial = False  # the current row began before the seeking did
+        self.last: str | None = None  # the run column of the row before, while seeking
+
+    def feed(self, piece: bytes) -> None:
+        base, i = self.pos, 0
+        while i < len(piece):
+            if self.header is not None and not self.seeking:
+                full = self.starts[-1] + self.part_bytes - base  # where the part is full
+                j = min(len(piece), max(full, i))
+                self._count(piece, i, j)
+                self.pos, i = base + j, j
+                self.seeking = j >= full
+                self.partial = True
+                continue
+            newline = piece.find(b"\n", i)
+            j = len(piece) if newline < 0 else newline + 1
+            if self.header is None or self.key is not None:  # its bytes are needed
+                self.row += piece[i:j]
+            self.row_bytes += j - i
+            self.quoted ^= piece.count(b'"', i, j) % 2 == 1
+            self.pos, i = base + j, j
+            if self.header is None and self.row_bytes > self.max_header:
+                raise _StaysWhole  # the whole-file parse refuses the header row
+            if self.pos - self.starts[-1] > self.part_bytes + self.max_run:
+                raise _StaysWhole
+            if newline >= 0 and not self.quoted:
+                self.rows += 1
+                self._row_end(bytes(self.row), self.row_bytes)
+                self.row.clear()
+                self.row_bytes = 0
+
+    def _count(self, piece: bytes, i: int, j: int) -> None:
+        """Row ends in ``piece[i:j]``: counted whole where it holds no quote."""
+        if piece.find(b'"', i, j) < 0:
+            if not self.quoted:
+                self.rows += piece.count(b"\n", i, j)
+            return
+        while i < j:
+            newline = piece.find(b"\n", i, j)
+            end = j if newline < 0 else newline + 1
+            self.quoted ^= piece.count(b'"', i, end) % 2 == 1
+            if newline >= 0 and not self.quoted:
+                self.rows += 1
+            i = end
+
+    def _row_end(self, row: bytes, size: int) -> None:
+        if self.header is None:
+            accepted, self.key = self.check(self.path, row)
+            if not accepted:
+                raise _StaysWhole
+            self.header = row
+            return
+        partial, self.partial = self.partial, False
+        if self.key is None:
+            self._cut(self.pos, self.rows)
+            return
+        value = None if partial else _cell(row, self.key)
+        if self.last is not None and value is not None and value != self.last:
+            self._cut(self.pos - size, self.rows - 1)  # before this row
+        else:
+            self.last = value
+
+    def _cut(self, at: int, rows_before: int) -> None:
+        self.starts.append(at)
+        self.first_rows.append(rows_before)  # row ends before it: the header and data rows
+        self.seeking, self.last = False, None
+
+    def parts(self, gzip: bool) -> list[Part]:
+        starts, firsts = list(self.starts), list(self.first_rows)
+        if starts[-1] >= self.pos:  # the stream ends at a cut
+            starts.pop()
+            firsts.pop()
+        if self.header is None or len(starts) < 2:
+            return []
+        ends = [*starts[1:], self.pos]
+        return [
+            Part(self.path, start, end, first, i == len(starts) - 1, gzip, header=self.header)
+            for i, (start, end, first) in enumerate(zip(starts, ends, firsts, strict=True))
+        ]
+
+
+def _cell(row: bytes, index: int) -> str | None:
+    """Cell ``index`` of one CSV row as the csv module reads it; None when it has none."""
+    import csv
+    import io
+
+    text = row.decode("utf-8", errors="replace").lstrip("\ufeff")
+    cells = next(csv.reader(io.StringIO(text)), [])
+    return cells[index].strip() if index < len(cells) else None
+
+
+def _pieces(path: Path) -> Generator[bytes, None, None]:
+    with bounded.open_regular(path) as handle:
+        while piece := handle.read(_PIECE):
+            yield piece
+
+
+def _csv_parts(
+    path: Path, size: int, part_bytes: int, check: HeaderCheck
+) -> list[Part] | Refused | None:
+    """Row-aligned parts of a CSV file over the part size, plain or gzipped (decompressed
+    streaming, as ``_gzip_parts`` does, and refused whole by the same checks), each parsed
+    under the file's header row (``feeds.csv.parts.parse_csv_part``). None when it stays whole:
+    small, one part, a header the whole-file parse refuses (``check``), a row longer than the
+    file limit (then it gets today's verdicts, the file limit's among them)."""
+    lim = limits.current()
+    gzipped = path.name.lower().endswith(".csv.gz")
+    if gzipped:
+        if max(lim.ratio_floor_bytes, lim.max_expansion_ratio * size) <= part_bytes:
+            return None
+    elif not path.name.lower().endswith(".csv") or size <= part_bytes:
+        return None
+    cuts = _RowCuts(path, part_bytes, lim.max_file_bytes, check)
+    pieces = bounded.gunzip_stream(path, lim) if gzipped else _pieces(path)
+    try:
+        for piece in pieces:
+            cuts.feed(piece)
+    except bounded.RefusedInput as exc:
+        if not gzipped:
+            return None  # (a symbolic link, a FIFO...): the whole-file path refuses it
+        # the reasons of the whole-file parse (``feeds.csv.read._read_bytes``)
+        bad = isinstance(exc, bounded.BadGzip)
+        reason = "truncated or corrupt gzip stream" if bad else exc.reason
+        log.warning("file quarantined", extra={"feed": "csv", "reason": reason})
+        return Refused(path, reason)
+    except (_StaysWhole, OSError):
+        return None
+    finally:
+        pieces.close()
+    parts = cuts.parts(gzipped)
+    return parts if len(parts) > 1 else None

@@ -161,7 +161,7 @@ def _latest_effective(frame: pl.DataFrame) -> datetime | None:
 
 @dataclass
 class _Tally:
-    """One file's numbers over its parts (a large NDJSON file is parsed in several)."""
+    """One file's numbers over its parts (a large NDJSON or CSV file is parsed in several)."""
 
     digest: str
     size: int
@@ -251,7 +251,7 @@ def _flush(wh: Warehouse, batch: _Batch, counts: FeedCounts, run_id: str, load_i
         if not last:
             continue
         del batch.tallies[parsed.source_file]
-        if tally.parts > 1:
+        if tally.parts > 1 and feed == "fhir":  # a CSV file's verdicts come with its header
             _whole_file_rules(tally, parsed)
         q = pl.concat(tally.held, how="vertical") if tally.held else None
         if q is not None:

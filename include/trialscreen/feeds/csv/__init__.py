@@ -46,6 +46,7 @@ __all__ = [
     "entity_stem",
     "is_csv_file",
     "is_synthea_header",
+    "parse_csv_bytes",
     "parse_csv_file",
 ]
 
@@ -67,14 +68,17 @@ def parse_csv_file(path: Path, root: Path) -> ParsedFile:
     """
     path = Path(path)
     source_file = _relative_posix(path, root)
-    stem = entity_stem(path)
     try:
-        data = _read_bytes(path)
-        data, cut = cut_oversize_rows(data)  # rows over the record limit, quarantined alone
-        raw = _read_frame(data)
+        return parse_csv_bytes(_read_bytes(path), entity_stem(path), source_file)
     except UnreadableFileError as exc:
         return _file_quarantined(source_file, str(exc), _payload_head(path))
 
+
+def parse_csv_bytes(data: bytes, stem: str, source_file: str) -> ParsedFile:
+    """A CSV file's bytes (header row first) parsed as ``parse_csv_file`` parses the file;
+    ``UnreadableFileError`` when they cannot be read as CSV."""
+    data, cut = cut_oversize_rows(data)  # rows over the record limit, quarantined alone
+    raw = _read_frame(data)
     if is_synthea_header(raw.columns):
         return apply_cut(_parse_synthea(raw, stem, source_file, data), cut)
     return apply_cut(_parse_contract(raw, stem, source_file, data), cut)
