@@ -694,6 +694,54 @@ def test_csv_that_the_whole_file_parse_refuses_by_its_header_is_not_cut(
     assert refused["csv/lab_results.nomrn.csv"] == "missing required column(s): mrn"
 
 
+def test_csv_part_that_cannot_be_read_as_csv_is_one_file_row_and_the_other_parts_land(
+    drop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one verdict a part cannot share with the whole-file parse: a row with more fields
+    than the header refuses the whole file when it is read whole, and only its part when it
+    is read in parts (the parts before it are written already). That part is one file-scope
+    row whose reason names the structural fault and the data row its part starts at; the
+    counts still add up and the file is counted as quarantined."""
+    from trialscreen.ingest import parse as parse_module
+
+    rows = _lab_rows(300)
+    rows[249] += ",an extra field"  # row 250
+    path = drop / "csv" / "lab_results.ragged.csv"
+    path.write_text(LAB_HEADER + "\n" + "\n".join(rows) + "\n")
+    monkeypatch.setenv(limits.MAX_FILE_BYTES_ENV, "4096")
+    parts = [u[0] for u in parse_module.units("csv", [(path, path.stat().st_size)])]
+    assert all(isinstance(p, parse_module.Part) for p in parts)
+    firsts = [*(p.first_line for p in parts), 301]  # and the row after the file's last
+    [bad] = [p for i, p in enumerate(parts) if firsts[i] <= 250 < firsts[i + 1]]
+    assert bad.first_line > 1  # a later part
+    wh = tmp_path / "wh.duckdb"
+    counts = _ingest(wh, drop, "run-1")
+    assert all(c.balanced for c in counts.values())
+    refused = [r for r in _quarantine(wh) if r[0] == "file"]
+    assert [r[1:4] for r in refused] == [
+        (
+            "csv/lab_results.ragged.csv",
+            "not valid CSV: rows have more fields than the header (in the part of the file from"
+            f" data row {bad.first_line} on; the file's other parts were read)",
+            None,
+        )
+    ]
+    assert refused[0][4].startswith(LAB_HEADER + "\n" + rows[bad.first_line - 1])
+    with Warehouse.connect(wh) as conn:
+        landed = conn.scalar(
+            "select count(*) from raw.csv_observations "
+            "where source_file = 'csv/lab_results.ragged.csv'"
+        )
+        ledger = conn.query(
+            "select records_in, loaded, quarantined from audit.ingested_files "
+            "where source_file = 'csv/lab_results.ragged.csv'"
+        )
+    rows_in_bad_part = firsts[parts.index(bad) + 1] - bad.first_line
+    assert landed == 300 - rows_in_bad_part  # every row of the other parts
+    assert [tuple(r) for r in ledger] == [(landed + 1, landed, 1)]
+    assert counts["csv"].files_quarantined == 1
+
+
 def test_the_first_part_is_parsed_before_the_last_gzip_is_checked_and_cut(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,6 +16,7 @@ import polars as pl
 from trialscreen.feeds import ParsedFile, bounded
 from trialscreen.feeds.csv import entity_stem, parse_csv_bytes
 from trialscreen.feeds.csv.read import (
+    PAYLOAD_LIMIT,
     UnreadableFileError,
     _file_quarantined,
     _payload_head,
@@ -68,8 +69,19 @@ def parse_csv_part(
             data = header + data
         parsed = parse_csv_bytes(data, entity_stem(path), source_file)
     except UnreadableFileError as exc:
-        return _file_quarantined(source_file, str(exc), _payload_head(path))
+        # the whole-file parse would refuse the whole file; the parts before this one are
+        # parsed already (docs/decisions.md, "Large files are parsed in parts")
+        reason = (
+            f"{exc} (in the part of the file from data row {first_row} on; the file's other"
+            " parts were read)"
+        )
+        payload = _payload_head(path) if data is None else data[:PAYLOAD_LIMIT]
+        return _file_quarantined(source_file, reason, _text(payload))
     return _shifted(parsed, first_row - 1)
+
+
+def _text(payload: str | bytes) -> str:
+    return payload if isinstance(payload, str) else payload.decode("utf-8", errors="replace")
 
 
 def refused_csv_file(path: Path, root: Path, reason: str) -> ParsedFile:
