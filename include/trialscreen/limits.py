@@ -1,7 +1,7 @@
 """Input limits for hostile or broken feed files, read from the environment in one place.
 
-A parser holds one (decompressed) file in memory while it reads it (a large FHIR NDJSON
-file, plain or gzipped: one part of it, ``ingest.parse.PART_BYTES``), so these limits are what
+A parser holds one (decompressed) file in memory while it reads it (a large FHIR NDJSON or
+CSV file, plain or gzipped: one part of it, ``ingest.parse.PART_BYTES``), so these limits are what
 bounds the memory of an ingest beside the batch (``ingest.FLUSH_ROWS``). A file over a file
 limit is quarantined whole (scope ``file``) without being read further; a record over the
 record limit (an NDJSON line, an HL7 message, a CSV row) is quarantined alone and the rest
@@ -10,8 +10,9 @@ hygiene".
 
 * ``TRIALSCREEN_MAX_FILE_BYTES``: the most bytes one file may hold once decompressed (a
   plain file's size; a gzip is stopped as soon as its output passes it). Default 256 MiB. A
-  FHIR NDJSON file over it, plain or gzipped, is parsed in parts no larger than it instead.
-* ``TRIALSCREEN_MAX_EXPANDED_BYTES``: the most bytes a gzipped FHIR NDJSON file parsed in
+  FHIR NDJSON or CSV file over it, plain or gzipped, is parsed in parts no larger than it
+  instead.
+* ``TRIALSCREEN_MAX_EXPANDED_BYTES``: the most bytes a gzipped FHIR NDJSON or CSV file parsed in
   parts may expand to (the decompression is streamed, a part at a time, so the file limit
   does not bound it; this does, beside the ratio). Default 16 GiB.
 * ``TRIALSCREEN_MAX_EXPANSION_RATIO``: the most a gzip may expand (output bytes per input

@@ -7,8 +7,8 @@
   decompressed in small steps and stopped as soon as its output passes the file limit or
   its expansion ratio passes the ratio limit (``trialscreen.limits``), so a gzip bomb costs
   a few MiB, never its expanded size.
-* ``gunzip_stream`` yields a gzip's decompressed bytes piece by piece, for a FHIR NDJSON
-  file parsed in parts (``ingest.parse``): the same checks, with the expanded-size limit in
+* ``gunzip_stream`` yields a gzip's decompressed bytes piece by piece, for a FHIR NDJSON or
+  CSV file parsed in parts (``ingest.parse``): the same checks, with the expanded-size limit in
   place of the file limit (what one parser holds is a part, not the file).
 
 Every reason is PHI-free: sizes, limits and the names of the settings, never a file name
@@ -115,7 +115,7 @@ def gunzip_stream(path: Path, lim: _limits.Limits | None = None) -> Generator[by
     as soon as the output passes ``TRIALSCREEN_MAX_EXPANDED_BYTES`` or the expansion ratio,
     ``BadGzip`` for a stream that is not gzip or ends early. The compressed size is not held
     to the file limit: the caller holds a part at a time (docs/decisions.md, "Large NDJSON
-    files are parsed in parts")."""
+    and CSV files are parsed in parts")."""
     lim = lim or _limits.current()
     with open_regular(path) as handle:
         size = os.fstat(handle.fileno()).st_size

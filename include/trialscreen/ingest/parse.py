@@ -1,11 +1,12 @@
 """Parsing a feed's new files for ingest: in this process, or in worker processes while the
 ingest process writes (``TRIALSCREEN_INGEST_WORKERS``).
 
-Work is cut into units (a run of small files, one file, or one part of a large NDJSON file,
-plain or gzipped) and results come back strictly in drop order, so what lands is the same
-whichever way it was parsed. At most ``workers + 1`` units are in flight: memory follows the
-unit and the batch, not the drop. A unit whose worker fails (killed, out of memory) is parsed
-again here.
+Work is cut into units (a run of small files, one file, or one part of a large NDJSON or
+CSV file, plain or gzipped: ``ingest.parts``) and results come back strictly in drop order,
+so what lands is the same whichever way it was parsed. Files are cut lazily, a thread ahead
+of the parsing, so the first part is parsed while later files are still checked and cut. At
+most ``workers + 1`` units are in flight: memory follows the unit and the batch, not the
+drop. A unit whose worker fails (killed, out of memory) is parsed again here.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ WORKERS_ENV = "TRIALSCREEN_INGEST_WORKERS"
 PARALLEL_MIN_BYTES = 64 << 20
 UNIT_BYTES = 4 << 20  # bytes of (estimated decompressed) input per unit of work
 UNIT_FILES = 200  # files per unit (bundles are decoded together up to this many)
-PART_BYTES = 16 << 20  # an NDJSON file larger than this (decompressed) is parsed in parts
+PART_BYTES = 16 << 20  # an NDJSON or CSV file larger (decompressed) is parsed in parts
 GZIP_EXPANSION = 12  # estimate of a feed gzip's expansion, to size units
 UNITS_AHEAD = 64  # units cut ahead of the parsing (descriptions only: no bytes)
 

@@ -1,6 +1,6 @@
 """Cutting a large feed file into parts, each parsed alone (``ingest.parse``): a FHIR NDJSON
 file at line breaks, a CSV file at row ends (its header row kept for every part), plain or
-gzipped (docs/decisions.md, "Large files are parsed in parts").
+gzipped (docs/decisions.md, "Large NDJSON and CSV files are parsed in parts").
 
 A gzip cannot be entered in the middle: its parts' bytes are decompressed in the ingest process
 as they are handed out (``_with_data``).
@@ -58,7 +58,8 @@ def _parts(path: Path, size: int, part_bytes: int) -> list[Part] | None:
 
     A file over the file limit is cut too: the limit bounds what one parser holds, and a part
     is all a parser holds, so a bulk FHIR export of several GB lands (docs/decisions.md,
-    "Large NDJSON files are parsed in parts"). A gzipped file is cut by ``_gzip_parts``.
+    "Large NDJSON and CSV files are parsed in parts"). A gzipped file is cut by
+    ``_gzip_parts``.
 
     Positions are counted as ``bytes.splitlines`` does (``\\n``, ``\\r\\n``, a lone ``\\r``);
     cuts are made just after a ``\\n``."""

@@ -3,8 +3,8 @@
 ``ingest.parts`` cuts a CSV file over the part size at row ends (a line break outside quotes,
 the quote parity ``oversize`` splits rows by) and keeps its header row; each part is parsed
 here under that header, and its positions continue the file's data row numbers, so every row,
-quarantine row and ledger entry is that of the whole-file parse (docs/decisions.md, "Large
-files are parsed in parts").
+quarantine row and ledger entry is that of the whole-file parse (docs/decisions.md, "CSV
+files are parsed in parts too").
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def parse_csv_part(
         parsed = parse_csv_bytes(data, entity_stem(path), source_file)
     except UnreadableFileError as exc:
         # the whole-file parse would refuse the whole file; the parts before this one are
-        # parsed already (docs/decisions.md, "Large files are parsed in parts")
+        # parsed already (docs/decisions.md, "CSV files are parsed in parts too")
         reason = (
             f"{exc} (in the part of the file from data row {first_row} on; the file's other"
             " parts were read)"
