@@ -8,6 +8,8 @@ as they are handed out (``_with_data``).
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field, replace
@@ -397,9 +399,6 @@ class _RowCuts:
 
 def _cell(row: bytes, index: int) -> str | None:
     """Cell ``index`` of one CSV row as the csv module reads it; None when it has none."""
-    import csv
-    import io
-
     text = row.decode("utf-8", errors="replace").lstrip("\ufeff")
     cells = next(csv.reader(io.StringIO(text)), [])
     return cells[index].strip() if index < len(cells) else None
