@@ -86,3 +86,48 @@ def test_bench_reuses_a_cached_population(bench_run: Path) -> None:
 
     drop, generated, _ = population(bench_run, 50, 1)
     assert drop == bench_run / "pop_50_1" and not generated
+
+
+def test_the_scale_steps_parser_comparison_runs_on_a_sample_of_the_files(
+    bench_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At a million patients the peers cannot hold the feeds in memory: the scale step
+    compares the parsers on the first files of each feed, up to a budget (a gzip counted by
+    the size it unpacks to)."""
+    import gzip
+
+    from rich.console import Console
+
+    from trialscreen.bench import _print
+    from trialscreen.bench.measure import measure_sample, sample_drop
+
+    drop = bench_run / "pop_50_1"
+    fhir = sorted((drop / "fhir").glob("Observation*.ndjson*"))
+    hl7 = sorted(p for p in (drop / "hl7").iterdir() if p.suffix in (".hl7", ".txt"))
+    assert fhir and hl7
+    packed = bench_run / "packed"
+    (packed / "fhir").mkdir(parents=True)
+    (packed / "hl7").mkdir()
+    big = gzip.compress(fhir[0].read_bytes() * 20)
+    (packed / "fhir" / "Observation.1.ndjson.gz").write_bytes(big)
+    (packed / "fhir" / "Observation.2.ndjson").write_bytes(fhir[0].read_bytes())
+    for name in ("oru_1.hl7", "oru_2.txt", "notes.csv"):
+        (packed / "hl7" / name).write_bytes(hl7[0].read_bytes())
+    one = hl7[0].stat().st_size
+    # a budget the gzip passes once unpacked (not on disk) and one HL7 file reaches
+    sample = sample_drop(bench_run, packed, budget=min(fhir[0].stat().st_size * 2, one))
+    assert [p.name for p in sorted((sample / "fhir").iterdir())] == ["Observation.1.ndjson.gz"]
+    assert [p.name for p in sorted((sample / "hl7").iterdir())] == ["oru_1.hl7"]
+
+    measured = measure_sample(bench_run, drop)
+    parse, e2e = measured["parse"], measured["end_to_end"]
+    assert _positive(parse["fhir"]["polars_schema"]["ratio"])
+    assert _positive(parse["hl7"]["string_split"]["ratio"])
+    assert e2e["fhir"]["records_in"] > 0 and _positive(e2e["fhir"]["ratio"])
+    assert _positive(e2e["hl7"]["ratio"])
+    results = json.loads((bench_run / "results.json").read_text())
+    results["scale"] = {"50": {"nights": [], "sample": measured}}
+    _print(results, Console(width=160))
+    printed = capsys.readouterr().out
+    assert "[50 patients, sampled files] fhir ingest end to end" in printed
+    assert "50 (sample)" in printed

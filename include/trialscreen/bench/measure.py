@@ -501,6 +501,62 @@ def _observation_drop(out: Path, drop: Path) -> Path:
     return subset
 
 
+SAMPLE_BYTES = 256 * MB  # per feed, of the scale step's parser comparison
+
+
+def _unpacked_size(path: Path) -> int:
+    """Bytes a file holds once read: a gzip's size from its trailer (ISIZE, modulo 4 GiB)."""
+    if path.suffix != ".gz":
+        return path.stat().st_size
+    with path.open("rb") as fh:
+        fh.seek(-4, os.SEEK_END)
+        return int.from_bytes(fh.read(4), "little")
+
+
+def sample_drop(out: Path, drop: Path, budget: int = SAMPLE_BYTES) -> Path:
+    """The first files of the drop's FHIR Observation NDJSON and of its HL7 feed, up to
+    ``budget`` bytes each once read (at least one file each), as hard links in a drop of
+    their own: the scale step compares the parsers with their peers on these, since the
+    peers hold their input in memory and a million patients' feeds are 10 GB."""
+    import shutil
+
+    subset = out / f"{drop.name}_sample"
+    shutil.rmtree(subset, ignore_errors=True)
+    chosen = {
+        "fhir": sorted((drop / "fhir").glob("Observation*.ndjson*")),
+        "hl7": sorted(p for p in (drop / "hl7").glob("*") if p.suffix in (".hl7", ".txt")),
+    }
+    for feed, paths in chosen.items():
+        (subset / feed).mkdir(parents=True)
+        taken = 0
+        for path in paths:
+            if taken >= budget:
+                break
+            try:
+                os.link(path, subset / feed / path.name)
+            except OSError:
+                shutil.copyfile(path, subset / feed / path.name)
+            taken += _unpacked_size(path)
+    return subset
+
+
+def measure_sample(out: Path, drop: Path) -> dict[str, Any]:
+    """The parser ratios and the ingest-end-to-end ratios of :func:`bench_size` on
+    :func:`sample_drop` of a population too large to hold: one repeat."""
+    from trialscreen.pipeline import start_run
+
+    sample = sample_drop(out, drop)
+    parse = measure_parsing(sample, repeat=1)
+    warehouse = _fresh_duckdb(out / f"{sample.name}.duckdb")
+    run_id = start_run(warehouse, SCREENING_DATE, TRIALS)
+    hl7 = _in_child(_ingest_child, warehouse, str(sample), "hl7", run_id)["counts"]
+    return {
+        "dir": str(sample),
+        "parse": parse,
+        "end_to_end": measure_end_to_end(out, sample, parse, {"seconds": float(hl7["seconds"])}),
+    }
+
+
 def measure_end_to_end(
     out: Path, drop: Path, parse: dict[str, Any], hl7_ingest: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -672,7 +728,7 @@ def run_bench(
         "scale": {},
     }
     steps_per_size = 5 + len(FEEDS) + (len(FEEDS) + 1 if postgres else 0)
-    steps = steps_per_size * len(sizes) + 3 * len(scale)
+    steps = steps_per_size * len(sizes) + 4 * len(scale)
     with _progress(steps, console) as tick:
         for n in sizes:
             results["sizes"][str(n)] = bench_size(

@@ -23,7 +23,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from trialscreen.bench.measure import TRIALS, _fresh_duckdb, _in_child, increment_drop, population
+from trialscreen.bench.measure import (
+    TRIALS,
+    _fresh_duckdb,
+    _in_child,
+    increment_drop,
+    measure_sample,
+    population,
+)
 
 _SAMPLE_SECONDS = 0.5
 
@@ -188,6 +195,8 @@ def bench_scale(
             )
         )
         nights[-1]["build_plan"] = _last_build(warehouse)
+    tick(f"parsers vs peers ({patients:,} patients' files, sampled)")
+    sample = measure_sample(out, drop)
     first, increment = nights
     full_build, incremental_build = (_step_seconds(n, "build") for n in nights)
     return {
@@ -196,6 +205,7 @@ def bench_scale(
         "population": {"dir": str(drop), "generated": generated, "seconds": round(generate_s, 1)},
         "warehouse": warehouse,
         "nights": nights,
+        "sample": sample,
         "incremental_vs_full": round(increment["wall_seconds"] / first["wall_seconds"], 3),
         "incremental_vs_full_build": (
             round(incremental_build / full_build, 3)

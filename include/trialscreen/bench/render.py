@@ -139,21 +139,7 @@ def tables(results: dict[str, Any]) -> list[Table]:
                         _f(f["peak_rss_mb"], 0),
                     ]
                 )
-        for fmt, p in r["parse"].items():
-            for peer in ("orjson_loop", "polars_schema", "string_split"):
-                if peer in p:
-                    ratio = p[peer].get("ratio")
-                    parse.rows.append(
-                        [
-                            n,
-                            f"{fmt}, {p['files']} file(s)",
-                            _f(p["mb"], 1),
-                            _f(p["trialscreen"]["mb_per_s"]),
-                            peer.replace("_", " "),
-                            _f(p[peer].get("mb_per_s")) if "error" not in p[peer] else "failed",
-                            f"{ratio:.2f}×" if ratio else "–",
-                        ]
-                    )
+        parse.rows.extend(_parse_rows(n, r["parse"]))
         q = r["latest_query"]
         for engine, measured in r["engines"].items():
             d = measured["dbt"]
@@ -174,10 +160,33 @@ def tables(results: dict[str, Any]) -> list[Table]:
                     f"{d['total_seconds'] / engine_q:,.0f}×" if engine_q else "–",
                 ]
             )
+    for n, sc in results.get("scale", {}).items():
+        if "sample" in sc:
+            parse.rows.extend(_parse_rows(f"{n} (sample)", sc["sample"]["parse"]))
     out = [t for t in (ingest, parse, sql) if t.rows]
-    for n, s in results.get("scale", {}).items():
-        out.extend(_scale_tables(int(n), s))
+    for n, sc in results.get("scale", {}).items():
+        out.extend(_scale_tables(int(n), sc))
     return out
+
+
+def _parse_rows(n: str, parsed: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for fmt, p in parsed.items():
+        for peer in ("orjson_loop", "polars_schema", "string_split"):
+            if peer in p:
+                ratio = p[peer].get("ratio")
+                rows.append(
+                    [
+                        n,
+                        f"{fmt}, {p['files']} file(s)",
+                        _f(p["mb"], 1),
+                        _f(p["trialscreen"]["mb_per_s"]),
+                        peer.replace("_", " "),
+                        _f(p[peer].get("mb_per_s")) if "error" not in p[peer] else "failed",
+                        f"{ratio:.2f}×" if ratio else "–",
+                    ]
+                )
+    return rows
 
 
 def _scale_tables(patients: int, s: dict[str, Any]) -> list[Table]:
@@ -231,38 +240,7 @@ def ratio_lines(results: dict[str, Any]) -> list[str]:
     lines = []
     for n, r in results["sizes"].items():
         head = f"[{n} patients]"
-        fhir = r["parse"].get("fhir")
-        if fhir:
-            ours = fhir["trialscreen"]["mb_per_s"]
-            for peer, label in (("orjson_loop", "orjson loop"), ("polars_schema", "polars schema")):
-                p = fhir.get(peer, {})
-                if p.get("ratio"):
-                    lines.append(
-                        f"{head} fhir parse: trialscreen {ours:.0f} MB/s vs {label} "
-                        f"{p['mb_per_s']:.0f} MB/s ({p['ratio']:.2f}×)"
-                    )
-        hl7 = r["parse"].get("hl7")
-        if hl7 and hl7["string_split"].get("ratio"):
-            lines.append(
-                f"{head} hl7 parse: trialscreen {hl7['trialscreen']['mb_per_s']:.1f} MB/s vs "
-                f"string split {hl7['string_split']['mb_per_s']:.0f} MB/s "
-                f"({hl7['string_split']['ratio']:.3f}×)"
-            )
-        e2e = r.get("end_to_end", {})
-        if e2e.get("fhir", {}).get("ratio") is not None:
-            f = e2e["fhir"]
-            lines.append(
-                f"{head} fhir ingest end to end (Observation NDJSON): {f['ingest_seconds']:.2f} s "
-                f"vs polars read_ndjson with a schema {f['polars_schema_seconds']:.2f} s "
-                f"({f['ratio']:.2f}×; target ≥ 0.5×), peak RSS {f['peak_rss_mb']:.0f} MB "
-                f"(workers {f['worker_peak_rss_mb']:.0f} MB)"
-            )
-        if e2e.get("hl7", {}).get("ratio") is not None:
-            h = e2e["hl7"]
-            lines.append(
-                f"{head} hl7 ingest end to end: {h['ingest_seconds']:.2f} s vs string split "
-                f"{h['string_split_seconds']:.2f} s ({h['ratio']:.3f}×; target ≥ 0.25×)"
-            )
+        lines.extend(_parse_lines(head, r["parse"], r.get("end_to_end", {})))
         q = r["latest_query"]
         rt = r["ratios"]
         lines.append(
@@ -287,6 +265,46 @@ def ratio_lines(results: dict[str, Any]) -> list[str]:
                 + f"; dbt {pg['dbt']['total_seconds']:.1f} s vs "
                 f"{d['total_seconds']:.1f} s ({rt['postgres_vs_duckdb_dbt']}×)"
             )
+    for n, sc in results.get("scale", {}).items():
+        if "sample" in sc:
+            head = f"[{n} patients, sampled files]"
+            lines.extend(_parse_lines(head, sc["sample"]["parse"], sc["sample"]["end_to_end"]))
+    return lines
+
+
+def _parse_lines(head: str, parse: dict[str, Any], e2e: dict[str, Any]) -> list[str]:
+    lines = []
+    fhir = parse.get("fhir")
+    if fhir:
+        ours = fhir["trialscreen"]["mb_per_s"]
+        for peer, label in (("orjson_loop", "orjson loop"), ("polars_schema", "polars schema")):
+            p = fhir.get(peer, {})
+            if p.get("ratio"):
+                lines.append(
+                    f"{head} fhir parse: trialscreen {ours:.0f} MB/s vs {label} "
+                    f"{p['mb_per_s']:.0f} MB/s ({p['ratio']:.2f}×)"
+                )
+    hl7 = parse.get("hl7")
+    if hl7 and hl7["string_split"].get("ratio"):
+        lines.append(
+            f"{head} hl7 parse: trialscreen {hl7['trialscreen']['mb_per_s']:.1f} MB/s vs "
+            f"string split {hl7['string_split']['mb_per_s']:.0f} MB/s "
+            f"({hl7['string_split']['ratio']:.3f}×)"
+        )
+    if e2e.get("fhir", {}).get("ratio") is not None:
+        f = e2e["fhir"]
+        lines.append(
+            f"{head} fhir ingest end to end (Observation NDJSON): {f['ingest_seconds']:.2f} s "
+            f"vs polars read_ndjson with a schema {f['polars_schema_seconds']:.2f} s "
+            f"({f['ratio']:.2f}×; target ≥ 0.5×), peak RSS {f['peak_rss_mb']:.0f} MB "
+            f"(workers {f['worker_peak_rss_mb']:.0f} MB)"
+        )
+    if e2e.get("hl7", {}).get("ratio") is not None:
+        h = e2e["hl7"]
+        lines.append(
+            f"{head} hl7 ingest end to end: {h['ingest_seconds']:.2f} s vs string split "
+            f"{h['string_split_seconds']:.2f} s ({h['ratio']:.3f}×; target ≥ 0.25×)"
+        )
     return lines
 
 
