@@ -213,7 +213,7 @@ SETTINGS: tuple[Setting, ...] = (
       _check_positive),
     S("limits", "max_expanded_bytes", "TRIALSCREEN_MAX_EXPANDED_BYTES", "integer",
       str(LIMITS.max_expanded_bytes),
-      "the most bytes a gzipped FHIR NDJSON file parsed in parts may expand to",
+      "the most bytes a gzipped FHIR NDJSON or CSV file parsed in parts may expand to",
       _check_positive),
     # Spark (optional extra)
     S("spark", "threads", "TRIALSCREEN_SPARK_THREADS", "integer", "1",
