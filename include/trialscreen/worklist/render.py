@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any, Protocol
@@ -145,6 +146,13 @@ def _entry(e: Entry, extras: list[str], width: int) -> str:
     return head + open_rows + met_rows
 
 
+@dataclass
+class _Shown:
+    """Criterion rows the page lists (the page's row count in the export audit)."""
+
+    rows: int = 0
+
+
 class Source(Protocol):
     """What the page and the exports read: an in-memory ``Worklist`` or a ``Snapshot``."""
 
@@ -174,7 +182,7 @@ def _section(
     width: int,
     thead: str,
     extras: list[str],
-    shown: list[int],
+    shown: _Shown,
 ) -> str:
     """One cohort: counts over all its entries, the first ``limit`` of them listed."""
     counts: dict[str, int] = {}
@@ -188,7 +196,7 @@ def _section(
         gone += e.is_no_longer_eligible
         if limit is None or len(body) < limit:
             body.append(_entry(e, extras, width))
-            shown[0] += len(e.criteria)
+            shown.rows += len(e.criteria)
     opted = source.opted_out.get(f"{trial}/{cohort}", 0)
     summary = (
         ", ".join(f"{n} {STATUS_LABEL.get(s, s)}" for s, n in sorted(counts.items()))
@@ -212,7 +220,7 @@ def _section(
 
 
 def _pieces(
-    source: Source, trial_id: str | None, limit: int | None, shown: list[int]
+    source: Source, trial_id: str | None, limit: int | None, shown: _Shown
 ) -> Iterator[str]:
     extras = [c for c in EXTRA_HEADINGS if c in source.extra_columns]
     headings = ["criterion", "status", "value", "threshold", "evidence date", "reason"] + [
@@ -253,16 +261,16 @@ def _pieces(
 def render(source: Source, trial_id: str | None = None, limit: int | None = None) -> str:
     """The page as one string (small worklists and tests; the run writes it with
     :func:`write_page`)."""
-    return "".join(_pieces(source, trial_id, limit, [0]))
+    return "".join(_pieces(source, trial_id, limit, _Shown()))
 
 
 def write_page(path: Path, source: Source, limit: int | None) -> int:
     """Write the page a cohort at a time to ``path`` (0600); returns the criterion rows it
     shows."""
-    shown = [0]
+    shown = _Shown()
     fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         for piece in _pieces(source, None, limit, shown):
             fh.write(piece)
     os.chmod(path, 0o600)
-    return shown[0]
+    return shown.rows
