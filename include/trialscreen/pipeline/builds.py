@@ -1,0 +1,209 @@
+"""The dbt build and its plan: :func:`build_fingerprint` (what the derived layers are a
+function of besides raw), :func:`plan_build` (incremental from the last successful build,
+or a full rebuild and why), :func:`build` (dbt seed + build into the candidate schemas)
+and ``audit.build_state``, one row per successful build (docs/decisions.md, "Incremental
+nights").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from trialscreen import schema
+from trialscreen.ingest import ensure_tables
+from trialscreen.pipeline.runs import RUNS_TABLE, _now
+from trialscreen.pipeline.transformer import transform_url
+from trialscreen.run_ids import check_run_id
+from trialscreen.warehouse import Warehouse, run_lock
+
+# the name the records carried before the package split (the JSON logs' "logger" field)
+log = logging.getLogger("trialscreen.pipeline")
+
+# One row per successful dbt build: what the incremental models cover (docs/decisions.md,
+# "Incremental nights"). The latest row decides the next build: its fingerprint unchanged,
+# the next build recomputes only the patients loads above through_load_id changed.
+BUILD_STATE_TABLE = "audit.build_state"
+BUILD_STATE_COLUMNS: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "built_at": schema.TS,
+    "fingerprint": pl.String(),
+    "full_refresh": pl.Boolean(),
+    "after_load_id": pl.Int64(),  # null: a full rebuild
+    "through_load_id": pl.Int64(),  # every load up to this one is in the incremental models
+    "reason": pl.String(),  # why a full rebuild (PHI-free), null when incremental
+}
+# what a change of which rebuilds the derived layers: the dbt project (models, macros, seeds)
+_PROJECT_PARTS = ("dbt_project.yml", "models", "macros", "seeds")
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """How tonight's dbt build treats the incremental models."""
+
+    fingerprint: str
+    through_load_id: int
+    after_load_id: int | None  # None: rebuild (full refresh)
+    reason: str | None  # why a rebuild
+
+    @property
+    def full_refresh(self) -> bool:
+        return self.after_load_id is None
+
+
+_FINGERPRINT_PACKAGES = ("trialscreen", "dbt-core", "dbt-duckdb", "dbt-postgres", "duckdb")
+
+
+def build_fingerprint(trial_hashes: str) -> str:
+    """What the derived layers are a function of besides raw: the code version (the release
+    of trialscreen, dbt and its adapters and DuckDB, and the content of the dbt project's
+    models, macros and seeds, which is the code that builds them: a commit elsewhere, a
+    document, leaves the fingerprint as it was), the trial definitions and the hospital time
+    zone. A change of any of them rebuilds the derived layers."""
+    import hashlib
+
+    from trialscreen.settings import hospital_timezone
+    from trialscreen.transform import default_project_dir
+
+    digest = hashlib.sha256()
+    versions = []
+    for package in _FINGERPRINT_PACKAGES:
+        try:
+            versions.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{package} absent")
+    for part in (*versions, trial_hashes, hospital_timezone()):
+        digest.update(part.encode() + b"\0")
+    project = default_project_dir()
+    for name in _PROJECT_PARTS:
+        root = project / name
+        files = sorted(root.rglob("*")) if root.is_dir() else [root]
+        for path in files:
+            if path.is_file():
+                digest.update(path.relative_to(project).as_posix().encode() + b"\0")
+                digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def plan_build(warehouse: str | Path, run_id: str, full_refresh: bool = False) -> BuildPlan:
+    """Tonight's build plan: incremental from the last successful build's loads when its
+    fingerprint is tonight's, else (or when asked) a full rebuild. A run that re-ingests
+    under its own run id after a build (its load id already covered) recomputes from that
+    load on."""
+    from trialscreen.ingest import LOADS_TABLE
+
+    with Warehouse.connect(warehouse) as wh:
+        ensure_tables(wh)
+        wh.ensure_table(BUILD_STATE_TABLE, BUILD_STATE_COLUMNS)
+        run = wh.query(
+            f"select trial_ids, trial_definition_hash from {RUNS_TABLE} where run_id = {wh.param}",
+            [check_run_id(run_id)],
+        )
+        trials = ":".join(str(v or "") for v in run[0]) if run else ""
+        through = int(wh.scalar(f"select coalesce(max(load_id), 0) from {LOADS_TABLE}") or 0)
+        own = wh.scalar(
+            f"select min(load_id) from {LOADS_TABLE} where run_id = {wh.param}", [run_id]
+        )
+        last = wh.query(
+            f"select b.fingerprint, b.through_load_id, r.status from {BUILD_STATE_TABLE} b "
+            f"left join {RUNS_TABLE} r on r.run_id = b.run_id "
+            "order by b.built_at desc limit 1"
+        )
+    fingerprint = build_fingerprint(trials)
+    reason: str | None = None
+    if full_refresh:
+        reason = "full refresh asked for"
+    elif not last:
+        reason = "no earlier build"
+    elif last[0][0] != fingerprint:
+        reason = "code, dbt project, seeds, trial definitions or time zone changed"
+    elif last[0][2] != "published":
+        # the incremental tables are ahead of what is published (a blocked gate, a failed
+        # publish, this run built before): an operator may have repaired raw since, so
+        # nothing built then is trusted
+        reason = "the last build was not published"
+    if reason is not None:
+        return BuildPlan(fingerprint, through, None, reason)
+    after = int(last[0][1] or 0)
+    if own is not None and int(own) <= after:
+        after = int(own) - 1
+    return BuildPlan(fingerprint, through, after, None)
+
+
+def _record_build(warehouse: str | Path, run_id: str, plan: BuildPlan) -> None:
+    with Warehouse.connect(warehouse) as wh:
+        wh.ensure_table(BUILD_STATE_TABLE, BUILD_STATE_COLUMNS)
+        row = {
+            "run_id": run_id,
+            "built_at": _now(),
+            "fingerprint": plan.fingerprint,
+            "full_refresh": plan.full_refresh,
+            "after_load_id": plan.after_load_id,
+            "through_load_id": plan.through_load_id,
+            "reason": plan.reason,
+        }
+        wh.load_frame(BUILD_STATE_TABLE, pl.DataFrame([row], schema=BUILD_STATE_COLUMNS))
+
+
+def plan_vars(plan: BuildPlan) -> dict[str, Any]:
+    """The dbt variables a build plan adds to :func:`dbt_vars` (``trialscreen run`` and the
+    DAG alike): the load id the incremental models continue from; none on a full rebuild."""
+    return {} if plan.after_load_id is None else {"incremental_after_load_id": plan.after_load_id}
+
+
+def record_build(warehouse: str | Path, run_id: str, plan: BuildPlan) -> None:
+    """Record a build that succeeded with ``plan`` in ``audit.build_state``: the next night
+    continues from it. :func:`build` records its own; the DAG calls this in the task after
+    its dbt build (docs/decisions.md, "The DAG builds incrementally")."""
+    with run_lock(warehouse):
+        _record_build(warehouse, check_run_id(run_id), plan)
+
+
+def build(
+    warehouse: str | Path,
+    screening_date: date,
+    run_id: str,
+    callbacks: Sequence[Callable[[Any], None]] = (),
+    *,
+    full_refresh: bool = False,
+) -> BuildPlan:
+    """dbt seed + build into the candidate schemas. The incremental models recompute only
+    the patients the loads since the last successful build changed, unless ``full_refresh``
+    or the build fingerprint changed (:func:`plan_build`); the plan is recorded in
+    ``audit.build_state`` once the build succeeded. The published history is never rebuilt
+    (``marts.screening_candidate_history`` is read from the published schema)."""
+    from trialscreen.transform import seed_and_build
+
+    run_id = check_run_id(run_id)
+    with run_lock(warehouse):
+        plan = plan_build(warehouse, run_id, full_refresh)
+        extra: dict[str, Any] = {"wap": True, **plan_vars(plan)}
+        log.info(
+            "build",
+            extra={
+                "run_id": run_id,
+                "full_refresh": plan.full_refresh,
+                "reason": plan.reason,
+                "after_load_id": plan.after_load_id,
+            },
+        )
+        seed_and_build(
+            transform_url(warehouse),
+            screening_date,
+            run_id,
+            extra_vars=extra,
+            callbacks=callbacks,
+            full_refresh=plan.full_refresh,
+            # an incremental night: the fingerprint (seed files included) is the last
+            # build's, so the reference tables it loaded stay
+            seeds=plan.full_refresh,
+        )
+        _record_build(warehouse, run_id, plan)
+    return plan
