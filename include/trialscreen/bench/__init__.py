@@ -1,5 +1,9 @@
-"""``trialscreen bench``: measuring in :mod:`trialscreen.bench.measure` (populations, ingest,
-parsing peers, dbt, the reference query; ``run_bench``), the scale step's two nights in
+"""``trialscreen bench``: one size and the whole run (``bench_size``, ``run_bench``) in
+:mod:`trialscreen.bench.measure`, which re-exports its steps: populations and drops
+(:mod:`~trialscreen.bench.populations`), the ingest and dbt child processes
+(:mod:`~trialscreen.bench.children`), the parsing peers (:mod:`~trialscreen.bench.peers`),
+the reference query (:mod:`~trialscreen.bench.query`), ingest end to end against the peers
+(:mod:`~trialscreen.bench.end_to_end`); the scale step's two nights in
 :mod:`trialscreen.bench.nights`, tables in :mod:`trialscreen.bench.render`."""
 
 from trialscreen.bench.measure import (
