@@ -7,6 +7,7 @@ The builders here are reused by tests/test_report.py.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -702,3 +703,51 @@ def test_a_gate_that_raises_still_builds_the_pages_of_the_assets_that_ran(tmp_pa
     assert not (site / "validations" / "marts" / "probe_bad").exists()
     assert "static/vendor/bootstrap-4.3.1/bootstrap.min.css" in pages[0].read_text()
     assert "https://" not in pages[0].read_text()
+
+
+_GATE_THEN_EXIT = """
+import sys
+from datetime import date
+from pathlib import Path
+
+from trialscreen.validate import validate
+from trialscreen.warehouse import Warehouse
+
+root = Path(sys.argv[1])
+url = f"duckdb:///{root / 'wh.duckdb'}"
+with Warehouse.connect(url) as wh:
+    wh.execute("create schema marts")
+    wh.execute("create table marts.probe as select * from (values (1), (5)) t(n)")
+outcome = validate(url, root / "reports", "run-exit", date(2026, 11, 24), suites=["probe"])
+assert outcome.success, outcome.summary()
+"""
+
+
+def test_a_process_that_ran_the_gate_exits_without_nanobind_leak_warnings(tmp_path):
+    """A process that ran the gate on DuckDB used to end with dozens of "nanobind: leaked N
+    instances" lines on stderr (DuckDB's module-level type constants outliving its bindings'
+    final count: GX keeps SQLAlchemy, and through duckdb-engine ``duckdb``, alive into the
+    shutdown); the exit hook the gate's engine registers releases duckdb-engine's hold first
+    (docs/decisions.md, "DuckDB's exit without leak warnings"). This script printed 27
+    leaked instances without the hook (duckdb 2.0.0, GX 1.24.1). A fresh interpreter: the
+    lines are printed at its exit only."""
+    import subprocess
+    import sys
+
+    from trialscreen.validate import EXPECTATIONS_DIR_ENV
+
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "probe.yml").write_text(
+        "suite: probe\nassets:\n  - name: marts.probe\n    table: marts.probe\n"
+        "    columns: {n: int}\n    expectations:\n"
+        "      - {type: expect_table_row_count_to_equal, kwargs: {value: 2}, blocking: true}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _GATE_THEN_EXIT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, EXPECTATIONS_DIR_ENV: str(tmp_path / "suites")},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "nanobind" not in done.stderr, done.stderr[:2000]
