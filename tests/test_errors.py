@@ -52,3 +52,26 @@ def test_a_value_error_from_a_library_is_summarized() -> None:
     with pytest.raises(ValueError) as caught:
         int("Quaresma")
     assert summarize(caught.value) == "ValueError"
+
+
+def test_a_dbt_error_points_to_what_exists_not_to_a_log_file() -> None:
+    """dbt runs without a log file: the message names the model and its file (dbt's own,
+    PHI-free part of the text) and says where dbt printed the withheld text."""
+    message = (
+        "Runtime Error in model stg_csv__patients (models/staging/csv/stg_csv__patients.sql)"
+        f" | Conversion Error: Could not convert string 'Quaresma' to DATE | {ROW}"
+    )
+    error = DbtBuildError("build", [("model.trialscreen.stg_csv__patients", message)])
+    text = str(error)
+    assert "Quaresma" not in text and "1955" not in text
+    assert (
+        "model.trialscreen.stg_csv__patients: Runtime Error in model stg_csv__patients "
+        "(models/staging/csv/stg_csv__patients.sql)\n"
+    ) in text
+    assert "dbt printed it on this run's output" in text
+    assert "dbt log" not in text
+    assert dbt_node_summary(f"Binder Error: {ROW}") == (
+        "error (text withheld: it may quote a record)"
+    )
+    aborted = str(DbtBuildError("build", []))
+    assert "no node result and no error" in aborted and "dbt log" not in aborted

@@ -24,9 +24,13 @@ _QUALIFIED = re.compile(
 )
 # dbt node ids: model.trialscreen.stg_csv__patients, test.trialscreen.not_null_x.1a2b3c
 _DBT_NODE = re.compile(r"(?:model|seed|test|snapshot|unit_test|source)\.[a-z_][a-z0-9_]*\.\S+")
-# the kind of failure at the start of a dbt node message; the rest is the database's text
+# the kind of failure at the start of a dbt node message, with the node and its file when
+# dbt names them ("Runtime Error in model x (models/.../x.sql)"); the rest is the database's
+# text
 _DBT_KIND = re.compile(
     r"^(?:(?:Database|Compilation|Runtime|Parsing|Dependency) Error"
+    r"(?: in (?:model|seed|test|snapshot|unit_test) [a-z_][a-z0-9_]*"
+    r"(?: \((?:models|seeds|tests|snapshots|macros)/[\w./-]+\.(?:sql|csv|yml)\))?)?"
     r"|Failure|Got \d+ results?, configured to (?:fail|warn) if [!=<>]+ ?\d+)"
 )
 # trialscreen errors whose texts are composed from configuration and identifiers only
@@ -104,8 +108,17 @@ def summarize(exc: BaseException) -> str:
     return text[:_MAX]
 
 
+# where the withheld text can be read: dbt prints its errors (warn level) on the output of
+# the process that ran it, and writes no log file (docs/decisions.md, "dbt's errors")
+DBT_TEXT_WITHHELD = (
+    "the database's text is withheld (it may quote a record): dbt printed it on this run's "
+    "output (the terminal, the cron mail, the Airflow task log) under the model's name"
+)
+
+
 def dbt_node_summary(message: str) -> str:
-    """The kind of a dbt node failure (``Database Error``, ``Got 3 results, configured to fail
-    if != 0``) without the database's text that follows it."""
+    """The kind of a dbt node failure (``Database Error in model x (models/.../x.sql)``,
+    ``Got 3 results, configured to fail if != 0``) without the database's text that follows
+    it."""
     match = _DBT_KIND.match(message.strip())
-    return match.group(0) if match else "error (text withheld: see the dbt log)"
+    return match.group(0) if match else "error (text withheld: it may quote a record)"

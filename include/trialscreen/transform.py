@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-from trialscreen.errors import dbt_node_summary, summarize
+from trialscreen.errors import DBT_TEXT_WITHHELD, dbt_node_summary, summarize
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 PROJECT_DIR_ENV = "TRIALSCREEN_DBT_PROJECT_DIR"  # override (e.g. an installed copy of dbt_project/)
@@ -50,9 +50,10 @@ _FAILED_STATUSES = {"error", "fail", "runtime error"}
 class DbtBuildError(RuntimeError):
     """dbt did not complete: carries the failed nodes and their messages (``failures``).
 
-    The text names the nodes and the kind of failure only: a node's message quotes the
-    database's error text, which may quote a row (docs/decisions.md, "Free text from source
-    records"); it stays in ``failures`` and dbt's log.
+    The text names the nodes, their files and the kind of failure only: a node's message
+    quotes the database's error text, which may quote a row (docs/decisions.md, "Free text
+    from source records"); it stays in ``failures`` and in what dbt printed on the run's
+    output (dbt writes no log file here: docs/decisions.md, "dbt's errors").
     """
 
     def __init__(self, command: str, failures: list[tuple[str, str]], detail: str = "") -> None:
@@ -62,8 +63,13 @@ class DbtBuildError(RuntimeError):
             names = ", ".join(name for name, _ in failures)
             lines = [f"dbt {command} failed: {len(failures)} node(s) failed: {names}"]
             lines += [f"  {name}: {dbt_node_summary(message)}" for name, message in failures]
+            lines += [f"  ({DBT_TEXT_WITHHELD})"]
         else:
-            lines = [f"dbt {command} failed: {detail or 'no result (see the dbt log)'}"]
+            why = detail or "dbt returned no node result and no error"
+            lines = [
+                f"dbt {command} failed: {why} (dbt printed what stopped it on this run's "
+                "output: the terminal, the cron mail, the Airflow task log)"
+            ]
         super().__init__("\n".join(lines))
 
 
