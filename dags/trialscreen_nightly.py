@@ -491,14 +491,24 @@ def _models_after_the_build(group: DbtTaskGroup) -> None:
         child.trigger_rule = "one_done"  # the build ran (passed or failed): read its result
 
 
+def cosmos_status_xcom_key(unique_id: str) -> str:
+    """The XCom key under which Cosmos's watcher producer reports a dbt node's status.
+
+    The one use of a Cosmos private name in the repository: Cosmos has no public API for the
+    producer's per-node results (checked against astronomer-cosmos 1.15.1, whose model tasks
+    read the same key through this function). tests/dags/test_cosmos_private_api.py fails
+    when the name moves or the key it gives changes."""
+    from cosmos.operators._watcher.state import get_status_xcom_key
+
+    return str(get_status_xcom_key(unique_id))
+
+
 def _build_reported(ti: Any) -> bool:
     """Whether this run's producer reported every incremental model built (its per-model
     status XComs, which the model tasks read too)."""
-    from cosmos.operators._watcher.state import get_status_xcom_key
-
     producer = f"dbt.{PRODUCER_WATCHER_TASK_ID}"
     for model in INCREMENTAL_MODELS:
-        key = get_status_xcom_key(f"model.trialscreen.{model}")
+        key = cosmos_status_xcom_key(f"model.trialscreen.{model}")
         status = ti.xcom_pull(task_ids=producer, key=key) or {}
         if status.get("status") != "success":
             return False
