@@ -2,11 +2,15 @@
 no public API for the per-node status its watcher producer reports, so the DAG reads it
 through one function, ``cosmos_status_xcom_key``. These tests fail loudly when a Cosmos
 upgrade moves that name or changes the key, and when another private Cosmos name creeps in.
-No DAG import, no Airflow database: they read the source and call Cosmos directly."""
+No DAG import, no Airflow database: they read the source and call Cosmos in a fresh
+interpreter."""
 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,11 +40,25 @@ def _private_cosmos_imports(path: Path) -> list[tuple[str, str]]:
     return found
 
 
-def test_the_private_cosmos_name_the_dag_reads_still_exists_and_gives_the_known_key() -> None:
-    from cosmos.operators._watcher.state import get_status_xcom_key
-
+def test_the_private_cosmos_name_the_dag_reads_still_exists_and_gives_the_known_key(
+    tmp_path: Path,
+) -> None:
+    """In a fresh interpreter with its own AIRFLOW_HOME: importing Cosmos loads Airflow's
+    settings, which this session's DAG tests point at their own metadata DB later."""
+    probe = (
+        f"from {PRIVATE_MODULE} import get_status_xcom_key; "
+        "print(get_status_xcom_key('model.trialscreen.int_labs__latest_in_window'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "AIRFLOW_HOME": str(tmp_path), "DO_NOT_TRACK": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
     # the producer's per-node XCom: dots become "__", then "_status" (cosmos 1.15.1)
-    assert get_status_xcom_key("model.trialscreen.int_labs__latest_in_window") == (
+    assert done.stdout.strip().splitlines()[-1] == (
         "model__trialscreen__int_labs__latest_in_window_status"
     )
 
