@@ -250,24 +250,54 @@ def worklist_columns(wh: Warehouse) -> tuple[list[str], list[str]]:
     return list(PATIENT_COLUMNS + CRITERION_COLUMNS) + extra, extra
 
 
+# column types the drivers already return as JSON-safe values (DuckDB's and PostgreSQL's
+# names): only the others (dates, timestamps, decimals) go through _plain, 6.5 M rows a night
+# at 1,000,000 patients
+_PLAIN_TYPES = frozenset(
+    ("varchar", "text", "character varying", "integer", "bigint", "smallint", "boolean")
+    + ("double", "double precision", "real", "float")
+)
+
+
+def _converters(wh: Warehouse, columns: list[str]) -> list[Any]:
+    """Per column, None when its values need no conversion, else :func:`_plain`."""
+    schema, table = WORKLIST_TABLE.split(".")
+    types = dict(
+        wh.query(
+            "select column_name, data_type from information_schema.columns "
+            f"where table_schema = {wh.param} and table_name = {wh.param}",
+            [schema, table],
+        )
+    )
+    return [None if str(types.get(c, "")).lower() in _PLAIN_TYPES else _plain for c in columns]
+
+
 def read_entries(wh: Warehouse) -> tuple[list[str], Iterator[Entry]]:
     """The published restricted.worklist (opted-out patients already gone) as entries, one
     at a time, streamed from the warehouse; with the extra column names."""
     columns, extra = worklist_columns(wh)
+    convert = _converters(wh, columns)
     batches = wh.stream(
         f"select {', '.join(columns)} from {WORKLIST_TABLE} "
         "order by trial_id, cohort_id, mrn, patient_key, criterion_ordinal"
     )
-    return extra, _entries(columns, extra, (row for batch in batches for row in batch))
+    return extra, _entries(columns, extra, (row for batch in batches for row in batch), convert)
 
 
 def _entries(
-    columns: list[str], extra: list[str], rows: Iterable[Sequence[Any]]
+    columns: list[str],
+    extra: list[str],
+    rows: Iterable[Sequence[Any]],
+    convert: Sequence[Any] | None = None,
 ) -> Iterator[Entry]:
     entry: Entry | None = None
     key: tuple[str, str, str] | None = None
+    converters = list(convert or [_plain] * len(columns))
     for raw in rows:
-        r = dict(zip(columns, (_plain(v) for v in raw), strict=True))
+        values = [
+            v if f is None or v is None else f(v) for f, v in zip(converters, raw, strict=True)
+        ]
+        r = dict(zip(columns, values, strict=True))
         if (r["trial_id"], r["cohort_id"], r["patient_key"]) != key:
             if entry is not None:
                 yield entry
