@@ -183,6 +183,11 @@ def _sequences(
                     "select run_id, full_refresh, after_load_id, reason from audit.build_state"
                 )
             }
+            out["nodes"] = wh.query(
+                "select run_id, resource_type, status, count(*), min(seconds), "
+                "sum(case when unique_id = 'model.trialscreen.int_observations' then 1 else 0 end) "
+                "from audit.build_nodes group by 1, 2, 3"
+            )
             out["neutrophils"] = wh.query(
                 "select status, value_canonical from intermediate.int_observations "
                 "where patient_mrn = 'MRN0000002' and order_id = 'ORD00000002001' "
@@ -306,6 +311,21 @@ def test_the_nights_were_incremental_where_they_could_be(nights) -> None:
     assert plans[RUN_IDS[3]][:2] == (False, 2)
     assert plans[RUN_IDS[4]] == (True, None, "the last build was not published")
     assert plans[RUN_IDS[5]][0] is False
+
+
+def test_every_build_records_where_its_time_went(nights) -> None:
+    """audit.build_nodes: each night's dbt nodes with their status and seconds."""
+    nodes = nights["nodes"]
+    for night in (1, 2, 3, 4, 5):
+        run = [r for r in nodes if r[0] == RUN_IDS[night]]
+        models = [r for r in run if r[1] == "model"]
+        assert {r[2] for r in models} == {"success"}, night
+        assert sum(r[5] for r in models) == 1, night  # int_observations, once
+        assert sum(r[3] for r in run if r[1] == "test") >= 100, night
+        assert all(r[4] >= 0 for r in run)
+    # seeds load on a full build only
+    assert any(r[1] == "seed" for r in nodes if r[0] == RUN_IDS[1])
+    assert not any(r[1] == "seed" for r in nodes if r[0] == RUN_IDS[2])
 
 
 def test_the_late_hl7_correction_and_the_entered_in_error_resolve(nights) -> None:

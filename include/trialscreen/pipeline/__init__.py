@@ -58,6 +58,7 @@ from trialscreen.pipeline.audit_publish import (
     validate,
 )
 from trialscreen.pipeline.builds import (
+    BUILD_NODES_TABLE,
     BUILD_STATE_COLUMNS,
     BUILD_STATE_TABLE,
     BuildPlan,
@@ -93,6 +94,7 @@ from trialscreen.warehouse import run_lock
 
 __all__ = [
     "BUILD_STATE_COLUMNS",
+    "BUILD_NODES_TABLE",
     "BUILD_STATE_TABLE",
     "BuildPlan",
     "CANDIDATE_SUFFIX",

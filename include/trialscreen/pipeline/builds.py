@@ -40,6 +40,48 @@ BUILD_STATE_COLUMNS: dict[str, pl.DataType] = {
     "through_load_id": pl.Int64(),  # every load up to this one is in the incremental models
     "reason": pl.String(),  # why a full rebuild (PHI-free), null when incremental
 }
+# One row per dbt node of each nightly build by `trialscreen run` (seeds, models, tests):
+# where a night's build time goes, at any size (docs/decisions.md, "Where a build's time
+# goes"). Written after the build, also when it failed (what ran until then).
+BUILD_NODES_TABLE = "audit.build_nodes"
+BUILD_NODES_COLUMNS: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "unique_id": pl.String(),  # e.g. model.trialscreen.int_observations: no data
+    "resource_type": pl.String(),
+    "status": pl.String(),
+    "seconds": pl.Float64(),  # dbt's execution time of the node
+    "finished_at": schema.TS,
+}
+
+
+class _NodeTimes:
+    """A dbtRunner callback that keeps each finished node's name, status and time."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, event: Any) -> None:
+        if event.info.name != "NodeFinished":
+            return
+        info, result = event.data.node_info, event.data.run_result
+        self.rows.append(
+            {
+                "run_id": self.run_id,
+                "unique_id": info.unique_id or info.node_name,
+                "resource_type": info.resource_type or None,
+                "status": str(result.status),
+                "seconds": float(result.execution_time or 0.0),
+                "finished_at": _now(),
+            }
+        )
+
+    def record(self, warehouse: str | Path) -> None:
+        with Warehouse.connect(warehouse) as wh:
+            wh.ensure_table(BUILD_NODES_TABLE, BUILD_NODES_COLUMNS)
+            wh.load_frame(BUILD_NODES_TABLE, pl.DataFrame(self.rows, schema=BUILD_NODES_COLUMNS))
+
+
 # what a change of which rebuilds the derived layers: the dbt project (models, macros, seeds)
 _PROJECT_PARTS = ("dbt_project.yml", "models", "macros", "seeds")
 
@@ -194,16 +236,25 @@ def build(
                 "after_load_id": plan.after_load_id,
             },
         )
-        seed_and_build(
-            transform_url(warehouse),
-            screening_date,
-            run_id,
-            extra_vars=extra,
-            callbacks=callbacks,
-            full_refresh=plan.full_refresh,
-            # an incremental night: the fingerprint (seed files included) is the last
-            # build's, so the reference tables it loaded stay
-            seeds=plan.full_refresh,
-        )
+        times = _NodeTimes(run_id)
+        try:
+            seed_and_build(
+                transform_url(warehouse),
+                screening_date,
+                run_id,
+                extra_vars=extra,
+                callbacks=[*callbacks, times],
+                full_refresh=plan.full_refresh,
+                # an incremental night: the fingerprint (seed files included) is the last
+                # build's, so the reference tables it loaded stay
+                seeds=plan.full_refresh,
+            )
+        except BaseException:
+            try:  # what ran before the failure, never in place of the build's own error
+                times.record(warehouse)
+            except Exception as exc:  # noqa: BLE001 - the warehouse may be what failed
+                log.warning("build node times not recorded", extra={"error": type(exc).__name__})
+            raise
+        times.record(warehouse)
         _record_build(warehouse, run_id, plan)
     return plan
