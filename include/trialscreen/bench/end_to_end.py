@@ -5,9 +5,11 @@ hold (``measure_sample``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+from trialscreen import limits
 from trialscreen.bench.children import _in_child, _ingest_child
 from trialscreen.bench.peers import _ratio, measure_parsing
 from trialscreen.bench.populations import (
@@ -15,6 +17,7 @@ from trialscreen.bench.populations import (
     TRIALS,
     _fresh_duckdb,
     _observation_drop,
+    _unpacked_size,
     sample_drop,
 )
 
@@ -25,7 +28,19 @@ def measure_sample(out: Path, drop: Path) -> dict[str, Any]:
     from trialscreen.pipeline import start_run
 
     sample = sample_drop(out, drop)
-    parse = measure_parsing(sample, repeat=1)
+    # the peers read each file whole, so the parser does too: a file over the file limit
+    # (a 1M population's Observation files unpack to ~365 MB) would be refused unread, and
+    # the ratio would compare a refusal with a parse. The ingest below keeps the limits.
+    largest = max(_unpacked_size(p) for p in sample.rglob("*") if p.is_file())
+    saved = os.environ.get(limits.MAX_FILE_BYTES_ENV)
+    os.environ[limits.MAX_FILE_BYTES_ENV] = str(max(largest + 1, limits.current().max_file_bytes))
+    try:
+        parse = measure_parsing(sample, repeat=1)
+    finally:
+        if saved is None:
+            del os.environ[limits.MAX_FILE_BYTES_ENV]
+        else:
+            os.environ[limits.MAX_FILE_BYTES_ENV] = saved
     warehouse = _fresh_duckdb(out / f"{sample.name}.duckdb")
     run_id = start_run(warehouse, SCREENING_DATE, TRIALS)
     hl7 = _in_child(_ingest_child, warehouse, str(sample), "hl7", run_id)["counts"]
