@@ -119,9 +119,10 @@ def export(
     if fmt not in FORMATS:
         raise ValueError(f"--format: '{fmt}' is not one of {', '.join(FORMATS)}")
     header = BASE_HEADER + list(source.extra_columns)
-    if fmt == "xlsx" and source.rows(trial_id) > XLSX_ROWS:
+    total = source.rows(trial_id) if fmt == "xlsx" else 0  # a count over every criterion row
+    if total > XLSX_ROWS:
         raise ValueError(
-            f"the worklist has {source.rows(trial_id):,} rows and an XLSX sheet holds "
+            f"the worklist has {total:,} rows and an XLSX sheet holds "
             f"{XLSX_ROWS:,}: export --format csv, or one trial with --trial"
         )
     out = Path(out)
