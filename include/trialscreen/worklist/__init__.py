@@ -39,7 +39,7 @@ from trialscreen.worklist.decisions import (
     default_location,
 )
 from trialscreen.worklist.export import export
-from trialscreen.worklist.render import Source, render, write_page
+from trialscreen.worklist.render import Source, private_write, render, write_page
 from trialscreen.worklist.snapshot import SNAPSHOT_FILE, Snapshot, write_entries
 
 __all__ = [
@@ -84,13 +84,6 @@ def _private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path, 0o700)
     return path
-
-
-def _private_write(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(path, 0o600)
 
 
 def opt_out_file(directory: Path) -> Path | None:
@@ -279,7 +272,7 @@ def write_worklist(warehouse_url: str, run_id: str, reports_dir: Path | None = N
     with Snapshot(snapshot) as snap:
         rows = write_page(page, snap.apply(latest), page_limit())
         opted_out = sum(snap.opted_out.values())
-    _private_write(directory / "LATEST", run_id + "\n")
+    private_write(directory / "LATEST", [run_id + "\n"])
     _prune_snapshots(directory, run_id)
     page_export = {
         "export_id": f"page-{run_id}",

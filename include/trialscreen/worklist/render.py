@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -268,9 +268,14 @@ def write_page(path: Path, source: Source, limit: int | None) -> int:
     """Write the page a cohort at a time to ``path`` (0600); returns the criterion rows it
     shows."""
     shown = _Shown()
+    private_write(path, _pieces(source, None, limit, shown))
+    return shown.rows
+
+
+def private_write(path: Path, pieces: Iterable[str]) -> None:
+    """Write ``pieces`` to ``path``, readable by its owner only (0600) from the start."""
     fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        for piece in _pieces(source, None, limit, shown):
+        for piece in pieces:
             fh.write(piece)
     os.chmod(path, 0o600)
-    return shown.rows
