@@ -189,6 +189,20 @@ def build() -> Scenarios:
         "entity": "medication_resources", "element": "code", "seq": 1,
         "system": RX, "code": "1547545", "display": None,
     })  # fmt: skip
+    # the same resource named by an absolute URL; a reference to another id ending in "med-k"
+    # must not resolve to it
+    for mrn, record, ref in [
+        ("ICIREFURL", "mr-2", "https://ehr.example.org/fhir/Medication/med-k"),
+        ("ICIREFOTHER", "mr-3", "Medication/other-med-k"),
+    ]:
+        s.baseline(mrn)
+        s.add("fhir", "medications", {
+            "source_file": "fhir/b.json", "source_position": 3, "record_id": record,
+            "record_hash": "h-" + record, "patient_ref": "p-" + mrn.lower(), "mrn": mrn,
+            "resource_type": "MedicationRequest", "status": "completed", "intent": "order",
+            "start_at": ts("2025-01-01"),
+        })  # fmt: skip
+        s.coding("fhir", "medications", record, 1, None, ref, element="reference")
     return s
 
 
@@ -248,6 +262,8 @@ def wh(scenario_wh: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
         ("ICISBD", "ici_refractory_progression", "review", "Prior ICI"),
         ("ICIATC", "ici_refractory_progression", "review", "Prior ICI L01XC18"),
         ("ICIREF", "ici_refractory_progression", "review", "Prior ICI 1547545 (pembrolizumab)"),
+        ("ICIREFURL", "ici_refractory_progression", "review", "Prior ICI 1547545 (pembrolizumab)"),
+        ("ICIREFOTHER", "ici_refractory_progression", "met", None),
         ("BEVA", "ici_refractory_progression", "met", None),
         ("ICINOTDONE", "ici_refractory_progression", "met", None),
         ("ICINOTTAKEN", "ici_refractory_progression", "met", None),

@@ -229,3 +229,17 @@
     ) as versions
     where version_rank = 1
 {%- endmacro %}
+
+{#- The codings of every feed (stg_<feed>__codings) that meet `condition`, as one union. A
+    model that reads the codings several ways writes one union per use, each filtered inside:
+    PostgreSQL then estimates each branch from the raw tables' statistics, where one shared
+    CTE would be materialized and guessed (int_medications__codings). -#}
+{% macro union_feed_codings(condition) -%}
+    {%- for feed in ['fhir', 'hl7', 'csv'] %}
+    select * from {{ ref('stg_' ~ feed ~ '__codings') }}
+    where {{ condition }}
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+{%- endmacro %}

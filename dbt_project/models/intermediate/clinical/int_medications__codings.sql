@@ -12,13 +12,26 @@ medications as (
 
 ),
 
-child_codings as (
+-- Each use of the three feeds' codings is its own filtered union (macro union_feed_codings),
+-- and a reference resolves by one equality (resolved_references). At 100,000 patients
+-- PostgreSQL joined every medication to every Medication resource of the feed, 177 M rows
+-- hashed to temporary files until the disk was full (docs/decisions.md "A
+-- medicationReference is resolved by key").
+medication_codings as (
 
-    select * from {{ ref('stg_fhir__codings') }}
-    union all
-    select * from {{ ref('stg_hl7__codings') }}
-    union all
-    select * from {{ ref('stg_csv__codings') }}
+    {{ union_feed_codings("entity = 'medications' and element = 'medication' and code is not null") }}
+
+),
+
+reference_codings as (
+
+    {{ union_feed_codings("entity = 'medications' and element = 'reference'") }}
+
+),
+
+resource_codings as (
+
+    {{ union_feed_codings("entity = 'medication_resources'") }}
 
 ),
 
@@ -44,21 +57,19 @@ children as (
 
     select
         medications.medication_id,
-        child.code_system,
-        child.code,
-        child.code_display
+        medication_codings.code_system,
+        medication_codings.code,
+        medication_codings.code_display
     from medications
-    inner join child_codings as child
-        on medications.evidence_source = child.evidence_source
-        and medications.evidence_id = child.record_id
-        and medications.record_hash = child.record_hash
-    where child.entity = 'medications'
-        and child.element = 'medication'
-        and child.code is not null
+    inner join medication_codings
+        on medications.evidence_source = medication_codings.evidence_source
+        and medications.evidence_id = medication_codings.record_id
+        and medications.record_hash = medication_codings.record_hash
 
 ),
 
--- the Medication resources' codings, each resource's latest delivered version ranked 1
+-- the Medication resources' codings, each resource's latest delivered version ranked 1; a
+-- resource's record id is "Medication/<id>" (the FHIR reader's key)
 resource_versions as (
 
     select
@@ -67,8 +78,41 @@ resource_versions as (
             partition by evidence_source, record_id
             order by loaded_at desc, source_file desc, record_hash desc
         ) as version_rank
-    from child_codings
-    where entity = 'medication_resources'
+    from resource_codings
+
+),
+
+-- a medicationReference names its resource relatively ("Medication/<id>") or absolutely
+-- (".../Medication/<id>"): its last two path segments are the resource's record id, so the
+-- reference resolves by an equality, never by a LIKE over every pair
+reference_targets as (
+
+    select
+        evidence_source,
+        record_id,
+        record_hash,
+        {{ regex_group('code_raw', '([^/]+/[^/]+)$', 1) }} as resource_id
+    from reference_codings
+
+),
+
+resolved_references as (
+
+    select
+        reference_targets.evidence_source,
+        reference_targets.record_id,
+        reference_targets.record_hash,
+        resource_versions.code_system,
+        resource_versions.code,
+        resource_versions.code_display
+    from reference_targets
+    -- one key (feed and id together): with the feed as a join column of its own, PostgreSQL
+    -- may join every medication to every resource of its feed first (the equality passes
+    -- from medications through the references to the resources)
+    inner join resource_versions
+        on reference_targets.evidence_source || ' ' || reference_targets.resource_id
+        = resource_versions.evidence_source || ' ' || resource_versions.record_id
+    where resource_versions.version_rank = 1
 
 ),
 
@@ -77,23 +121,14 @@ referenced as (
     -- medicationReference -> the Medication resource's codings (latest delivered version)
     select
         medications.medication_id,
-        resource_codings.code_system,
-        resource_codings.code,
-        resource_codings.code_display
+        resolved_references.code_system,
+        resolved_references.code,
+        resolved_references.code_display
     from medications
-    inner join child_codings as reference_codings
-        on medications.evidence_source = reference_codings.evidence_source
-        and medications.evidence_id = reference_codings.record_id
-        and medications.record_hash = reference_codings.record_hash
-    inner join resource_versions as resource_codings
-        on reference_codings.evidence_source = resource_codings.evidence_source
-        and (
-            reference_codings.code_raw = resource_codings.record_id
-            or reference_codings.code_raw like '%/' || resource_codings.record_id
-        )
-        and resource_codings.version_rank = 1
-    where reference_codings.entity = 'medications'
-        and reference_codings.element = 'reference'
+    inner join resolved_references
+        on medications.evidence_source = resolved_references.evidence_source
+        and medications.evidence_id = resolved_references.record_id
+        and medications.record_hash = resolved_references.record_hash
 
 ),
 
