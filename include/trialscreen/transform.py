@@ -12,14 +12,19 @@ project and profiles of the repository's ``dbt_project/``. The warehouse is give
   that directory (``TRIALSCREEN_SPARK_WAREHOUSE_DIR``; optional extra, see trialscreen.spark).
 
 The connection settings reach ``profiles.yml`` through environment variables, set only for
-the duration of the call. dbt's own logs stay quiet (warnings and errors only) and its log and
-target directories go to ``artifacts_dir`` (a temporary directory unless given), so nothing is
-written inside the repository. A failed node raises :class:`DbtBuildError` naming it.
+the duration of the call. dbt prints nothing (``--log-level none``): its error lines quote the
+database's text, which may quote a record (docs/decisions.md, "dbt's errors"); its warnings
+come back through the ``trialscreen.dbt`` logger by event name, with the text only of those
+dbt composes from the project (deprecations). Its log and target directories go to
+``artifacts_dir`` (a temporary directory unless given), so nothing is written inside the
+repository. A failed node raises :class:`DbtBuildError` naming it; the database's text stays
+in the exception's ``failures`` (the pipeline keeps it in ``restricted.build_errors``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 import threading
@@ -32,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-from trialscreen.errors import DBT_TEXT_WITHHELD, dbt_node_summary, summarize
+from trialscreen.errors import DBT_TEXT_WITHHELD, dbt_node_summary, dbt_text_kept, summarize
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 PROJECT_DIR_ENV = "TRIALSCREEN_DBT_PROJECT_DIR"  # override (e.g. an installed copy of dbt_project/)
@@ -52,25 +57,47 @@ class DbtBuildError(RuntimeError):
 
     The text names the nodes, their files and the kind of failure only: a node's message
     quotes the database's error text, which may quote a row (docs/decisions.md, "Free text
-    from source records"); it stays in ``failures`` and in what dbt printed on the run's
-    output (dbt writes no log file here: docs/decisions.md, "dbt's errors").
+    from source records"); it stays in ``failures`` (and ``invocation_text`` for an error that
+    stopped dbt before any node failed), for the caller to keep where only authorised people
+    read it. :meth:`kept_in` says where that is once it is kept (docs/decisions.md, "dbt's
+    errors"): the pipeline writes ``restricted.build_errors``.
     """
 
-    def __init__(self, command: str, failures: list[tuple[str, str]], detail: str = "") -> None:
+    def __init__(
+        self,
+        command: str,
+        failures: list[tuple[str, str]],
+        detail: str = "",
+        *,
+        invocation_text: str = "",
+    ) -> None:
         self.command = command
         self.failures = failures
+        self.detail = detail
+        self.invocation_text = invocation_text
+        self.kept: str | None = None
+        super().__init__(self._text())
+
+    def kept_in(self, table: str) -> DbtBuildError:
+        """Record that the database's texts were written to ``table``; the message says so."""
+        self.kept = table
+        self.args = (self._text(),)
+        return self
+
+    def _text(self) -> str:
+        where = dbt_text_kept(self.kept) if self.kept else DBT_TEXT_WITHHELD
+        failures = self.failures
         if failures:
             names = ", ".join(name for name, _ in failures)
-            lines = [f"dbt {command} failed: {len(failures)} node(s) failed: {names}"]
-            lines += [f"  {name}: {dbt_node_summary(message)}" for name, message in failures]
-            lines += [f"  ({DBT_TEXT_WITHHELD})"]
-        else:
-            why = detail or "dbt returned no node result and no error"
+            # the first line is what the run's message keeps (errors.summarize): it names
+            # the nodes and where their texts are
             lines = [
-                f"dbt {command} failed: {why} (dbt printed what stopped it on this run's "
-                "output: the terminal, the cron mail, the Airflow task log)"
+                f"dbt {self.command} failed: {len(failures)} node(s) failed ({where}): {names}"
             ]
-        super().__init__("\n".join(lines))
+            lines += [f"  {name}: {dbt_node_summary(message)}" for name, message in failures]
+            return "\n".join(lines)
+        why = self.detail or "dbt returned no node result and no error"
+        return f"dbt {self.command} failed: {why} ({where})"
 
 
 @dataclass(frozen=True)
@@ -167,9 +194,7 @@ def _failures(result: Any) -> list[tuple[str, str]]:
             node = getattr(node_result, "node", None)
             name = str(getattr(node, "unique_id", None) or getattr(node, "name", "?"))
             message = str(getattr(node_result, "message", "") or status)
-            lines = [line.strip() for line in message.splitlines() if line.strip()]
-            summary = " | ".join(lines)
-            failures.append((name, summary[:500] if summary else status))
+            failures.append((name, message.strip() or status))
     return failures
 
 
@@ -210,8 +235,11 @@ def run_dbt(
             str(artifacts / "target"),
             "--log-path",
             str(artifacts / "logs"),
+            # nothing on stdout: dbt's error lines and its closing summary quote the
+            # database's text, which may quote a record (docs/decisions.md, "dbt's errors");
+            # warnings come back through _warning_relay, failures through DbtBuildError
             "--log-level",
-            "warn",
+            "none",
             "--log-level-file",
             # no dbt.log in a temporary directory nobody reads: dbt formats and writes every
             # event of every node for it (31.8 -> 26.5 CPU-s of a 30-patient build,
@@ -229,7 +257,7 @@ def run_dbt(
         key = _parse_key(command, project, target, dbt_vars)
         with _environment(env):
             manifest = _parsed_manifest(key, common, dbt_vars)
-            recorders = [_failed_node_recorder(finished), *callbacks]
+            recorders = [_failed_node_recorder(finished), _warning_relay, *callbacks]
             result = dbtRunner(manifest=manifest, callbacks=recorders).invoke(cli_args)
     if not result.success:
         _forget_manifest(key)
@@ -239,8 +267,11 @@ def run_dbt(
         # database, and dbt's next statement raises) there is no result list: the failed
         # nodes come from dbt's NodeFinished events, first failure first
         failures = _failures(result) or finished
-        detail = summarize(result.exception) if result.exception else ""
-        raise DbtBuildError(command, failures, detail)
+        exception = result.exception
+        detail = summarize(exception) if exception else ""
+        raise DbtBuildError(
+            command, failures, detail, invocation_text=str(exception) if exception else ""
+        )
     return result
 
 
@@ -336,6 +367,34 @@ def _failed_node_recorder(failures: list[tuple[str, str]]) -> Any:
             failures.append((name, str(run_result.message or run_result.status)))
 
     return record
+
+
+# dbt's own warnings, re-emitted without their text unless dbt composes it from the project
+# and the command (deprecations, an empty selection); a test's warning, an adapter's notice
+# or a node's message may quote the database (docs/decisions.md, "dbt's errors")
+_dbt_log = logging.getLogger("trialscreen.dbt")
+_PROJECT_WARNINGS = frozenset(
+    {
+        "DeprecationsSummary",
+        "NoNodesForSelectionCriteria",
+        "NothingToDo",
+        "UnusedResourceConfigPath",
+        "UnusedTables",
+    }
+)
+
+
+def _warning_relay(event: Any) -> None:
+    """A dbtRunner callback: each warn-level dbt event as one ``trialscreen.dbt`` warning
+    (event name, node id; the text only for :data:`_PROJECT_WARNINGS` and deprecations)."""
+    if event.info.level != "warn":
+        return
+    name = str(event.info.name)
+    node = getattr(event.data, "node_info", None)
+    extra: dict[str, Any] = {"event": name, "node": (node.unique_id if node else "") or None}
+    if name in _PROJECT_WARNINGS or name.endswith("Deprecation"):
+        extra["text"] = " ".join(str(event.info.msg).split())[:500]
+    _dbt_log.warning("dbt warning", extra=extra)
 
 
 def _release_duckdb() -> None:

@@ -29,7 +29,8 @@ The steps live in modules named for what they hold; this package re-exports them
 
     runs           the run records (audit.pipeline_runs), finish_run, code_version
     start          start_run, ingest_feed, prepare_build, dbt_vars
-    builds         build, its plan and fingerprint, audit.build_state
+    builds         build, its plan and fingerprint, audit.build_state, audit.build_nodes,
+                   restricted.build_errors (a failed build's database texts)
     audit_publish  validate, publish
     reports        write_reports, candidate_counts
     transformer    transform_url
@@ -58,6 +59,7 @@ from trialscreen.pipeline.audit_publish import (
     validate,
 )
 from trialscreen.pipeline.builds import (
+    BUILD_ERRORS_TABLE,
     BUILD_NODES_TABLE,
     BUILD_STATE_COLUMNS,
     BUILD_STATE_TABLE,
@@ -94,6 +96,7 @@ from trialscreen.warehouse import run_lock
 
 __all__ = [
     "BUILD_STATE_COLUMNS",
+    "BUILD_ERRORS_TABLE",
     "BUILD_NODES_TABLE",
     "BUILD_STATE_TABLE",
     "BuildPlan",

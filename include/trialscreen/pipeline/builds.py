@@ -22,6 +22,7 @@ from trialscreen.ingest import ensure_tables
 from trialscreen.pipeline.runs import RUNS_TABLE, _now
 from trialscreen.pipeline.transformer import transform_url
 from trialscreen.run_ids import check_run_id
+from trialscreen.transform import DbtBuildError
 from trialscreen.warehouse import Warehouse, run_lock
 
 # the name the records carried before the package split (the JSON logs' "logger" field)
@@ -52,6 +53,40 @@ BUILD_NODES_COLUMNS: dict[str, pl.DataType] = {
     "seconds": pl.Float64(),  # dbt's execution time of the node
     "finished_at": schema.TS,
 }
+
+# The database's text of each failed node of a failed build (docs/decisions.md, "dbt's
+# errors"): it may quote a record (an MRN, a name, a birth date in a failed cast or a key),
+# so it is kept here, in the PHI schema, and nowhere else; the run's message names the node
+# and this table. unique_id is null for an error that stopped dbt before any node failed.
+BUILD_ERRORS_TABLE = "restricted.build_errors"
+BUILD_ERRORS_COLUMNS: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "unique_id": pl.String(),
+    "message": pl.String(),  # the database's full text, as dbt reported it
+    "recorded_at": schema.TS,
+}
+
+
+def _record_build_errors(warehouse: str | Path, run_id: str, error: DbtBuildError) -> None:
+    rows = [
+        {"run_id": run_id, "unique_id": name, "message": message, "recorded_at": _now()}
+        for name, message in error.failures
+    ]
+    if not rows and error.invocation_text:
+        rows = [
+            {
+                "run_id": run_id,
+                "unique_id": None,
+                "message": error.invocation_text,
+                "recorded_at": _now(),
+            }
+        ]
+    if not rows:
+        return
+    with Warehouse.connect(warehouse) as wh:
+        wh.ensure_table(BUILD_ERRORS_TABLE, BUILD_ERRORS_COLUMNS)
+        wh.load_frame(BUILD_ERRORS_TABLE, pl.DataFrame(rows, schema=BUILD_ERRORS_COLUMNS))
+    error.kept_in(BUILD_ERRORS_TABLE)
 
 
 class _NodeTimes:
@@ -249,11 +284,19 @@ def build(
                 # build's, so the reference tables it loaded stay
                 seeds=plan.full_refresh,
             )
-        except BaseException:
+        except BaseException as failure:
             try:  # what ran before the failure, never in place of the build's own error
                 times.record(warehouse)
             except Exception as exc:  # noqa: BLE001 - the warehouse may be what failed
                 log.warning("build node times not recorded", extra={"error": type(exc).__name__})
+            if isinstance(failure, DbtBuildError):
+                try:  # the database's text, for those who may read records
+                    _record_build_errors(warehouse, run_id, failure)
+                except Exception as exc:  # noqa: BLE001 - the warehouse may be what failed
+                    log.warning(
+                        "build errors not recorded",
+                        extra={"table": BUILD_ERRORS_TABLE, "error": type(exc).__name__},
+                    )
             raise
         times.record(warehouse)
         _record_build(warehouse, run_id, plan)
