@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,6 +33,7 @@ from cosmos.constants import (
 )
 
 from trialscreen import config
+from trialscreen.dbt_output import DBT_PYTHON_ENV, DBT_WRAPPER
 
 if TYPE_CHECKING:
     from airflow.sdk.bases.decorator import Task
@@ -64,7 +64,11 @@ SEEDS_FLAG = "{{ '' if " + PLAN + "['full_refresh'] else '--exclude-resource-typ
 # the models whose state a recorded plan vouches for (docs/decisions.md, "Incremental nights")
 INCREMENTAL_MODELS = ("int_observations", "int_conditions", "int_medications")
 # the dbt of this environment (Airflow and TrialScreen share it), run as the producer's process
-DBT_EXECUTABLE = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
+# through trialscreen/bin/dbt: Cosmos writes dbt's messages to the task log and to XComs, and a
+# node's error quotes the database's text, which may quote a record; the wrapper takes those
+# texts out of dbt's JSON lines (statuses untouched) and keeps them in restricted.build_errors
+# (docs/decisions.md, "dbt's errors"). It runs this interpreter (DBT_PYTHON_ENV)
+DBT_EXECUTABLE = str(DBT_WRAPPER)
 
 DOC = """
 ### TrialScreen nightly
@@ -319,6 +323,7 @@ def trialscreen_nightly() -> None:
         # XComs are stored in the metadata DB and shown in the UI: no password in them; dbt
         # reads TRIALSCREEN_PG_PASSWORD from the worker's environment (compose sets it)
         env = {k: v for k, v in target.env.items() if k != "TRIALSCREEN_PG_PASSWORD"}
+        env[DBT_PYTHON_ENV] = sys.executable  # the interpreter trialscreen/bin/dbt runs
         return {
             "env": env,
             "vars": {**dbt_vars(screening_date, run_id), **plan_vars(plan)},

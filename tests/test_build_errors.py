@@ -14,11 +14,14 @@ then looked for in
 * the text of the :class:`DbtBuildError` that ``pipeline.build`` raises in this process, the
   log records of every logger at DEBUG and what the process wrote on its file descriptors;
 
-and must be found in ``restricted.build_errors`` only, under the failed model.
+and must be found in ``restricted.build_errors`` only, under the failed model. The DAG's dbt
+(``trialscreen/bin/dbt``, which Cosmos runs) is checked on the same project: its JSON lines
+keep dbt's node statuses and lose the value, and it keeps the value in the same table.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -30,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from trialscreen import pseudonym
+from trialscreen.dbt_output import DBT_PYTHON_ENV, DBT_WRAPPER
 from trialscreen.pipeline import BUILD_ERRORS_TABLE, build
 from trialscreen.transform import DBT_PROJECT_DIR, PROJECT_DIR_ENV, DbtBuildError, run_dbt
 from trialscreen.warehouse import Warehouse
@@ -161,3 +165,70 @@ def test_dbt_warnings_come_back_through_our_logger(
     warnings = [r for r in caplog.records if r.name == "trialscreen.dbt"]
     events = {getattr(r, "event", None): getattr(r, "text", None) for r in warnings}
     assert "no_such_model" in str(events.get("NoNodesForSelectionCriteria")), events
+
+
+# --- the DAG: Cosmos runs dbt through trialscreen/bin/dbt ---------------------------------------
+
+
+def _wrapper(project: Path, warehouse: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``trialscreen/bin/dbt`` as Cosmos's producer runs it: in the copied project's folder,
+    the connection in the environment, the run's vars on the command line."""
+    env = {
+        **os.environ,
+        DBT_PYTHON_ENV: sys.executable,
+        "TRIALSCREEN_DBT_TARGET": "duckdb",
+        "TRIALSCREEN_DUCKDB_PATH": str(warehouse),
+        "DO_NOT_TRACK": "1",
+    }
+    argv = [str(DBT_WRAPPER), *args, "--project-dir", str(project), "--profiles-dir"]
+    argv += [str(project), "--vars", '{"run_id": "dag-run", "screening_date": "2026-11-20"}']
+    return subprocess.run(
+        argv, env=env, cwd=project, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_the_dags_dbt_keeps_statuses_and_takes_out_the_database_text(
+    failed_night, tmp_path: Path
+) -> None:
+    """Cosmos reads each node's status from dbt's JSON lines and logs their messages: the
+    wrapper's lines carry the statuses dbt gave, the failed model's kind of error, and not the
+    value; the value is in restricted.build_errors under the run id of ``--vars``."""
+    project = tmp_path / "project"
+    shutil.copytree(failed_night["project"], project)
+    warehouse = tmp_path / "dag.duckdb"
+    proc = _wrapper(project, warehouse, "build", "--log-format", "json")
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert SENTINEL not in proc.stdout + proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    results = {
+        e["data"]["node_info"]["unique_id"]: e["data"]["node_info"]["node_status"]
+        for e in events
+        if e["info"]["name"] in ("LogModelResult", "LogSeedResult")
+    }
+    assert results == {
+        "seed.trialscreen.sentinel_patients": "success",
+        "model.trialscreen.stg_sentinel__fine": "success",
+        FAILING: "error",
+    }
+    (error,) = [e for e in events if e["info"]["name"] == "RunResultError"]
+    assert error["data"]["node_info"]["unique_id"] == FAILING
+    assert error["info"]["msg"].startswith("Runtime Error in model stg_sentinel__birth_dates")
+    assert f"kept in {BUILD_ERRORS_TABLE}" in error["info"]["msg"]
+    kept = _rows(warehouse, f"select run_id, unique_id, message from {BUILD_ERRORS_TABLE}")
+    assert [(r[0], r[1]) for r in kept] == [("dag-run", FAILING)] and SENTINEL in str(kept[0][2])
+
+
+def test_a_model_tasks_retry_prints_text_without_the_database_text(
+    failed_night, tmp_path: Path
+) -> None:
+    """A model task's retry runs dbt without ``--log-format json``: it reads text lines, the
+    value taken out as in the producer's."""
+    project = tmp_path / "project"
+    shutil.copytree(failed_night["project"], project)
+    warehouse = tmp_path / "retry.duckdb"
+    proc = _wrapper(project, warehouse, "build", "--select", "+stg_sentinel__birth_dates")
+    assert proc.returncode == 1
+    assert SENTINEL not in proc.stdout + proc.stderr
+    assert not any(line.startswith("{") for line in proc.stdout.splitlines())
+    assert "Runtime Error in model stg_sentinel__birth_dates" in proc.stdout
+    assert "Completed with 1 error" in proc.stdout

@@ -419,3 +419,29 @@ def test_loader_can_use_warehouse_ensure_table(warehouse: Warehouse) -> None:
     with Wh.connect(url) as wh:
         wh.ensure_table("raw.csv_patients", {"mrn": pl.String()})
         wh.execute("drop table raw.csv_patients")
+
+
+def test_a_failed_builds_database_text_is_read_by_coordinators_not_analysts(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """restricted.build_errors (docs/decisions.md, "dbt's errors"): a failed build's database
+    text, which may quote a record, written as dbt's role when the pipeline records the
+    failure; coordinators read it, analysts and the loader do not."""
+    from trialscreen.pipeline.builds import BUILD_ERRORS_TABLE, _record_build_errors
+    from trialscreen.pipeline.transformer import TRANSFORM_URL_ENV
+    from trialscreen.transform import DbtBuildError
+
+    loader = warehouse.cluster.url_for(warehouse.db, LOADER, ROLE_PASSWORD[LOADER])
+    transformer = warehouse.cluster.url_for(warehouse.db, TRANSFORMER, ROLE_PASSWORD[TRANSFORMER])
+    monkeypatch.setenv(TRANSFORM_URL_ENV, transformer)
+    text = "Database Error in model x | duplicate key | DETAIL: Key (mrn)=(MRN-SENTINEL-4242)"
+    error = DbtBuildError("build", [("model.trialscreen.stg_csv__patients", text)])
+    _record_build_errors(loader, "pg-failed-build", error)
+    assert "MRN-SENTINEL-4242" not in str(error)
+    assert f"kept in {BUILD_ERRORS_TABLE}" in str(error).splitlines()[0]
+    sql = f"select unique_id, message from {BUILD_ERRORS_TABLE} where run_id = 'pg-failed-build'"
+    assert _rows(warehouse.connect(COORDINATOR), sql) == [
+        ("model.trialscreen.stg_csv__patients", text)
+    ]
+    _denied(warehouse.connect(ANALYST), sql)
+    _denied(warehouse.connect(LOADER), sql)

@@ -83,7 +83,9 @@ def _record_build_errors(warehouse: str | Path, run_id: str, error: DbtBuildErro
         ]
     if not rows:
         return
-    with Warehouse.connect(warehouse) as wh:
+    # as dbt's role (the transformer when the deployment names one), as the DAG's dbt writes
+    # it (trialscreen.dbt_output): one owner of the table on PostgreSQL
+    with Warehouse.connect(transform_url(warehouse)) as wh:
         wh.ensure_table(BUILD_ERRORS_TABLE, BUILD_ERRORS_COLUMNS)
         wh.load_frame(BUILD_ERRORS_TABLE, pl.DataFrame(rows, schema=BUILD_ERRORS_COLUMNS))
     error.kept_in(BUILD_ERRORS_TABLE)
