@@ -57,6 +57,7 @@ _SAFE = frozenset(
         "UnusedResourceConfigPath",
     }
 )
+_FAILED = frozenset({"error", "fail", "runtime error"})
 _NOT_AN_EVENT = "a line of dbt's output that is not a dbt event, withheld: it may quote a record"
 
 
@@ -72,14 +73,18 @@ def scrub(event: dict[str, Any], kept: list[tuple[str | None, str]]) -> dict[str
     name = str(info.get("name", ""))
     node = (data.get("node_info") or {}).get("unique_id") or None
     result = data.get("run_result")
-    if isinstance(result, dict) and result.get("message"):
-        kept.append((node, str(result["message"])))
+    # a failed node's result message is the database's text; a passed one's is the
+    # adapter's response ("OK", "SELECT 3")
+    if not isinstance(result, dict) or str(result.get("status")).lower() not in _FAILED:
+        result = {}
+    if result.get("message"):
+        kept.append((node, str(result["message"]).strip()))
         result["message"] = _withheld(str(result["message"]))
     if info.get("level") not in ("warn", "error") or name in _SAFE:
         return event
     if name.endswith("Deprecation"):
         return event
-    texts = [str(v) for v in (info.get("msg"), data.get("msg"), data.get("exc")) if v]
+    texts = [str(v).strip() for v in (info.get("msg"), data.get("msg"), data.get("exc")) if v]
     if texts:
         kept.append((node, max(texts, key=len)))
     for holder, key in ((info, "msg"), (data, "msg"), (data, "exc")):
