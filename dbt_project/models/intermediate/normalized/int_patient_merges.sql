@@ -7,6 +7,12 @@
 -- (A -> B, B -> A) or a longer chain resolves to no survivor and is left unmerged (both MRNs
 -- stay patients: a merge is never guessed).
 
+-- On PostgreSQL an index on retired_mrn: every staging row looks its MRN up here (a scalar
+-- subquery PostgreSQL runs once per row), a scan of the table per row without it (a not_null
+-- test of stg_hl7__observations ran for minutes at 100,000 patients; docs/decisions.md
+-- "PostgreSQL looks a merged MRN up by index"). DuckDB turns the lookup into a join.
+{{ config(indexes=[{'columns': ['retired_mrn']}] if target.type == 'postgres' else []) }}
+
 {%- set hops = 10 %}
 
 with
