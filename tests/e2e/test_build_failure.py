@@ -147,6 +147,20 @@ def test_failed_build_says_which_model_in_one_line(nights) -> None:
     assert "failed" in first_line and FAILING_MODEL in first_line, nights["cli_output"]
 
 
+def test_failed_build_keeps_the_database_text_in_restricted(nights) -> None:
+    """The engine's text of the failed model is kept where only those who may read records
+    read it, and the run's line says so (docs/decisions.md, "dbt's errors")."""
+    _, message = _run_row(nights["warehouse"], nights["failed_run"])
+    assert "the database's message is kept in restricted.build_errors" in message
+    with Warehouse.connect(nights["warehouse"]) as wh:
+        kept = wh.query(
+            "select unique_id, message from restricted.build_errors where run_id = ?",
+            [nights["failed_run"]],
+        )
+    assert f"model.trialscreen.{FAILING_MODEL}" in {r[0] for r in kept}, kept
+    assert all(r[1] for r in kept)
+
+
 def test_next_night_runs_and_publishes(nights) -> None:
     third = nights["third"]
     assert third.published, third.message
