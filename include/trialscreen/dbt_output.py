@@ -58,6 +58,8 @@ _SAFE = frozenset(
     }
 )
 _FAILED = frozenset({"error", "fail", "runtime error"})
+# commands (and dbt's own options) that read no row: run as they are
+_READS_NO_ROW = frozenset({"--version", "--help", "-h", "clean", "deps", "ls", "list", "parse"})
 _NOT_AN_EVENT = "a line of dbt's output that is not a dbt event, withheld: it may quote a record"
 
 
@@ -172,6 +174,8 @@ def _dbt() -> str:
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
+    if not args or args[0] in _READS_NO_ROW:  # dbt as it is: its output quotes no record
+        return subprocess.run([_dbt(), *args], check=False).returncode
     text_output = "--log-format" not in args and not any(
         a.startswith("--log-format=") for a in args
     )
