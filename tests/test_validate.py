@@ -751,3 +751,59 @@ def test_a_process_that_ran_the_gate_exits_without_nanobind_leak_warnings(tmp_pa
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "nanobind" not in done.stderr, done.stderr[:2000]
+
+
+CHECK_SUITE = """\
+suite: probe
+description: the same SQL check, validated from its rows in memory or as a query asset
+assets:
+  - name: check.probe_counts
+    requires: [marts.probe]
+    sql: |
+      select label, count(*) as n_rows, sum(n) as total from marts.probe group by label
+    columns: {label: string, n_rows: int, total: int}
+    expectations:
+      - {type: expect_column_values_to_be_between, kwargs: {column: total, max_value: 4},
+         blocking: true}
+      - {type: expect_column_values_to_be_between, kwargs: {column: n_rows, max_value: 1},
+         blocking: false}
+"""
+
+
+@pytest.mark.parametrize("rows_in_memory", [1000, 2])
+def test_a_sql_check_gives_the_same_outcome_read_once_or_queried_by_gx(
+    tmp_path, monkeypatch, rows_in_memory
+):
+    """docs/decisions.md "A check's SQL runs once": a check's result of up to
+    CHECK_ROWS_IN_MEMORY rows is computed once and validated in memory; a larger one stays a
+    query asset that GX runs on the warehouse. Both give the same failures, with the rows'
+    values as evidence."""
+    from trialscreen.validate import EXPECTATIONS_DIR_ENV, runner, validate
+    from trialscreen.validate.suites import load_suite
+
+    monkeypatch.setattr(runner, "CHECK_ROWS_IN_MEMORY", rows_in_memory)
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "probe.yml").write_text(CHECK_SUITE)
+    monkeypatch.setenv(EXPECTATIONS_DIR_ENV, str(tmp_path / "suites"))
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    with Warehouse.connect(url) as wh:
+        wh.execute("create schema marts")
+        wh.execute(
+            "create table marts.probe as select * from "
+            "(values (1, 'a'), (2, 'b'), (5, 'c'), (1, 'c')) t(n, label)"
+        )
+        suite = load_suite("probe", "run-check", SCREENING_DATE, directory=tmp_path / "suites")
+        sql, _, info = runner.asset_query(wh, suite.assets[0])
+    assert (sql is None) == (rows_in_memory >= 3)  # three labels: three rows
+    assert info.rows == 3
+
+    outcome = validate(url, tmp_path / "reports", "run-check", SCREENING_DATE, suites=["probe"])
+
+    assert outcome.expectations_evaluated == 2
+    assert [(f["column"], f["observed"]) for f in outcome.blocking_failures] == [
+        ("total", "1 of 3 rows unexpected (e.g. 6)")
+    ]
+    assert [(w["column"], w["observed"]) for w in outcome.warnings] == [
+        ("n_rows", "1 of 3 rows unexpected (e.g. 2)")
+    ]
+    assert not outcome.success

@@ -98,6 +98,11 @@ def _conform(frame: pl.DataFrame, columns: Mapping[str, str]) -> pl.DataFrame:
     )
 
 
+# A SQL check whose result has at most this many rows (checks compute aggregates: one row,
+# or one per feed) is read once and validated from memory; a larger one stays a query asset.
+CHECK_ROWS_IN_MEMORY = 1000
+
+
 def _count(wh: Warehouse, sql: str) -> int:
     return int(wh.scalar(f"select count(*) from ({sql}) as counted") or 0)
 
@@ -113,6 +118,12 @@ def asset_query(wh: Warehouse, asset: Asset) -> tuple[str | None, pl.DataFrame, 
             return None, _empty(asset.columns), AssetRead(asset.name, "sql check", 0, note)
         # GX takes a query asset that starts with SELECT (a check may start with WITH)
         sql = f"select * from ({asset.sql.strip().rstrip(';')}) as checked"
+        # a check computes its aggregates once, here: GX would run a query asset's SQL again
+        # for every metric of every expectation (docs/decisions.md, "A check's SQL runs once")
+        head = query_frame(wh, f"{sql} limit {CHECK_ROWS_IN_MEMORY + 1}")
+        if head.height <= CHECK_ROWS_IN_MEMORY:
+            frame = _conform(head, asset.columns)
+            return None, frame, AssetRead(asset.name, "sql check", frame.height)
         return sql, _empty({}), AssetRead(asset.name, "sql check", _count(wh, sql))
     assert asset.table is not None
     if not wh.table_exists(asset.table):
