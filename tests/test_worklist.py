@@ -1,20 +1,39 @@
-"""trialscreen.worklist without a warehouse: the decisions store, the rules that decide what a
-coordinator sees (new, closed, order), the page's escaping and the exports' safety. The
-warehouse side (restricted.worklist over two nights, Chromium) is tests/e2e/test_worklist.py;
-the PostgreSQL roles are tests/test_worklist_roles.py."""
+"""trialscreen.worklist: the decisions store, the rules that decide what a coordinator sees
+(new, closed, order), the page's escaping and the exports' safety, without a warehouse; and
+the snapshot written from a hand-made restricted.worklist (DuckDB, PostgreSQL) row for row as
+the same worklist written as entries. The warehouse side over two nights (Chromium) is
+tests/e2e/test_worklist.py; the PostgreSQL roles are tests/test_worklist_roles.py."""
 
 from __future__ import annotations
 
 import csv
 import importlib
 import sqlite3
-from datetime import datetime
+from datetime import date, datetime, time
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from trialscreen.worklist import Decision, DecisionError, DecisionStore, Worklist, mark, snapshot
-from trialscreen.worklist.build import Criterion, Entry
+from trialscreen.warehouse import Warehouse
+from trialscreen.worklist import (
+    Decision,
+    DecisionError,
+    DecisionStore,
+    Worklist,
+    mark,
+    snapshot,
+    write_worklist,
+)
+from trialscreen.worklist.build import (
+    CRITERION_COLUMNS,
+    CRITERION_DETAIL,
+    PATIENT_COLUMNS,
+    Criterion,
+    Entry,
+    read_frames,
+)
 from trialscreen.worklist.decisions import read_decisions_csv
 from trialscreen.worklist.export import export
 from trialscreen.worklist.render import render, write_page
@@ -290,3 +309,330 @@ def test_an_xlsx_too_large_for_a_sheet_is_refused_before_writing(
         export_module.export(_worklist(*_mixed()[:2]), store, out, "xlsx")
     assert not out.exists() and store.exports() == []
     assert export_module.export(_worklist(*_mixed()[:1]), store, out, "xlsx") == 2
+
+
+# --- the snapshot written from restricted.worklist --------------------------------------
+
+# a column a later release adds (kept per criterion), and one of a type the snapshot keeps as
+# text (a time of day)
+LATER = ("evidence_note", "evidence_time")
+DATES = ("screening_date", "birth_date", "first_eligible_on", "rescreen_by")
+TYPES = {  # column -> (DuckDB, PostgreSQL)
+    **{c: ("date", "date") for c in (*DATES, "evidence_date", "valid_until")},
+    "evidence_at": ("timestamp", "timestamp"),
+    "evidence_time": ("time", "time"),
+    **{c: ("boolean", "boolean") for c in ("is_new", "is_no_longer_eligible", "near_flip")},
+    "age_years": ("bigint", "integer"),
+    "criterion_ordinal": ("integer", "integer"),
+    "n_unknown": ("hugeint", "numeric"),  # a sum: a decimal on both engines
+    **{c: ("decimal(12,4)", "numeric") for c in ("value_numeric", "margin")},
+    **{c: ("double", "double precision") for c in ("threshold", "uln")},
+}
+WORKLIST_COLUMNS = (*PATIENT_COLUMNS, *CRITERION_COLUMNS, *CRITERION_DETAIL, *LATER)
+
+
+def _patient(trial: str, cohort: str, mrn: str, **kw: object) -> dict[str, object]:
+    return {
+        "run_id": "run-1",
+        "screening_date": date(2026, 11, 20),
+        "trial_id": trial,
+        "cohort_id": cohort,
+        "patient_key": f"key-{mrn}",
+        "mrn": mrn,
+        "family_name": "Doe",
+        "given_name": "Jane",
+        "birth_date": date(1960, 1, 2),
+        "age_years": 66,
+        "candidate_status": "ready_for_review",
+        "n_unknown": Decimal(0),
+        "is_new": True,
+        "is_no_longer_eligible": False,
+        "first_eligible_on": date(2026, 11, 20),
+        **kw,
+    }
+
+
+def _criterion(n: int, criterion: str, label: str | None, status: str, **kw: object) -> dict:
+    return {
+        "criterion_id": criterion,
+        "criterion_ordinal": n,
+        "criterion_label": label,
+        "criterion_status": status,
+        "reason": f"{criterion} {status}",
+        **kw,
+    }
+
+
+ANC = {
+    "value_numeric": Decimal("1.9000"),
+    "value_unit": "10*9/L",
+    "comparator": ">=",
+    "threshold": 1.5,
+    "uln": 2.0,
+    "margin": Decimal("0.4000"),
+    "near_flip": False,
+    "evidence_source": "hl7",
+    "evidence_at": datetime(2026, 11, 1, 8, 30),
+    "evidence_date": date(2026, 11, 1),
+    "valid_until": date(2026, 12, 1),
+    "evidence_time": time(8, 30),
+}
+P1, P2 = (
+    _patient("axiom", "asps", "MRN001"),
+    _patient(
+        "axiom",
+        "asps",
+        "MRN002",
+        family_name=None,
+        birth_date=None,
+        age_years=None,
+        candidate_status="missing_data",
+        n_unknown=Decimal(2),
+        is_new=None,
+        rescreen_by=date(2026, 12, 5),
+        sole_missing_criterion="ecog",
+        sole_missing_next_step="Record ECOG",
+    ),
+)
+P3 = _patient("axiom", "safety_run_in", "MRN003", previous_status="missing_data")
+P4 = _patient(
+    "beacon",
+    "main",
+    "MRN004",
+    candidate_status="ineligible",
+    is_new=False,
+    is_no_longer_eligible=True,
+    previous_status="ready_for_review",
+    first_eligible_on=None,
+)
+# restricted.worklist's rows as the warehouse holds them, not in the worklist's order
+ROWS = [
+    {**P2, **_criterion(3, "crcl", "Creatinine clearance", "met", value_numeric=Decimal("55.5"))},
+    {**P1, **_criterion(1, "anc", "ANC", "met", **ANC)},
+    {**P4, **_criterion(1, "anc", "ANC", "not_met", **ANC, evidence_note="repeat lab")},
+    {**P2, **_criterion(1, "anc", "ANC", "met", **ANC)},
+    {**P3, **_criterion(1, "anc", None, "met", **ANC)},
+    {
+        **P1,
+        **_criterion(
+            2,
+            "ecog",
+            None,
+            "met",
+            value_numeric=Decimal(1),
+            evidence_at=datetime(2026, 11, 2, 9, 15, 30, 250000),
+            near_flip=True,
+        ),
+    },
+    {**P2, **_criterion(2, "ecog", "", "unknown", next_step="Record ECOG", missing_item="ECOG")},
+    {**P3, **_criterion(2, "ecog", "Performance status", "met")},
+]
+
+
+def _expected(*, opted_out: str | None = None) -> list[Entry]:
+    """The same worklist, by hand, as entries in the worklist's order: dates as ISO text,
+    decimals as float, booleans and counts as Entry holds them, a criterion without a label
+    by its id."""
+    extra_anc = {
+        "comparator": ">=",
+        "margin": 0.4,
+        "near_flip": False,
+        "evidence_date": "2026-11-01",
+        "valid_until": "2026-12-01",
+        "missing_item": None,
+        "next_step": None,
+        "evidence_note": None,
+        "evidence_time": "08:30:00",
+    }
+    none = dict.fromkeys(extra_anc)
+
+    def anc(label: str, status: str, **extra: object) -> Criterion:
+        return Criterion(
+            "anc",
+            label,
+            status,
+            1.9,
+            "10*9/L",
+            1.5,
+            "2026-11-01T08:30:00",
+            f"anc {status}",
+            {**extra_anc, **extra},
+        )
+
+    def entry(p: dict[str, Any], criteria: list[Criterion], **kw: object) -> Entry:
+        fields = {k: p.get(k) for k in (*PATIENT_COLUMNS[2:], "is_new") if k != "is_new"}
+        return Entry(
+            **{**fields, **kw},  # type: ignore[arg-type]
+            is_new_in_marts=bool(p["is_new"]),
+            criteria=criteria,
+        )
+
+    entries = [
+        entry(
+            P1,
+            [
+                anc("ANC", "met"),
+                Criterion(
+                    "ecog",
+                    "ecog",
+                    "met",
+                    1.0,
+                    None,
+                    None,
+                    "2026-11-02T09:15:30.250000",
+                    "ecog met",
+                    {**none, "near_flip": True},
+                ),
+            ],
+            birth_date="1960-01-02",
+            n_unknown=0,
+            first_eligible_on="2026-11-20",
+        ),
+        entry(
+            P2,
+            [
+                anc("ANC", "met"),
+                Criterion(
+                    "ecog",
+                    "ecog",
+                    "unknown",
+                    None,
+                    None,
+                    None,
+                    None,
+                    "ecog unknown",
+                    {**none, "missing_item": "ECOG", "next_step": "Record ECOG"},
+                ),
+                Criterion(
+                    "crcl", "Creatinine clearance", "met", 55.5, None, None, None, "crcl met", none
+                ),
+            ],
+            n_unknown=2,
+            first_eligible_on="2026-11-20",
+            rescreen_by="2026-12-05",
+        ),
+        entry(
+            P3,
+            [
+                anc("anc", "met"),
+                Criterion(
+                    "ecog", "Performance status", "met", None, None, None, None, "ecog met", none
+                ),
+            ],
+            birth_date="1960-01-02",
+            n_unknown=0,
+            first_eligible_on="2026-11-20",
+        ),
+        entry(
+            P4,
+            [anc("ANC", "not_met", evidence_note="repeat lab")],
+            birth_date="1960-01-02",
+            n_unknown=0,
+        ),
+    ]
+    return [e for e in entries if e.mrn != opted_out]
+
+
+def _load(url: str, engine: str) -> None:
+    """restricted.worklist with ROWS, and the tables the worklist step reads beside it."""
+    with Warehouse.connect(url) as wh:
+        for schema in ("restricted", "marts"):
+            wh.ensure_schema(schema)
+        types = ", ".join(
+            f"{c} {TYPES.get(c, ('varchar', 'text'))[engine == 'postgres']}"
+            for c in WORKLIST_COLUMNS
+        )
+        wh.execute(f"create table restricted.worklist ({types})")
+        marks = ", ".join([wh.param] * len(WORKLIST_COLUMNS))
+        for row in ROWS:
+            wh.execute(
+                f"insert into restricted.worklist values ({marks})",
+                [row.get(c) for c in WORKLIST_COLUMNS],
+            )
+        wh.execute(
+            "create table restricted.patient_keys as "
+            "select distinct patient_key, mrn from restricted.worklist"
+        )
+        wh.execute(
+            "create table marts.eligible_candidates as select distinct trial_id, cohort_id, "
+            "patient_key from restricted.worklist where not is_no_longer_eligible"
+        )
+
+
+@pytest.fixture(
+    params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def worklist_url(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """A warehouse holding the hand-made restricted.worklist: (URL, engine)."""
+    engine: str = request.param
+    url = (
+        str(tmp_path / "wh.duckdb")
+        if engine == "duckdb"
+        else request.getfixturevalue("pg_database")
+    )
+    _load(url, engine)
+    return url, engine
+
+
+def _tables(path: Path) -> dict[str, list[tuple[tuple[str, object], ...]]]:
+    """A snapshot's tables row by row, each value with its SQLite type (1 is not 1.0)."""
+    con = sqlite3.connect(path)
+    try:
+        return {
+            t: [
+                tuple((type(v).__name__, v) for v in row)
+                for row in con.execute(f"select * from {t} order by 1, 2")
+            ]
+            for t in ("entries", "criteria", "meta")
+        }
+    finally:
+        con.close()
+
+
+META = {
+    "run_id": "run-1",
+    "screening_date": "2026-11-20",
+    "built_at": "2026-11-20T03:00:00",
+    "opted_out": {},
+    "opt_out_source": "",
+}
+
+
+@pytest.mark.parametrize("rows", [1, 3, 1000])  # an entry spans frames; one frame
+def test_the_snapshot_from_the_warehouse_has_the_rows_entries_give(
+    worklist_url: tuple[str, str], tmp_path: Path, rows: int
+) -> None:
+    url, _ = worklist_url
+    with Warehouse.connect(url) as wh:
+        extra, frames = read_frames(wh, rows)
+        assert snapshot.write_frames(tmp_path / "frames.sqlite", frames, extra, META) == (4, 8)
+    assert extra == [*CRITERION_DETAIL, *LATER]
+    snapshot.write_entries(tmp_path / "entries.sqlite", _expected(), extra, META)
+    assert _tables(tmp_path / "frames.sqlite") == _tables(tmp_path / "entries.sqlite")
+    with Snapshot(tmp_path / "frames.sqlite") as snap:
+        assert snap.load().entries == _expected()
+
+
+def test_the_worklist_step_writes_the_snapshot_without_opted_out_patients(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = str(tmp_path / "wh.duckdb")
+    _load(url, "duckdb")
+    opt_outs = tmp_path / "opt_outs.csv"
+    opt_outs.write_text("mrn\nMRN003\n", encoding="utf-8")
+    monkeypatch.setenv("TRIALSCREEN_WORKLIST_DIR", str(tmp_path / "worklist"))
+    monkeypatch.setenv("TRIALSCREEN_OPT_OUT_FILE", str(opt_outs))
+    page = write_worklist(url, "run-1", tmp_path / "reports")
+    with Snapshot(page.parent / "worklist.sqlite") as snap:
+        assert snap.opted_out == {"axiom/safety_run_in": 1}
+        meta = {
+            "run_id": "run-1",
+            "screening_date": "2026-11-20",
+            "built_at": snap.built_at,
+            "opted_out": snap.opted_out,
+            "opt_out_source": str(opt_outs),
+        }
+    snapshot.write_entries(
+        tmp_path / "entries.sqlite", _expected(opted_out="MRN003"), snap.extra_columns, meta
+    )
+    assert _tables(page.parent / "worklist.sqlite") == _tables(tmp_path / "entries.sqlite")

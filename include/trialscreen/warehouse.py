@@ -32,6 +32,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -75,6 +76,41 @@ def swap_in(staged: Path, target: Path) -> None:
 
 
 STREAM_ROWS = 50_000  # rows per batch of Warehouse.stream
+
+
+def _exact(dtype: pl.DataType) -> bool:
+    """Polars holds a streamed column of this type exactly (Warehouse.stream_frames)."""
+    if isinstance(dtype, pl.Datetime):  # a zone's offsets, nanoseconds: the driver's values
+        return dtype.time_zone is None and dtype.time_unit != "ns"
+    return dtype.is_numeric() or dtype in (pl.String, pl.Boolean, pl.Date, pl.Null)
+
+
+def _arrow_series(name: str, column: Any) -> pl.Series:
+    """An Arrow column (DuckDB's) as polars holds it, else its Python values."""
+    try:
+        series = pl.Series(name, column)
+    except Exception:  # a type polars does not read (an interval)
+        series = None
+    if series is not None and _exact(series.dtype):
+        return series
+    return pl.Series(name, column.to_pylist(), dtype=pl.Object)
+
+
+def _python_series(name: str, values: list[Any]) -> pl.Series:
+    """A column of PostgreSQL values (psycopg2's) as polars holds them, else as they are:
+    numeric (Decimal) among those, as polars may round a decimal or make it null when it
+    guesses one scale for the column."""
+    first = next((v for v in values if v is not None), None)
+    if first is None or (
+        isinstance(first, str | int | float | date) and getattr(first, "tzinfo", None) is None
+    ):
+        try:
+            series = pl.Series(name, values, strict=True)
+        except Exception:  # mixed types, an integer beyond 128 bits
+            series = None
+        if series is not None and _exact(series.dtype):
+            return series
+    return pl.Series(name, values, dtype=pl.Object)
 
 
 class WarehouseBusy(RuntimeError):
@@ -187,6 +223,15 @@ class Warehouse:
         until the iteration ends."""
         raise NotImplementedError
         yield []
+
+    def stream_frames(self, sql: str, rows: int = STREAM_ROWS) -> Iterator[pl.DataFrame]:
+        """:meth:`stream` as polars frames, a column at a time and no Python object per row
+        where polars holds the type exactly (:func:`_exact`): text, numbers, booleans, dates,
+        timestamps without a zone. A column of any other type (a time zone, an interval, a
+        list; PostgreSQL's numeric, whose precision polars may silently lose) holds the
+        driver's own Python values, as :meth:`stream` gives them (``pl.Object``)."""
+        raise NotImplementedError
+        yield pl.DataFrame()
 
     def _bulk_insert(self, table: str, frame: pl.DataFrame) -> None:
         raise NotImplementedError
@@ -366,6 +411,13 @@ class DuckDBWarehouse(Warehouse):
         for batch in self.con.sql(sql).to_arrow_reader(rows):
             yield list(zip(*(column.to_pylist() for column in batch.columns), strict=True))
 
+    def stream_frames(self, sql: str, rows: int = STREAM_ROWS) -> Iterator[pl.DataFrame]:
+        for batch in self.con.sql(sql).to_arrow_reader(rows):
+            names = batch.schema.names
+            yield pl.DataFrame(
+                [_arrow_series(n, c) for n, c in zip(names, batch.columns, strict=True)]
+            )
+
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         _ts_staged = self._staged  # noqa: F841 - read by name by DuckDB's replacement scan
         return self.con.execute(sql, params or []).fetchall()
@@ -473,6 +525,17 @@ class PostgresWarehouse(Warehouse):
         return _pg_type(dtype)
 
     def stream(self, sql: str, rows: int = STREAM_ROWS) -> Iterator[list[tuple[Any, ...]]]:
+        for _, batch in self._batches(sql, rows):
+            yield batch
+
+    def stream_frames(self, sql: str, rows: int = STREAM_ROWS) -> Iterator[pl.DataFrame]:
+        for names, batch in self._batches(sql, rows):
+            columns = zip(*batch, strict=True)
+            yield pl.DataFrame(
+                [_python_series(n, list(v)) for n, v in zip(names, columns, strict=True)]
+            )
+
+    def _batches(self, sql: str, rows: int) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
         # a server-side (named) cursor: psycopg2's default cursor fetches the whole result
         with self.transaction():
             cursor = self._dbapi.cursor(name="trialscreen_stream")
@@ -480,7 +543,7 @@ class PostgresWarehouse(Warehouse):
                 cursor.itersize = rows
                 cursor.execute(sql)
                 while batch := cursor.fetchmany(rows):
-                    yield list(batch)
+                    yield [d[0] for d in cursor.description], list(batch)
             finally:
                 cursor.close()
 

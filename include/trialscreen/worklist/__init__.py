@@ -30,7 +30,7 @@ import polars as pl
 
 from trialscreen.run_ids import check_run_id
 from trialscreen.warehouse import Warehouse, WarehouseUrl
-from trialscreen.worklist.build import WORKLIST_TABLE, Entry, Worklist, read_entries
+from trialscreen.worklist.build import WORKLIST_TABLE, Entry, Worklist, read_frames
 from trialscreen.worklist.decisions import (
     OUTCOMES,
     Decision,
@@ -40,7 +40,7 @@ from trialscreen.worklist.decisions import (
 )
 from trialscreen.worklist.export import export
 from trialscreen.worklist.render import Source, private_write, render, write_page
-from trialscreen.worklist.snapshot import SNAPSHOT_FILE, Snapshot, write_entries
+from trialscreen.worklist.snapshot import SNAPSHOT_FILE, Snapshot, write_frames
 
 __all__ = [
     "OUTCOMES",
@@ -255,10 +255,10 @@ def write_worklist(warehouse_url: str, run_id: str, reports_dir: Path | None = N
         )
         wh.replace_table(DECISIONS_TABLE, _decision_frame(decisions))
         wh.replace_table(ACCRUAL_TABLE, _accrual(run_id, decisions))
-        extra, entries = read_entries(wh)
-        n_entries, _ = write_entries(
+        extra, frames = read_frames(wh)
+        n_entries, _ = write_frames(
             snapshot,
-            entries,
+            frames,
             extra,
             {
                 "run_id": run_id,

@@ -12,12 +12,14 @@ candidates come last.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from trialscreen.warehouse import Warehouse
+import polars as pl
+
+from trialscreen.warehouse import STREAM_ROWS, Warehouse
 from trialscreen.worklist.decisions import CLOSING_OUTCOMES, Decision
 
 WORKLIST_TABLE = "restricted.worklist"
@@ -250,90 +252,88 @@ def worklist_columns(wh: Warehouse) -> tuple[list[str], list[str]]:
     return list(PATIENT_COLUMNS + CRITERION_COLUMNS) + extra, extra
 
 
-# column types the drivers already return as JSON-safe values (DuckDB's and PostgreSQL's
-# names): only the others (dates, timestamps, decimals) go through _plain, 6.5 M rows a night
-# at 1,000,000 patients
-_PLAIN_TYPES = frozenset(
-    ("varchar", "text", "character varying", "integer", "bigint", "smallint", "boolean")
-    + ("double", "double precision", "real", "float")
-)
+def _plain_series(series: pl.Series) -> pl.Series:
+    """:func:`_plain` of each value, a column at a time: dates and timestamps as their
+    ``isoformat()``, decimals as float; a column of any other type the warehouse gives as
+    Python values (``pl.Object``, Warehouse.stream_frames) through :func:`_plain` itself."""
+    dtype = series.dtype
+    if dtype == pl.Date:
+        return series.dt.strftime("%Y-%m-%d")
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+        # datetime.isoformat(): the microseconds only when there are some
+        whole, fraction = series.dt.strftime(_ISO), series.dt.strftime(_ISO + "%.6f")
+        return fraction.zip_with(series.dt.microsecond() != 0, whole)
+    if isinstance(dtype, pl.Decimal):
+        # float(Decimal) reads the decimal's text, correctly rounded; so does this
+        return series.cast(pl.String).cast(pl.Float64)
+    if _typed(dtype):
+        return series
+    values = [_plain(v) for v in series.to_list()]
+    try:  # PostgreSQL's numeric: floats now
+        plain = pl.Series(series.name, values, strict=True)
+    except Exception:  # text and numbers in one column (a value float() reads and one not)
+        plain = None
+    if plain is not None and _typed(plain.dtype):
+        return plain
+    return pl.Series(series.name, values, dtype=pl.Object)
 
 
-def _converters(wh: Warehouse, columns: list[str]) -> list[Any]:
-    """Per column, None when its values need no conversion, else :func:`_plain`."""
-    schema, table = WORKLIST_TABLE.split(".")
-    types = dict(
-        wh.query(
-            "select column_name, data_type from information_schema.columns "
-            f"where table_schema = {wh.param} and table_name = {wh.param}",
-            [schema, table],
-        )
-    )
-    return [None if str(types.get(c, "")).lower() in _PLAIN_TYPES else _plain for c in columns]
+def _typed(dtype: pl.DataType) -> bool:
+    return dtype.is_numeric() or dtype in (pl.String, pl.Boolean, pl.Null)
 
 
-def read_entries(wh: Warehouse) -> tuple[list[str], Iterator[Entry]]:
-    """The published restricted.worklist (opted-out patients already gone) as entries, one
-    at a time, streamed from the warehouse; with the extra column names."""
+_ISO = "%Y-%m-%dT%H:%M:%S"
+
+
+def plain_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every value of ``frame`` as :func:`_plain` makes it (JSON-safe), without a Python
+    object per value."""
+    return pl.DataFrame([_plain_series(s) for s in frame.iter_columns()])
+
+
+# Entry's fields from a plain restricted.worklist frame (an entry's first row), with the
+# conversions Entry's types need; the criterion's in criterion_values
+ENTRY_VALUES: dict[str, pl.Expr] = {
+    **{
+        f: pl.col(f)
+        for f in PATIENT_COLUMNS
+        if f not in ("run_id", "screening_date", "age_years", "n_unknown", "is_new")
+    },
+    "age_years": pl.col("age_years").cast(pl.Int64),
+    "n_unknown": pl.col("n_unknown").cast(pl.Int64).fill_null(0),
+    "is_new_in_marts": pl.col("is_new").cast(pl.Boolean).fill_null(False),
+    "is_no_longer_eligible": pl.col("is_no_longer_eligible").cast(pl.Boolean).fill_null(False),
+}
+
+
+def criterion_values(extra: Sequence[str]) -> dict[str, pl.Expr]:
+    """Criterion's fields from a plain restricted.worklist frame (one per row), then the
+    extra columns by their own names."""
+    label = pl.col("criterion_label")
+    return {
+        "criterion_id": pl.col("criterion_id"),
+        "label": pl.when(label.is_null() | (label == ""))
+        .then(pl.col("criterion_id"))
+        .otherwise(label),
+        "status": pl.col("criterion_status"),
+        "value": pl.col("value_numeric"),
+        "unit": pl.col("value_unit"),
+        "threshold": pl.col("threshold"),
+        "evidence_at": pl.col("evidence_at"),
+        "reason": pl.col("reason"),
+        **{x: pl.col(x) for x in extra},
+    }
+
+
+def read_frames(wh: Warehouse, rows: int = STREAM_ROWS) -> tuple[list[str], Iterator[pl.DataFrame]]:
+    """The published restricted.worklist (opted-out patients already gone) in plain frames of
+    at most ``rows`` rows (:func:`plain_frame`), streamed from the warehouse in the order of
+    its entries and criteria (an entry may continue in the next frame); with the extra
+    column names."""
     columns, extra = worklist_columns(wh)
-    convert = _converters(wh, columns)
-    batches = wh.stream(
+    frames = wh.stream_frames(
         f"select {', '.join(columns)} from {WORKLIST_TABLE} "
-        "order by trial_id, cohort_id, mrn, patient_key, criterion_ordinal"
+        "order by trial_id, cohort_id, mrn, patient_key, criterion_ordinal",
+        rows,
     )
-    return extra, _entries(columns, extra, (row for batch in batches for row in batch), convert)
-
-
-def _entries(
-    columns: list[str],
-    extra: list[str],
-    rows: Iterable[Sequence[Any]],
-    convert: Sequence[Any] | None = None,
-) -> Iterator[Entry]:
-    entry: Entry | None = None
-    key: tuple[str, str, str] | None = None
-    converters = list(convert or [_plain] * len(columns))
-    for raw in rows:
-        values = [
-            v if f is None or v is None else f(v) for f, v in zip(converters, raw, strict=True)
-        ]
-        r = dict(zip(columns, values, strict=True))
-        if (r["trial_id"], r["cohort_id"], r["patient_key"]) != key:
-            if entry is not None:
-                yield entry
-            key = (r["trial_id"], r["cohort_id"], r["patient_key"])
-            entry = Entry(
-                trial_id=r["trial_id"],
-                cohort_id=r["cohort_id"],
-                patient_key=r["patient_key"],
-                mrn=r["mrn"],
-                family_name=r["family_name"],
-                given_name=r["given_name"],
-                birth_date=r["birth_date"],
-                age_years=None if r["age_years"] is None else int(r["age_years"]),
-                candidate_status=r["candidate_status"],
-                n_unknown=int(r["n_unknown"] or 0),
-                is_new_in_marts=bool(r["is_new"]),
-                is_no_longer_eligible=bool(r["is_no_longer_eligible"]),
-                previous_status=r["previous_status"],
-                first_eligible_on=r["first_eligible_on"],
-                rescreen_by=r["rescreen_by"],
-                sole_missing_criterion=r["sole_missing_criterion"],
-                sole_missing_next_step=r["sole_missing_next_step"],
-            )
-        assert entry is not None
-        entry.criteria.append(
-            Criterion(
-                criterion_id=r["criterion_id"],
-                label=r["criterion_label"] or r["criterion_id"],
-                status=r["criterion_status"],
-                value=r["value_numeric"],
-                unit=r["value_unit"],
-                threshold=r["threshold"],
-                evidence_at=r["evidence_at"],
-                reason=r["reason"],
-                extra={c: r[c] for c in extra},
-            )
-        )
-    if entry is not None:
-        yield entry
+    return extra, (plain_frame(f) for f in frames)

@@ -2,12 +2,15 @@
 ``<worklist dir>/<run_id>/worklist.sqlite`` (0600), which ``trialscreen worklist export`` and
 ``mark`` read while the nightly run holds the warehouse.
 
-It is written from ``restricted.worklist`` as a stream, an entry at a time, and read the same
-way: the entries of one cohort in the page's order under the current decisions, each with its
-criteria. At 1,000,000 patients the worklist holds 365,000 entries and 6.5 M criterion rows,
-which never sit in memory together (docs/decisions.md, "The worklist at a health system's
-size"). The order is SQL here and :meth:`Entry.sort_key` in the in-memory
-:class:`~trialscreen.worklist.build.Worklist`; tests/test_worklist.py holds the two equal.
+It is written from ``restricted.worklist`` as a stream, a batch of rows at a time and
+without a Python object per row (:meth:`SnapshotWriter.add_frame`; tests and small
+worklists built in Python write :class:`~trialscreen.worklist.build.Entry` objects with
+:meth:`SnapshotWriter.add`), and read an entry at a time: the entries of one cohort in the
+page's order under the current decisions, each with its criteria. At 1,000,000 patients the
+worklist holds 365,000 entries and 6.5 M criterion rows, which never sit in memory together
+(docs/decisions.md, "The worklist at a health system's size"). The order is SQL here and
+:meth:`Entry.sort_key` in the in-memory :class:`~trialscreen.worklist.build.Worklist`;
+tests/test_worklist.py holds the two equal.
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from trialscreen.worklist.build import (
+    ENTRY_VALUES,
     READINESS,
     Criterion,
     Entry,
     Worklist,
     _plain,
+    criterion_values,
     decision_dict,
 )
 from trialscreen.worklist.decisions import CLOSING_OUTCOMES, Decision
@@ -34,6 +41,7 @@ SNAPSHOT_FILE = "worklist.sqlite"
 ENTRY_FIELDS = tuple(f.name for f in fields(Entry) if f.name not in ("criteria", "decision"))
 CRITERION_FIELDS = tuple(f.name for f in fields(Criterion) if f.name != "extra")
 _FLUSH_ROWS = 20_000  # criterion rows per insert batch
+_KEY = ("trial_id", "cohort_id", "patient_key")  # restricted.worklist's rows of one entry
 
 
 def _q(name: str) -> str:
@@ -73,6 +81,9 @@ class SnapshotWriter:
         self._criteria: list[tuple[Any, ...]] = []
         self.n_entries = 0
         self.n_criteria = 0
+        # the key of the entry the last frame ended in, and its criteria so far
+        self._open: tuple[Any, ...] | None = None
+        self._open_criteria = 0
 
     def __enter__(self) -> SnapshotWriter:
         return self
@@ -83,6 +94,7 @@ class SnapshotWriter:
             self._tmp.unlink(missing_ok=True)
 
     def add(self, entry: Entry) -> None:
+        self._open = None
         self.n_entries += 1
         eid = self.n_entries
         self._entries.append((eid, *(getattr(entry, f) for f in ENTRY_FIELDS)))
@@ -95,6 +107,48 @@ class SnapshotWriter:
                     *(c.extra.get(x) for x in self.extras),
                 )
             )
+        if len(self._criteria) >= _FLUSH_ROWS:
+            self._flush()
+
+    def add_frame(self, frame: pl.DataFrame) -> None:
+        """Rows of restricted.worklist, plain (:func:`~trialscreen.worklist.build.read_frames`)
+        and in its order: an entry per run of rows of one (trial, cohort, patient) with its
+        first row's values, a criterion per row; the entry the previous frame ended in
+        continues when this one begins with it. The same rows :meth:`add` writes for the same
+        worklist as entries."""
+        if frame.height == 0:
+            return
+        row = pl.int_range(pl.len())
+        begins = pl.any_horizontal([pl.col(k).ne_missing(pl.col(k).shift(1)) for k in _KEY])
+        continues = self._open is not None and frame.select(_KEY).row(0) == self._open
+        numbered = frame.with_columns(
+            pl.when(row == 0).then(not continues).otherwise(begins).alias("_ts_begins")
+        ).with_columns(
+            (pl.col("_ts_begins").cum_sum().cast(pl.Int64) + self.n_entries).alias("_ts_entry"),
+            # rows since the entry's first row (in an earlier frame for the continued entry)
+            (
+                row
+                - pl.when(pl.col("_ts_begins"))
+                .then(row)
+                .forward_fill()
+                .fill_null(-self._open_criteria)
+            ).alias("_ts_position"),
+        )
+        entries = numbered.filter(pl.col("_ts_begins")).select(
+            pl.col("_ts_entry"), *(ENTRY_VALUES[f].alias(f) for f in ENTRY_FIELDS)
+        )
+        values = criterion_values(self.extras)
+        criteria = numbered.select(
+            pl.col("_ts_entry"),
+            pl.col("_ts_position"),
+            *(values[f].alias(f) for f in CRITERION_FIELDS),
+            *(values[x].alias(f"x_{x}") for x in self.extras),
+        )
+        self._entries.extend(entries.rows())
+        self._criteria.extend(criteria.rows())
+        self.n_entries += entries.height
+        last = numbered.select(*_KEY, "_ts_position").row(-1)
+        self._open, self._open_criteria = last[:-1], last[-1] + 1
         if len(self._criteria) >= _FLUSH_ROWS:
             self._flush()
 
@@ -280,5 +334,20 @@ def write_entries(
     with SnapshotWriter(path, extra_columns) as writer:
         for entry in entries:
             writer.add(entry)
+        writer.finish(meta)
+        return writer.n_entries, writer.n_criteria
+
+
+def write_frames(
+    path: Path,
+    frames: Iterable[pl.DataFrame],
+    extra_columns: Sequence[str],
+    meta: Mapping[str, Any],
+) -> tuple[int, int]:
+    """Stream restricted.worklist's plain frames (:func:`~trialscreen.worklist.build.
+    read_frames`) into a snapshot at ``path``; returns (entries, criterion rows)."""
+    with SnapshotWriter(path, extra_columns) as writer:
+        for frame in frames:
+            writer.add_frame(frame)
         writer.finish(meta)
         return writer.n_entries, writer.n_criteria
