@@ -252,6 +252,9 @@ def worklist_columns(wh: Warehouse) -> tuple[list[str], list[str]]:
     return list(PATIENT_COLUMNS + CRITERION_COLUMNS) + extra, extra
 
 
+_ISO = "%Y-%m-%dT%H:%M:%S"  # datetime.isoformat() without the microseconds
+
+
 def _plain_series(series: pl.Series) -> pl.Series:
     """:func:`_plain` of each value, a column at a time: dates and timestamps as their
     ``isoformat()``, decimals as float; a column of any other type the warehouse gives as
@@ -280,9 +283,6 @@ def _plain_series(series: pl.Series) -> pl.Series:
 
 def _typed(dtype: pl.DataType) -> bool:
     return dtype.is_numeric() or dtype in (pl.String, pl.Boolean, pl.Null)
-
-
-_ISO = "%Y-%m-%dT%H:%M:%S"
 
 
 def plain_frame(frame: pl.DataFrame) -> pl.DataFrame:
