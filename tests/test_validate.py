@@ -603,6 +603,21 @@ def test_schema_map_reads_candidate_schema_but_keeps_names():
     assert "marts_candidate.screening_results" in published.requires
 
 
+def _probe_warehouse(tmp_path: Path, monkeypatch, suite: str, values: str) -> str:
+    """A suite file ``probe`` and a DuckDB warehouse with ``marts.probe(n, label)`` holding
+    ``values``; the warehouse's URL."""
+    from trialscreen.validate import EXPECTATIONS_DIR_ENV
+
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "probe.yml").write_text(suite)
+    monkeypatch.setenv(EXPECTATIONS_DIR_ENV, str(tmp_path / "suites"))
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    with Warehouse.connect(url) as wh:
+        wh.execute("create schema marts")
+        wh.execute(f"create table marts.probe as select * from (values {values}) t(n, label)")
+    return url
+
+
 PROBE_SUITE = """\
 suite: probe
 description: one expectation errors; the others are evaluated on their data
@@ -640,17 +655,9 @@ def test_an_erroring_expectation_leaves_the_others_evaluated(tmp_path, monkeypat
     never ran as failed. Now the failed query is rolled back: the erroring expectations are
     reported as errors and every other one passes or fails as its data says, in this asset
     and in the next one."""
-    from trialscreen.validate import EXPECTATIONS_DIR_ENV, validate
+    from trialscreen.validate import validate
 
-    (tmp_path / "suites").mkdir()
-    (tmp_path / "suites" / "probe.yml").write_text(PROBE_SUITE)
-    monkeypatch.setenv(EXPECTATIONS_DIR_ENV, str(tmp_path / "suites"))
-    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
-    with Warehouse.connect(url) as wh:
-        wh.execute("create schema marts")
-        wh.execute(
-            "create table marts.probe as select * from (values (1, 'one'), (5, 'five')) t(n, label)"
-        )
+    url = _probe_warehouse(tmp_path, monkeypatch, PROBE_SUITE, "(1, 'one'), (5, 'five')")
     outcome = validate(url, tmp_path / "reports", "run-probe", SCREENING_DATE, suites=["probe"])
 
     assert outcome.expectations_evaluated == 8
@@ -778,20 +785,14 @@ def test_a_sql_check_gives_the_same_outcome_read_once_or_queried_by_gx(
     CHECK_ROWS_IN_MEMORY rows is computed once and validated in memory; a larger one stays a
     query asset that GX runs on the warehouse. Both give the same failures, with the rows'
     values as evidence."""
-    from trialscreen.validate import EXPECTATIONS_DIR_ENV, runner, validate
+    from trialscreen.validate import runner, validate
     from trialscreen.validate.suites import load_suite
 
     monkeypatch.setattr(runner, "CHECK_ROWS_IN_MEMORY", rows_in_memory)
-    (tmp_path / "suites").mkdir()
-    (tmp_path / "suites" / "probe.yml").write_text(CHECK_SUITE)
-    monkeypatch.setenv(EXPECTATIONS_DIR_ENV, str(tmp_path / "suites"))
-    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    url = _probe_warehouse(
+        tmp_path, monkeypatch, CHECK_SUITE, "(1, 'a'), (2, 'b'), (5, 'c'), (1, 'c')"
+    )
     with Warehouse.connect(url) as wh:
-        wh.execute("create schema marts")
-        wh.execute(
-            "create table marts.probe as select * from "
-            "(values (1, 'a'), (2, 'b'), (5, 'c'), (1, 'c')) t(n, label)"
-        )
         suite = load_suite("probe", "run-check", SCREENING_DATE, directory=tmp_path / "suites")
         sql, _, info = runner.asset_query(wh, suite.assets[0])
     assert (sql is None) == (rows_in_memory >= 3)  # three labels: three rows
