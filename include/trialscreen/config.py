@@ -293,6 +293,7 @@ NOT_SETTINGS: dict[str, str] = {
     "TRIALSCREEN_PG_DBNAME": "derived from the warehouse URL",
     "TRIALSCREEN_SPARK_WAREHOUSE_DIR": "derived from a spark:/// warehouse URL",
     "TRIALSCREEN_GX_WAREHOUSE_URL": "set by the quality gate for one gate run",
+    "TRIALSCREEN_DBT_PYTHON": "set by the DAG for its dbt wrapper (trialscreen/bin/dbt)",
     "TRIALSCREEN_BIND_ADDRESS": "docker compose interpolation",
     "TRIALSCREEN_IMAGE_TAG": "docker compose interpolation",
     "TRIALSCREEN_COMPOSE_BIN": "test suite only",
