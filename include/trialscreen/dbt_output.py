@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 from trialscreen.errors import dbt_node_summary, dbt_text_kept
 
-BUILD_ERRORS_TABLE = "restricted.build_errors"  # trialscreen.pipeline.builds, where it is made
+BUILD_ERRORS_TABLE = "restricted.build_errors"  # written by trialscreen.pipeline.builds
 # the executable the DAG gives Cosmos, and the variable that names the interpreter it runs
 DBT_WRAPPER = Path(__file__).resolve().parent / "bin" / "dbt"
 DBT_PYTHON_ENV = "TRIALSCREEN_DBT_PYTHON"
@@ -149,21 +149,11 @@ def _warehouse_url(env: dict[str, str]) -> str | None:
 
 
 def keep(kept: list[tuple[str | None, str]], run_id: str, warehouse_url: str) -> int:
-    """Write the texts taken out to ``restricted.build_errors``; the number of rows."""
-    import polars as pl
+    """Write the texts taken out (each once) to ``restricted.build_errors``; the number of
+    rows."""
+    from trialscreen.pipeline.builds import write_build_errors
 
-    from trialscreen.pipeline.builds import BUILD_ERRORS_COLUMNS
-    from trialscreen.pipeline.runs import _now
-    from trialscreen.warehouse import Warehouse
-
-    rows = [
-        {"run_id": run_id, "unique_id": node, "message": text, "recorded_at": _now()}
-        for node, text in dict.fromkeys(kept)
-    ]
-    with Warehouse.connect(warehouse_url) as wh:
-        wh.ensure_table(BUILD_ERRORS_TABLE, BUILD_ERRORS_COLUMNS)
-        wh.load_frame(BUILD_ERRORS_TABLE, pl.DataFrame(rows, schema=BUILD_ERRORS_COLUMNS))
-    return len(rows)
+    return write_build_errors(warehouse_url, run_id, dict.fromkeys(kept))
 
 
 def _dbt() -> str:

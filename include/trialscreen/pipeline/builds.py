@@ -8,7 +8,7 @@ nights").
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from importlib import metadata
@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from trialscreen import schema
+from trialscreen.dbt_output import BUILD_ERRORS_TABLE as BUILD_ERRORS_TABLE  # re-exported
 from trialscreen.ingest import ensure_tables
 from trialscreen.pipeline.runs import RUNS_TABLE, _now
 from trialscreen.pipeline.transformer import transform_url
@@ -58,7 +59,6 @@ BUILD_NODES_COLUMNS: dict[str, pl.DataType] = {
 # errors"): it may quote a record (an MRN, a name, a birth date in a failed cast or a key),
 # so it is kept here, in the PHI schema, and nowhere else; the run's message names the node
 # and this table. unique_id is null for an error that stopped dbt before any node failed.
-BUILD_ERRORS_TABLE = "restricted.build_errors"
 BUILD_ERRORS_COLUMNS: dict[str, pl.DataType] = {
     "run_id": pl.String(),
     "unique_id": pl.String(),
@@ -67,28 +67,31 @@ BUILD_ERRORS_COLUMNS: dict[str, pl.DataType] = {
 }
 
 
-def _record_build_errors(warehouse: str | Path, run_id: str, error: DbtBuildError) -> None:
+def write_build_errors(
+    warehouse_url: str, run_id: str, texts: Iterable[tuple[str | None, str]]
+) -> int:
+    """Append (node unique_id or None, the database's text) rows to ``restricted.build_errors``
+    of ``warehouse_url``; the number of rows. The pipeline's build and the DAG's dbt wrapper
+    (trialscreen.dbt_output) both write through here."""
     rows = [
-        {"run_id": run_id, "unique_id": name, "message": message, "recorded_at": _now()}
-        for name, message in error.failures
+        {"run_id": run_id, "unique_id": node, "message": text, "recorded_at": _now()}
+        for node, text in texts
     ]
-    if not rows and error.invocation_text:
-        rows = [
-            {
-                "run_id": run_id,
-                "unique_id": None,
-                "message": error.invocation_text,
-                "recorded_at": _now(),
-            }
-        ]
-    if not rows:
-        return
+    if rows:
+        with Warehouse.connect(warehouse_url) as wh:
+            wh.ensure_table(BUILD_ERRORS_TABLE, BUILD_ERRORS_COLUMNS)
+            wh.load_frame(BUILD_ERRORS_TABLE, pl.DataFrame(rows, schema=BUILD_ERRORS_COLUMNS))
+    return len(rows)
+
+
+def _record_build_errors(warehouse: str | Path, run_id: str, error: DbtBuildError) -> None:
+    texts: list[tuple[str | None, str]] = list(error.failures)
+    if not texts and error.invocation_text:
+        texts = [(None, error.invocation_text)]
     # as dbt's role (the transformer when the deployment names one), as the DAG's dbt writes
     # it (trialscreen.dbt_output): one owner of the table on PostgreSQL
-    with Warehouse.connect(transform_url(warehouse)) as wh:
-        wh.ensure_table(BUILD_ERRORS_TABLE, BUILD_ERRORS_COLUMNS)
-        wh.load_frame(BUILD_ERRORS_TABLE, pl.DataFrame(rows, schema=BUILD_ERRORS_COLUMNS))
-    error.kept_in(BUILD_ERRORS_TABLE)
+    if write_build_errors(transform_url(warehouse), run_id, texts):
+        error.kept_in(BUILD_ERRORS_TABLE)
 
 
 class _NodeTimes:
