@@ -75,7 +75,7 @@ def swap_in(staged: Path, target: Path) -> None:
         os.close(directory)
 
 
-STREAM_ROWS = 50_000  # rows per batch of Warehouse.stream
+STREAM_ROWS = 50_000  # rows per batch of Warehouse.stream_frames
 
 
 def _exact(dtype: pl.DataType) -> bool:
@@ -217,19 +217,14 @@ class Warehouse:
     def query_frame(self, sql: str) -> pl.DataFrame:
         raise NotImplementedError
 
-    def stream(self, sql: str, rows: int = STREAM_ROWS) -> Iterator[list[tuple[Any, ...]]]:
-        """The result of ``sql`` in batches of at most ``rows`` rows, never whole in memory
-        (the worklist at 1,000,000 patients: 6.5 M rows). The connection runs nothing else
-        until the iteration ends."""
-        raise NotImplementedError
-        yield []
-
     def stream_frames(self, sql: str, rows: int = STREAM_ROWS) -> Iterator[pl.DataFrame]:
-        """:meth:`stream` as polars frames, a column at a time and no Python object per row
-        where polars holds the type exactly (:func:`_exact`): text, numbers, booleans, dates,
+        """The result of ``sql`` as polars frames of at most ``rows`` rows, never whole in
+        memory (the worklist at 1,000,000 patients: 6.5 M rows); the connection runs nothing
+        else until the iteration ends. A column at a time and no Python object per row where
+        polars holds the type exactly (:func:`_exact`): text, numbers, booleans, dates,
         timestamps without a zone. A column of any other type (a time zone, an interval, a
         list; PostgreSQL's numeric, whose precision polars may silently lose) holds the
-        driver's own Python values, as :meth:`stream` gives them (``pl.Object``)."""
+        driver's own Python values (``pl.Object``)."""
         raise NotImplementedError
         yield pl.DataFrame()
 
@@ -405,13 +400,9 @@ class DuckDBWarehouse(Warehouse):
         finally:
             self._staged = None
 
-    def stream(self, sql: str, rows: int = STREAM_ROWS) -> Iterator[list[tuple[Any, ...]]]:
+    def stream_frames(self, sql: str, rows: int = STREAM_ROWS) -> Iterator[pl.DataFrame]:
         # execute() materializes the whole result; a relation's Arrow reader streams it, an
         # ORDER BY spilling to disk under the memory limit
-        for batch in self.con.sql(sql).to_arrow_reader(rows):
-            yield list(zip(*(column.to_pylist() for column in batch.columns), strict=True))
-
-    def stream_frames(self, sql: str, rows: int = STREAM_ROWS) -> Iterator[pl.DataFrame]:
         for batch in self.con.sql(sql).to_arrow_reader(rows):
             names = batch.schema.names
             yield pl.DataFrame(
@@ -523,10 +514,6 @@ class PostgresWarehouse(Warehouse):
 
     def column_type(self, dtype: pl.DataType) -> str:
         return _pg_type(dtype)
-
-    def stream(self, sql: str, rows: int = STREAM_ROWS) -> Iterator[list[tuple[Any, ...]]]:
-        for _, batch in self._batches(sql, rows):
-            yield batch
 
     def stream_frames(self, sql: str, rows: int = STREAM_ROWS) -> Iterator[pl.DataFrame]:
         for names, batch in self._batches(sql, rows):
