@@ -447,7 +447,7 @@ def test_bilirubin_twice_uln_meets_with_gilbert(warehouse):
     row = evaluation(warehouse, "BILIGIL", "bilirubin")
     assert row["status"] == "met"
     assert row["threshold"] == pytest.approx(3.6)
-    assert "gilbert" in row["reason"]
+    assert "(Gilbert syndrome coded, E80.4)" in row["reason"]
 
 
 def test_implausible_result_uln_falls_back_to_institutional(warehouse):

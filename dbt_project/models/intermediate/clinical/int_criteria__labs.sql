@@ -37,6 +37,12 @@ concepts as (
 
 ),
 
+concept_labels as (
+
+    select concept, label from {{ ref('condition_concepts') }}
+
+),
+
 latest as (
 
     select * from {{ ref('int_labs__latest_in_window') }}
@@ -64,6 +70,8 @@ modifiers as (
         concepts.criterion_id,
         diagnoses.patient_mrn,
         concepts.concept,
+        -- the seed's words for the concept (liver metastases), never the token
+        coalesce(concept_labels.label, concepts.concept) as concept_label,
         concepts.modifier_uln_multiplier,
         diagnoses.code,
         row_number() over (
@@ -73,6 +81,8 @@ modifiers as (
     from concepts
     inner join diagnoses
         on concepts.concept = diagnoses.concept
+    left join concept_labels
+        on concepts.concept = concept_labels.concept
 
 ),
 
@@ -97,6 +107,7 @@ joined as (
         uln.uln_source,
         uln.value_x_uln,
         modifiers.concept as modifier_concept,
+        modifiers.concept_label as modifier_label,
         modifiers.code as modifier_code,
         case
             when criteria.rule = 'lab_uln'
@@ -167,7 +178,7 @@ described as (
                 || case when uln is not null then ' = ' || {{ fmt_num('limit_value') }} else '' end
                 || case
                     when modifier_concept is not null
-                        then ' (' || modifier_concept || ' coded, ' || coalesce(modifier_code, '') || ')'
+                        then ' (' || modifier_label || ' coded, ' || coalesce({{ display_code('modifier_code') }}, '') || ')'
                     else ''
                 end
         end as limit_text
