@@ -39,7 +39,10 @@ concepts as (
 
 concept_labels as (
 
-    select concept, label from {{ ref('condition_concepts') }}
+    select
+        concept,
+        label
+    from {{ ref('condition_concepts') }}
 
 ),
 
