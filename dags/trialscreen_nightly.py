@@ -16,7 +16,7 @@ import re
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pendulum
 from airflow.sdk import BaseNotifier, Param, dag, task
@@ -60,6 +60,7 @@ TEST_RESOURCES = ("--resource-type", "test", "--resource-type", "unit_test")
 # only on a full rebuild, as `trialscreen run` builds (pipeline.build)
 PLAN = "ti.xcom_pull(task_ids='prepare_build')"
 FULL_REFRESH = "{{ " + PLAN + "['full_refresh'] }}"
+BUILD_ENV = "{{ " + PLAN + "['env'] }}"
 SEEDS_FLAG = "{{ '' if " + PLAN + "['full_refresh'] else '--exclude-resource-type=seed' }}"
 # the models whose state a recorded plan vouches for (docs/decisions.md, "Incremental nights")
 INCREMENTAL_MODELS = ("int_observations", "int_conditions", "int_medications")
@@ -428,6 +429,12 @@ def trialscreen_nightly() -> None:
             manifest_path=MANIFEST,
             project_name="trialscreen",
             install_dbt_deps=False,  # the project has no packages: nothing to fetch
+            # dbt's connection settings for this run, from prepare_build's XCom: Cosmos hands
+            # env_vars to every dbt operator as its templated `env`, so the template renders at
+            # run time, to a dict (render_template_as_native_obj); nothing reads it at parse
+            # time (LoadMode.DBT_MANIFEST runs no dbt ls). Typed dict[str, str] in Cosmos 1.15:
+            # a template string is what its operators' `env` field takes
+            env_vars=cast(dict[str, str], BUILD_ENV),
         ),
         profile_config=ProfileConfig(
             profile_name="trialscreen",
@@ -459,11 +466,9 @@ def trialscreen_nightly() -> None:
             seed_rendering_behavior=SeedRenderingBehavior.NONE,  # seeds too
             emit_datasets=False,  # Airflow assets per model: noise for a single nightly DAG
         ),
-        # per-run connection settings and vars come from prepare_build's XCom (templated at
-        # run time; ProjectConfig.env_vars would fix them at parse time)
+        # per-run vars come from prepare_build's XCom (templated at run time)
         operator_args={
             "append_env": True,  # dbt's process gets the worker's environment (PG password...)
-            "env": "{{ ti.xcom_pull(task_ids='prepare_build')['env'] }}",
             "vars": "{{ ti.xcom_pull(task_ids='prepare_build')['vars'] }}",
         },
     )
