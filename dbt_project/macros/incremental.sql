@@ -61,3 +61,27 @@
         )
     {%- endif -%}
 {%- endmacro %}
+
+{#- The relation a data test reads (dbt's `where` config, overridden here): a test whose meta
+    says `new_loads_only` reads, on an incremental night, only the rows of the loads since the
+    last successful build (`load_id > var('incremental_after_load_id')`), and everything on a
+    full build. Decided when the test compiles, not when the project is parsed, so the night's
+    variable is read like screening_date: one parse serves every night (trialscreen.transform
+    RUN_VARS). A test's own `where` applies as dbt's does. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set conditions = [] -%}
+    {%- if config.get('where') -%}
+        {%- do conditions.append('(' ~ config.get('where') ~ ')') -%}
+    {%- endif -%}
+    {%- set after = incremental_after_load_id() -%}
+    {%- if (config.get('meta') or {}).get('new_loads_only') and after is not none -%}
+        {%- do conditions.append('load_id > ' ~ after) -%}
+    {%- endif -%}
+    {%- if conditions -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ conditions | join(' and ') }}) dbt_subquery
+        {%- endset -%}
+        {%- do return(filtered) -%}
+    {%- endif -%}
+    {%- do return(relation) -%}
+{%- endmacro %}

@@ -287,11 +287,13 @@ def _vars_args(dbt_vars: Mapping[str, Any] | None) -> list[str]:
 # every command of a run (seed, build, docs generate) and every run of a long-lived process
 # parsed it again: dbt's own partial parsing never applies, since the run's vars change on
 # every run. The run's vars (RUN_VARS) are read only when a node executes (macros/
-# run_vars.sql), so the parse leaves them out and the command gets them; a parse is reused
+# run_vars.sql; the load id an incremental night continues from, macros/incremental.sql, also
+# in the staging tests' filter), so the parse leaves them out and the command gets them; a
+# parse is reused
 # only for the same project files (path, size, modification time), target and connection
 # identity (what dbt writes into the nodes: the DuckDB file's name, the PostgreSQL database)
 # and the same other vars (``wap`` changes the schemas, ``criterion_rules`` the models).
-RUN_VARS = frozenset({"screening_date", "run_id", "timezone"})
+RUN_VARS = frozenset({"screening_date", "run_id", "timezone", "incremental_after_load_id"})
 _PARSE_CACHE_SIZE = 4
 _PARSED: dict[tuple[Any, ...], Any] = {}
 _PARSED_LOCK = threading.Lock()
@@ -302,7 +304,7 @@ def _parse_key(
 ) -> tuple[Any, ...] | None:
     """What a parse of the project depends on, or None for a command that must parse itself
     (``parse`` writes the manifest others read)."""
-    if command.split()[0] not in ("build", "seed", "run", "test", "docs"):
+    if command.split()[0] not in ("build", "seed", "run", "test", "compile", "docs"):
         return None
     identity = dict(target.env)
     if target.target == "duckdb":  # the nodes carry the file's name, not its folder

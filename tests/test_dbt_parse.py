@@ -1,0 +1,64 @@
+"""One parse of the dbt project serves every night (docs/decisions.md "One dbt parse per
+process", "Staging tests read the new loads"): the load id an incremental night continues from
+is read when the staging tests compile, so two nights with different load ids share the parse
+and each night's tests still read only its new loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trialscreen import transform
+
+pytestmark = pytest.mark.slow  # dbt parses the project (about 10 s)
+
+NODE = "stg_hl7__observations"
+
+
+def _compiled_tests(artifacts: Path) -> dict[str, str]:
+    """The compiled SQL of the data tests of NODE, by file name."""
+    compiled = artifacts / "target" / "compiled" / "trialscreen" / "models" / "staging" / "hl7"
+    return {path.name: path.read_text() for path in compiled.rglob("*.sql")}
+
+
+def test_nights_with_other_load_ids_share_one_parse_and_filter_their_own_loads(
+    tmp_path: Path,
+) -> None:
+    warehouse = str(tmp_path / "parse.duckdb")
+    transform._PARSED.clear()
+    nights = {"full": None, "after_7": 7, "after_12": 12}
+    compiled: dict[str, dict[str, str]] = {}
+    for night, after in nights.items():
+        dbt_vars = {"screening_date": "2026-11-20", "run_id": night, "wap": True}
+        if after is not None:
+            dbt_vars["incremental_after_load_id"] = after
+        transform.run_dbt(
+            "compile",
+            warehouse,
+            args=["--select", f"{NODE},test_type:data"],
+            dbt_vars=dbt_vars,
+            artifacts_dir=tmp_path / night,
+        )
+        compiled[night] = _compiled_tests(tmp_path / night)
+    assert len(transform._PARSED) == 1  # the three nights, one parse
+
+    assert len(compiled["full"]) >= 3  # not_null and accepted_values tests of the model
+    for name, sql in compiled["full"].items():
+        assert "load_id >" not in sql, name  # a full build tests every row
+    for name in compiled["full"]:
+        assert "load_id > 7" in compiled["after_7"][name], name
+        assert "load_id > 12" in compiled["after_12"][name], name
+        assert "load_id > 7" not in compiled["after_12"][name], name
+
+
+def test_the_parse_key_leaves_out_the_run_variables_only(tmp_path: Path) -> None:
+    project = transform.default_project_dir()
+    target = transform.dbt_target(str(tmp_path / "key.duckdb"))
+    night = {"screening_date": "2026-11-20", "run_id": "a", "wap": True}
+
+    def key(**changes: object) -> object:
+        return transform._parse_key("build", project, target, {**night, **changes})
+
+    assert key() == key(screening_date="2026-11-21", run_id="b", incremental_after_load_id=9)
+    assert key() != key(wap=False)  # the schemas change: another parse
