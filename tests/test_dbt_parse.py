@@ -62,3 +62,32 @@ def test_the_parse_key_leaves_out_the_run_variables_only(tmp_path: Path) -> None
 
     assert key() == key(screening_date="2026-11-21", run_id="b", incremental_after_load_id=9)
     assert key() != key(wap=False)  # the schemas change: another parse
+
+
+def test_the_run_variables_change_no_dependency(tmp_path: Path) -> None:
+    """The parse leaves the run variables out, so a ref only an incremental night's branch
+    would render must be declared whatever the variables (int_changed_patients' depends_on):
+    parsed with and without them, every node has the same dependencies."""
+    import json
+
+    night = {"screening_date": "2026-11-21", "run_id": "n", "wap": True}
+    depends: list[dict[str, list[str]]] = []
+    for name, extra in (("without", {}), ("with", {"incremental_after_load_id": 5})):
+        transform.run_dbt(
+            "parse",
+            str(tmp_path / "deps.duckdb"),
+            dbt_vars={**night, **extra},
+            artifacts_dir=tmp_path / name,
+        )
+        manifest = json.loads((tmp_path / name / "target" / "manifest.json").read_text())
+        depends.append(
+            {
+                uid: sorted(node.get("depends_on", {}).get("nodes", []))
+                for uid, node in manifest["nodes"].items()
+            }
+        )
+    assert depends[0] == depends[1]
+    assert (
+        "model.trialscreen.stg_fhir__patients"
+        in (depends[0]["model.trialscreen.int_changed_patients"])
+    )

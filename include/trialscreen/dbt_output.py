@@ -36,11 +36,21 @@ BUILD_ERRORS_TABLE = "restricted.build_errors"  # written by trialscreen.pipelin
 # the executable the DAG gives Cosmos, and the variable that names the interpreter it runs
 DBT_WRAPPER = Path(__file__).resolve().parent / "bin" / "dbt"
 DBT_PYTHON_ENV = "TRIALSCREEN_DBT_PYTHON"
-# warn- and error-level events whose texts dbt composes from the project, the command and the
-# counts, never from the database
-_SAFE = frozenset(
+# dbt's warnings whose texts dbt composes from the project, the command and the catalog's
+# table names, never from a row: relayed with their text (here and by trialscreen.transform)
+PROJECT_WARNINGS = frozenset(
     {
         "DeprecationsSummary",
+        "NoNodesForSelectionCriteria",
+        "NothingToDo",
+        "UnusedResourceConfigPath",
+        "UnusedTables",
+    }
+)
+# warn- and error-level events whose texts dbt composes from the project, the command and the
+# counts, never from the database
+_SAFE = PROJECT_WARNINGS | frozenset(
+    {
         "EndOfRunSummary",
         "LogFreshnessResult",
         "LogModelResult",
@@ -48,13 +58,10 @@ _SAFE = frozenset(
         "LogSkipBecauseError",
         "LogSnapshotResult",
         "LogTestResult",
-        "NoNodesForSelectionCriteria",
-        "NothingToDo",
         "RunResultFailure",
         "RunResultWarning",
         "SkippingDetails",
         "StatsLine",
-        "UnusedResourceConfigPath",
     }
 )
 _FAILED = frozenset({"error", "fail", "runtime error"})

@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from trialscreen.dbt_output import PROJECT_WARNINGS
 from trialscreen.errors import DBT_TEXT_WITHHELD, dbt_node_summary, dbt_text_kept, summarize
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -376,26 +377,17 @@ def _failed_node_recorder(failures: list[tuple[str, str]]) -> Any:
 # and the command (deprecations, an empty selection); a test's warning, an adapter's notice
 # or a node's message may quote the database (docs/decisions.md, "dbt's errors")
 _dbt_log = logging.getLogger("trialscreen.dbt")
-_PROJECT_WARNINGS = frozenset(
-    {
-        "DeprecationsSummary",
-        "NoNodesForSelectionCriteria",
-        "NothingToDo",
-        "UnusedResourceConfigPath",
-        "UnusedTables",
-    }
-)
 
 
 def _warning_relay(event: Any) -> None:
     """A dbtRunner callback: each warn-level dbt event as one ``trialscreen.dbt`` warning
-    (event name, node id; the text only for :data:`_PROJECT_WARNINGS` and deprecations)."""
+    (event name, node id; the text only for ``dbt_output.PROJECT_WARNINGS`` and deprecations)."""
     if event.info.level != "warn":
         return
     name = str(event.info.name)
     node = getattr(event.data, "node_info", None)
     extra: dict[str, Any] = {"event": name, "node": (node.unique_id if node else "") or None}
-    if name in _PROJECT_WARNINGS or name.endswith("Deprecation"):
+    if name in PROJECT_WARNINGS or name.endswith("Deprecation"):
         extra["text"] = " ".join(str(event.info.msg).split())[:500]
     _dbt_log.warning("dbt warning", extra=extra)
 

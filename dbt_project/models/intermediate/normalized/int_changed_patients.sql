@@ -15,6 +15,17 @@
 {%- set entities = ['observations', 'conditions', 'medications'] %}
 {%- set feeds = ['fhir', 'hl7', 'csv'] %}
 
+-- The models read on an incremental night, declared whatever the variable: the project is
+-- parsed once without the run's variables (trialscreen.transform RUN_VARS), and a ref only
+-- the incremental branch renders would be missing from the parsed dependencies.
+{%- for feed in feeds %}
+{%- for entity in entities + ['codings'] %}
+-- depends_on: {{ ref('stg_' ~ feed ~ '__' ~ entity) }}
+{%- endfor %}
+{%- endfor %}
+-- depends_on: {{ ref('stg_hl7__patient_merges') }}, {{ ref('stg_csv__patient_merges') }}
+-- depends_on: {{ ref('stg_fhir__patients') }}
+
 {%- if after is none %}
 
 select cast(null as {{ dbt.type_string() }}) as patient_mrn
