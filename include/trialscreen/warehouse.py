@@ -30,7 +30,7 @@ import io
 import os
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -628,7 +628,25 @@ def _acquire_pg(url: WarehouseUrl) -> Any:
     if not acquired:
         con.close()
         raise _busy(url, "PostgreSQL advisory lock")
-    return con
+    return _PgLock(con)
+
+
+class _PgLock:
+    """The session holding the advisory lock. ``close`` unlocks before it disconnects: a
+    disconnect alone frees the lock only once the server's backend has exited, a moment
+    after the client returns, and the next step of the same run (the DAG's ``validate``
+    after ``dbt``) could ask within that moment and be refused (seen in CI)."""
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+
+    def close(self) -> None:
+        try:
+            # a broken session cannot unlock: its disconnect frees the lock
+            with suppress(Exception), self.con.cursor() as cur:
+                cur.execute("select pg_advisory_unlock(%s, %s)", list(RUN_LOCK))
+        finally:
+            self.con.close()
 
 
 def _acquire_file(url: WarehouseUrl) -> Any:
