@@ -53,8 +53,9 @@ REPORTS = os.environ.get("TRIALSCREEN_REPORTS_DIR", str(REPO / "reports"))
 DBT_TARGET = "postgres" if WAREHOUSE.startswith("postgres") else "duckdb"
 GATE_TASK = "quality_gate"
 # Cosmos passes --resource-type model/seed/snapshot to the producer's build when tests are not
-# rendered as tasks; these add the tests back, so the one build runs what `dbt build` runs
-TEST_RESOURCES = ("--resource-type", "test", "--resource-type", "unit_test")
+# rendered as tasks; this adds the data tests back, so the one build runs what `trialscreen run`
+# builds (not the unit tests: transform.NIGHTLY_EXCLUDED)
+TEST_RESOURCES = ("--resource-type", "test")
 # tonight's build plan (prepare_build's XCom, rendered when the producer runs: Cosmos renders
 # full_refresh and dbt_cmd_flags, not the other operator args): --full-refresh and the seeds
 # only on a full rebuild, as `trialscreen run` builds (pipeline.build)
@@ -441,7 +442,7 @@ def trialscreen_nightly() -> None:
             target_name=DBT_TARGET,
             profiles_yml_filepath=DBT_DIR / "profiles.yml",
         ),
-        # one `dbt build` (the producer task: models, data and unit tests, and on a full
+        # one `dbt build` (the producer task: models and data tests, and on a full
         # rebuild --full-refresh and the seeds, as `trialscreen run` builds); one task per
         # model reports that model's result (docs/decisions.md, "One dbt build in the DAG",
         # "The DAG builds incrementally")

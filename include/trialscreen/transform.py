@@ -1,7 +1,8 @@
 """Run the dbt project (staging -> intermediate -> marts) programmatically.
 
-``build_dbt`` and ``seed_and_build`` call dbt in-process through ``dbtRunner`` with the
-project and profiles of the repository's ``dbt_project/``. The warehouse is given as a URL:
+``build_dbt``, ``seed_and_build`` and ``unit_test_dbt`` call dbt in-process through
+``dbtRunner`` with the project and profiles of the repository's ``dbt_project/``. The
+warehouse is given as a URL:
 
 * a DuckDB file path or ``duckdb:///path`` -> profile target ``duckdb``
   (``TRIALSCREEN_DUCKDB_PATH``);
@@ -294,6 +295,11 @@ def _vars_args(dbt_vars: Mapping[str, Any] | None) -> list[str]:
 # only for the same project files (path, size, modification time), target and connection
 # identity (what dbt writes into the nodes: the DuckDB file's name, the PostgreSQL database)
 # and the same other vars (``wap`` changes the schemas, ``criterion_rules`` the models).
+# Left out of every nightly build: dbt Labs recommends running unit tests in development and
+# CI only, their inputs being static (docs.getdbt.com/docs/build/unit-tests, "When to run unit
+# tests"); they were a sixth of a small night's build (docs/decisions.md, "What a night's dbt
+# build runs")
+NIGHTLY_EXCLUDED = ("unit_test",)
 RUN_VARS = frozenset({"screening_date", "run_id", "timezone", "incremental_after_load_id"})
 _PARSE_CACHE_SIZE = 4
 _PARSED: dict[tuple[Any, ...], Any] = {}
@@ -442,8 +448,11 @@ def build_dbt(
     full_refresh: bool = False,
     skip_seeds: bool = False,
 ) -> None:
-    """``dbt build`` (models, data tests and unit tests) for a screening date."""
+    """``dbt build`` (seeds, models and data tests) for a screening date. The unit tests
+    are left out (:data:`NIGHTLY_EXCLUDED`): they check the SQL on fixed inputs, not the
+    night's data; ``make test`` runs them (tests/dbt/test_unit_tests.py)."""
     args: list[str] = ["--full-refresh"] if full_refresh else []
+    args += [arg for kind in NIGHTLY_EXCLUDED for arg in ("--exclude-resource-type", kind)]
     if skip_seeds:  # loaded by an earlier build from the same seed files
         args += ["--exclude-resource-type", "seed"]
     if select:
@@ -473,18 +482,10 @@ def seed_and_build(
     full_refresh: bool = False,
     seeds: bool = True,
 ) -> None:
-    """Load the reference seeds (full refresh), then ``dbt build`` (``--full-refresh``:
-    the incremental models rebuilt whole). ``seeds=False``: the seeds an earlier build
-    loaded from the same files stay (an incremental night, trialscreen.pipeline.build)."""
-    if seeds:
-        run_dbt(
-            "seed",
-            warehouse_url,
-            args=["--full-refresh"],
-            dbt_vars=_run_vars(screening_date, run_id, extra_vars),
-            artifacts_dir=artifacts_dir,
-            callbacks=callbacks,
-        )
+    """``dbt build`` with the reference seeds (``--full-refresh``: the incremental models
+    rebuilt whole). The seeds load inside the build, each replaced whole (``+full_refresh`` in
+    dbt_project.yml), before the models that read them. ``seeds=False``: the seeds an earlier
+    build loaded from the same files stay (an incremental night, trialscreen.pipeline.build)."""
     build_dbt(
         warehouse_url,
         screening_date,
@@ -497,6 +498,27 @@ def seed_and_build(
         full_refresh=full_refresh,
         skip_seeds=not seeds,
     )
+
+
+def unit_test_dbt(
+    warehouse_url: str,
+    screening_date: date,
+    run_id: str,
+    *,
+    artifacts_dir: str | Path | None = None,
+) -> list[tuple[str, str]]:
+    """``dbt test --select test_type:unit``: the project's unit tests (fixed inputs, expected
+    rows), left out of the nightly builds (:data:`NIGHTLY_EXCLUDED`), on a warehouse whose
+    models are built (dbt reads the column types of a unit test's inputs from their tables).
+    Returns (unit test id, status) per unit test; a failure raises :class:`DbtBuildError`."""
+    result = run_dbt(
+        "test",
+        warehouse_url,
+        args=["--select", "test_type:unit"],
+        dbt_vars=_run_vars(screening_date, run_id, None),
+        artifacts_dir=artifacts_dir,
+    )
+    return sorted((str(r.node.unique_id), str(r.status).lower()) for r in (result.result or []))
 
 
 def compile_manifest(project_dir: str | Path | None = None) -> Path:

@@ -155,7 +155,8 @@ def test_the_build_flags_follow_the_plan(dagbag) -> None:
         assert rendered is full_refresh
         flags = [f for f in producer.render_template(producer.dbt_cmd_flags, context, env) if f]
         assert [f for f in flags if f.startswith("--exclude")] == exclude
-        assert flags.count("--resource-type") == 5  # tests, unit tests, models, seeds, snapshots
+        assert flags.count("--resource-type") == 4  # data tests, models, seeds, snapshots
+        assert "unit_test" not in flags
 
 
 def test_dag_file_parse_does_not_call_dbt(dagbag) -> None:

@@ -954,3 +954,81 @@ def test_completeness_test_fails_when_a_rule_model_leaves_the_union(warehouse, t
         if f["asset"] == "check.criterion_completeness" and f["column"] == "missing_evaluations"
     ]
     assert missing, outcome.blocking_failures
+
+
+def test_the_dbt_unit_tests_pass(warehouse, tmp_path):
+    """The project's dbt unit tests run here, once per suite (transform.unit_test_dbt), not in
+    the nightly builds (transform.NIGHTLY_EXCLUDED): every one declared under ``unit_tests:``
+    runs and passes, on a copy of this module's built warehouse (dbt reads the column types of
+    a unit test's inputs from their tables)."""
+    import json
+
+    import yaml
+
+    (source,) = warehouse.execute("select getvariable('scenario_db')").fetchone()
+    copy = tmp_path / "unit_tests.duckdb"
+    shutil.copy(source, copy)
+    code = (
+        "import sys, json, datetime\n"
+        "from trialscreen.transform import unit_test_dbt\n"
+        "print(json.dumps(unit_test_dbt(sys.argv[1], datetime.date.fromisoformat(sys.argv[2]),"
+        " sys.argv[3], artifacts_dir=sys.argv[4])))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, f"duckdb:///{copy}", SCREENING_DATE.isoformat(), RUN_ID,
+         str(tmp_path / "dbt")],
+        env={**os.environ, "DO_NOT_TRACK": "1"}, capture_output=True, text=True, timeout=900,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+    results = dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    declared = {
+        f"unit_test.trialscreen.{test['model']}.{test['name']}"
+        for path in (REPO / "dbt_project" / "models").rglob("*.yml")
+        for test in (yaml.safe_load(path.read_text()) or {}).get("unit_tests", [])
+    }
+    assert len(declared) >= 10
+    assert results == dict.fromkeys(declared, "pass")
+
+
+def test_a_null_where_none_may_be_fails_its_model_test(warehouse, tmp_path):
+    """``not_null_columns`` (dbt_project/macros/tests): one test per model for the columns
+    that must never be null fails on a null, and its rows name the column and count the rows."""
+    (source,) = warehouse.execute("select getvariable('scenario_db')").fetchone()
+    copy = tmp_path / "with_null.duckdb"
+    shutil.copy(source, copy)
+    con = duckdb.connect(str(copy))
+    try:
+        (nulled,) = con.execute(
+            "update marts.eligible_candidates set n_review = null where trial_id = 'axiom'"
+        ).fetchone()
+    finally:
+        con.close()
+    assert nulled > 0
+    code = (
+        "import sys, datetime\n"
+        "from trialscreen.transform import run_dbt, DbtBuildError\n"
+        "try:\n"
+        "    run_dbt('test', sys.argv[1], args=['--select',"
+        " 'eligible_candidates,test_name:not_null_columns'], artifacts_dir=sys.argv[2],"
+        " dbt_vars={'screening_date': sys.argv[3], 'run_id': 'x'})\n"
+        "except DbtBuildError as exc:\n"
+        "    print('FAILED', *[name for name, _ in exc.failures])\n"
+        "    sys.exit(3)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, f"duckdb:///{copy}", str(tmp_path / "dbt"),
+         SCREENING_DATE.isoformat()],
+        env={**os.environ, "DO_NOT_TRACK": "1"}, capture_output=True, text=True, timeout=900,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr[-3000:] + proc.stdout[-2000:]
+    (failed,) = proc.stdout.split("FAILED", 1)[1].split()
+    assert failed.startswith("test.trialscreen.not_null_columns_eligible_candidates_")
+    # what the test's query returns: the column, and how many rows hold a null
+    (compiled,) = (tmp_path / "dbt" / "target" / "compiled").rglob("not_null_columns_*.sql")
+    con = duckdb.connect(str(copy), read_only=True)
+    try:
+        assert con.execute(compiled.read_text()).fetchall() == [("n_review", nulled)]
+    finally:
+        con.close()

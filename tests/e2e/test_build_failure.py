@@ -8,7 +8,7 @@ The failure is provoked cheaply: a copy of the dbt project (``TRIALSCREEN_DBT_PR
 gives ``int_criteria__diagnosis`` a pre-hook that runs the minimal repro of that INTERNAL error
 on synthetic tables (tests/dbt/test_duckdb_upstream_bugs.py, a few seconds), then raises in the
 database in case the locked DuckDB no longer has the bug. The model fails at run time after
-its parents were built, as the engine error did; its unit tests (which run no hooks) pass.
+its parents were built, as the engine error did.
 """
 
 from __future__ import annotations
