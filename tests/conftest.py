@@ -16,7 +16,10 @@ every dbt call its own temporary target and log directory).
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,6 +101,35 @@ def external_dir() -> Path:
     if not EXTERNAL.is_dir():
         pytest.fail(f"test data not found at {EXTERNAL}")
     return EXTERNAL
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Debian's chromium for the browser tests; installed with apt when absent, by one xdist
+    worker at a time (a lock file in the run's temporary root, as tests/e2e/first_night.py):
+    the other waits, then finds it. Fails (never skips) when it cannot be installed."""
+    base = tmp_path_factory.getbasetemp()
+    if base.name.startswith("popen-gw"):
+        base = base.parent
+    with (base / "chromium.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not CHROMIUM.exists():
+                if os.geteuid() != 0 or not shutil.which("apt-get"):
+                    pytest.fail("chromium missing and apt-get as root is not available")
+                env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+                for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+                    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+                    if done.returncode != 0:
+                        pytest.fail(f"{' '.join(cmd)} failed: {done.stderr[-2000:]}")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    if not CHROMIUM.exists():
+        pytest.fail("chromium still missing after installation")
+    return CHROMIUM
 
 
 @pytest.fixture(scope="session")

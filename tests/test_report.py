@@ -6,9 +6,7 @@ headless Chromium (installed from Debian when missing).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,7 +21,6 @@ from test_validate import (
 )
 
 RUN_ID = "run-clean"
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -224,22 +221,6 @@ def test_report_renders_without_marts(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def chromium() -> Path:
-    """Debian's chromium; installed with apt when absent. Fails (never skips) when it cannot."""
-    if not CHROMIUM.exists():
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            pytest.fail("chromium missing and apt-get as root is not available to install it")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-            if done.returncode != 0:
-                pytest.fail(f"{' '.join(cmd)} failed: {done.stderr[-2000:]}")
-    if not CHROMIUM.exists():
-        pytest.fail("chromium still missing after installation")
-    return CHROMIUM
-
-
 def _chromium(binary: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [

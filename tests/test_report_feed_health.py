@@ -21,7 +21,6 @@ from trialscreen import ingest
 from trialscreen.warehouse import Warehouse
 
 RUN_ID = "run-health"
-CHROMIUM = Path("/usr/bin/chromium")
 FUTURE = datetime(2026, 11, 10, 9, 0)  # 8 days after the screening date (2026-11-02)
 
 
@@ -166,11 +165,11 @@ def test_run_times_are_shown_in_the_hospital_time_zone():
 
 
 @pytest.mark.browser
-def test_the_dashboard_flags_the_empty_night_in_the_browser(page):
+def test_the_dashboard_flags_the_empty_night_in_the_browser(page, chromium):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        browser = pw.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
         context = browser.new_context(offline=True)
         tab = context.new_page()
         tab.goto(page.as_uri(), wait_until="load")

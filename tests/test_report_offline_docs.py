@@ -15,7 +15,6 @@ from test_validate import build_clean
 from trialscreen.validate import validate
 from trialscreen.validate.offline_docs import localize_site, rewrite_page
 
-CHROMIUM = Path("/usr/bin/chromium")
 EXTERNAL = re.compile(r"""(?:src|href)=["'](?:https?:)?//|url\(\s*["']?(?:https?:)?//""", re.I)
 
 
@@ -58,7 +57,7 @@ def test_rewrite_points_cdn_links_at_the_vendored_copy_relative_to_the_page(tmp_
 
 
 @pytest.mark.browser
-def test_data_docs_render_styled_with_the_network_disabled(site):
+def test_data_docs_render_styled_with_the_network_disabled(site, chromium):
     from playwright.sync_api import sync_playwright
 
     external: list[str] = []
@@ -72,7 +71,7 @@ def test_data_docs_render_styled_with_the_network_disabled(site):
             r.abort()
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        browser = pw.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
         context = browser.new_context(offline=True)
         context.route("**/*", route)
         page = context.new_page()

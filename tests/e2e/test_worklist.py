@@ -19,7 +19,6 @@ import csv
 import os
 import subprocess
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +33,6 @@ from trialscreen.worklist.decisions import STORE_ENV, USER_ENV
 KEY = "worklist-test-key"
 NIGHT_1 = date(2026, 11, 20)
 PATIENTS, SEED = 150, 11
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _candidates(worklist: Worklist) -> list[Any]:
@@ -275,12 +273,10 @@ def test_mark_refuses_a_patient_not_on_the_worklist(nights, capsys) -> None:
 
 
 @pytest.mark.browser
-def test_the_worklist_renders_in_headless_chromium(nights, tmp_path) -> None:
-    if not CHROMIUM.exists():
-        pytest.fail("chromium missing (tests/test_report.py installs it)")
+def test_the_worklist_renders_in_headless_chromium(nights, chromium, tmp_path) -> None:
     page = nights["dir"] / nights["run2"] / "worklist.html"
     base = [
-        str(CHROMIUM),
+        str(chromium),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
