@@ -387,21 +387,48 @@ def _close_datasource(datasource: Any) -> None:
         datasource.get_engine().dispose()
 
 
+def _frame_datasources(ctx: Any, frames: Mapping[str, Sequence[str]]) -> None:
+    """The context's pandas datasources, one per suite, with a dataframe asset (and its
+    ``whole`` batch definition) for each asset of ``frames`` (suite name -> asset names read
+    as frames), the assets an earlier gate registered kept (its stored validation definitions
+    name them). Written to the context once per suite that lacks one, as
+    :func:`_warehouse_datasource`: adding them one by one rewrote the whole
+    ``great_expectations.yml`` three times per asset on a new reports folder, a fifth of the
+    gate's CPU on a small warehouse (docs/decisions.md#gate-cpu)."""
+    for suite_name, names in frames.items():
+        existing = ctx.data_sources.all().get(suite_name)
+        assets: dict[str, dict[str, Any]] = {}
+        if existing is not None:
+            for gx_asset in existing.assets:
+                definitions = [{"name": d.name} for d in gx_asset.batch_definitions]
+                assets[gx_asset.name] = {
+                    "type": "dataframe",
+                    "name": gx_asset.name,
+                    "batch_definitions": definitions,
+                }
+        missing = [
+            name
+            for name in names
+            if not any(
+                d["name"] == "whole" for d in assets.get(name, {}).get("batch_definitions", [])
+            )
+        ]
+        if existing is not None and not missing:
+            continue
+        for name in missing:
+            assets[name] = {
+                "type": "dataframe",
+                "name": name,
+                "batch_definitions": [{"name": "whole"}],
+            }
+        ctx.data_sources.add_or_update_pandas(suite_name, assets=list(assets.values()))
+
+
 def _batch_definition(ctx: Any, suite: Suite, asset: Asset, sql: str | None, warehouse: Any) -> Any:
     if sql is not None:  # GX runs the expectations as SQL on the warehouse
         return warehouse.get_asset(asset.name).get_batch_definition("whole")
-    try:
-        datasource = ctx.data_sources.get(suite.name)
-    except (KeyError, ValueError, LookupError):
-        datasource = ctx.data_sources.add_pandas(suite.name)
-    try:
-        gx_asset = datasource.get_asset(asset.name)
-    except LookupError:
-        gx_asset = datasource.add_dataframe_asset(asset.name)
-    try:
-        return gx_asset.get_batch_definition("whole")
-    except (KeyError, LookupError):
-        return gx_asset.add_batch_definition_whole_dataframe("whole")
+    # registered by _frame_datasources
+    return ctx.data_sources.get(suite.name).get_asset(asset.name).get_batch_definition("whole")
 
 
 def _run_asset(
@@ -557,6 +584,11 @@ def validate(
     site = _docs_index(docs_root).parent
     previous_url = os.environ.get(GX_URL_ENV)
     queries = {asset.name: sql for _, asset, sql, _, _ in reads if sql is not None}
+    frames: dict[str, list[str]] = {}
+    for suite, asset, sql, _, _ in reads:
+        if sql is None:
+            frames.setdefault(suite.name, []).append(asset.name)
+    _frame_datasources(ctx, frames)
     warehouse = _warehouse_datasource(ctx, WarehouseUrl.parse(warehouse_url), queries)
     failing = True
     try:
