@@ -23,6 +23,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,7 @@ HEAVIEST_FIRST: tuple[str, ...] = (
     "e2e/test_incremental_nights.py",
     "e2e/test_incremental_nights_postgres.py",  # the same eight on PostgreSQL
     "e2e/test_expected_outcomes.py",  # three 700-patient populations through the pipeline
-    "spark/test_spark_parity.py",  # a pipeline run, a JVM, dbt on Spark
+    "spark/test_spark_parity.py",  # a JVM, dbt on Spark (from the shared first night)
     "e2e/test_hardening_runs.py",  # each test runs the pipeline on DuckDB and on PostgreSQL
     "e2e/test_postgres_parity.py",  # the pipeline on DuckDB and on PostgreSQL
     "dbt/test_criteria_scenarios.py",  # dbt builds: DuckDB, a second run, PostgreSQL
@@ -130,6 +131,26 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not CHROMIUM.exists():
         pytest.fail("chromium still missing after installation")
     return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def first_night(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The shared first night (tests/e2e/first_night.py): its drop and project, the night on
+    first copy. Shared by the run's workers (their folders are ``popen-gw<n>`` in one root)
+    and by the modules of tests/e2e and tests/spark."""
+    from tests.e2e.first_night import FirstNight, exclusive, prepare
+
+    base = tmp_path_factory.getbasetemp()
+    if base.name.startswith("popen-gw"):
+        base = base.parent
+    root = base / "shared_first_night"
+    with exclusive(base / "shared_first_night.lock"):
+        if not (root / "prepared").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            prepare(root)
+            (root / "prepared").touch()
+    return FirstNight(root)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """A first night the end-to-end modules share instead of each running it again (the
-fixture ``first_night`` is in tests/e2e/conftest.py).
+fixture ``first_night`` is in tests/conftest.py).
 
 Several modules start from the same night: the generated 40-patient drop (seed 41) screened
 on 2026-11-20 by a fresh DuckDB warehouse, published (test_incremental_nights on both of its

@@ -138,7 +138,7 @@ def _sequences(
 ) -> dict[str, Any]:
     """Night 1 is a full build on both sides (a first build is whole, asked for or not), of
     the same files under the same run id: it runs once and the full-refresh sequence starts
-    from a copy of it. On DuckDB it is the suite's shared first night (tests/e2e/conftest.py),
+    from a copy of it. On DuckDB it is the suite's shared first night (tests/conftest.py),
     the same drop, key, run id and project."""
     assert (first_night.key, first_night.run_id) == (KEY, RUN_IDS[1])
     mp = pytest.MonkeyPatch()

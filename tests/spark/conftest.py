@@ -1,5 +1,6 @@
-"""Fixtures of the Spark tests: one generated population screened on DuckDB by the whole
-pipeline, and a local Spark session (dbt-spark ``method: session`` reuses it in-process).
+"""Fixtures of the Spark tests: a generated population screened on DuckDB by the whole
+pipeline (the suite's shared first night), and a local Spark session (dbt-spark ``method:
+session`` reuses it in-process).
 
 Needs the optional ``spark`` extra (``uv sync --extra spark``, which ``make install`` does)
 and a Java 17 on PATH; without them the Spark tests fail with the reason (never skip).
@@ -12,19 +13,10 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from trialscreen import pseudonym
-from trialscreen.pipeline import run_pipeline
-from trialscreen.synth import generate
-
-KEY = "spark-parity-key"
-SCREENING_DATE = date(2026, 11, 20)
-PATIENTS, SEED = 60, 5
 
 
 def _spark_missing() -> str | None:
@@ -39,26 +31,16 @@ def _spark_missing() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def duckdb_screened(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The population through the whole nightly pipeline on DuckDB (published marts)."""
+def duckdb_screened(first_night: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A population through the whole nightly pipeline on DuckDB (published marts): the
+    suite's shared first night (tests/e2e/first_night.py), copied."""
     root = tmp_path_factory.mktemp("spark_parity")
-    summary = generate(
-        patients=PATIENTS, seed=SEED, out=root / "drop", screening_date=SCREENING_DATE
-    )
-    mp = pytest.MonkeyPatch()
-    mp.setenv(pseudonym.KEY_ENV, KEY)
-    try:
-        result = run_pipeline(
-            root / "drop", SCREENING_DATE, root / "wh.duckdb", reports_dir=root / "reports"
-        )
-    finally:
-        mp.undo()
-    assert result.published, result.message
+    summary = first_night.summary
     return {
         "root": root,
-        "warehouse": root / "wh.duckdb",
-        "run_id": result.run_id,
-        "screening_date": SCREENING_DATE,
+        "warehouse": first_night.copy_to(root / "wh.duckdb"),
+        "run_id": first_night.run_id,
+        "screening_date": first_night.screening_date,
         # the oracle's screened patients (every screened patient is in every cohort; test
         # patients and merged-away MRNs have keys but are not screened)
         "screened": sum(next(iter(summary.candidates.values())).values()),

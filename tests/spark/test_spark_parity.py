@@ -5,9 +5,9 @@ warehouse). With tests/e2e/test_postgres_parity.py (DuckDB = PostgreSQL) this sh
 PostgreSQL and Spark produce the same screening_results.
 
 The raw/config/restricted tables the pipeline landed in DuckDB are copied into the Spark
-catalog (trialscreen.spark.load_landed_tables); ``dbt build`` (seeds, models and dbt unit
-tests; the data tests run on DuckDB and PostgreSQL) runs on the ``spark`` target through
-trialscreen.transform. Columns that identify the run are dropped; floats are compared with a
+catalog (trialscreen.spark.load_landed_tables); ``dbt build`` (seeds and models; the data
+tests run on DuckDB and PostgreSQL, the unit tests on DuckDB) runs on the ``spark`` target
+through trialscreen.transform. Columns that identify the run are dropped; floats are compared with a
 relative tolerance of 1e-9.
 """
 
