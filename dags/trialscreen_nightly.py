@@ -470,7 +470,7 @@ def trialscreen_nightly() -> None:
         # per-run vars come from prepare_build's XCom (templated at run time)
         operator_args={
             "append_env": True,  # dbt's process gets the worker's environment (PG password...)
-            "vars": "{{ ti.xcom_pull(task_ids='prepare_build')['vars'] }}",
+            "vars": "{{ " + PLAN + "['vars'] }}",
         },
     )
     _models_after_the_build(dbt)
