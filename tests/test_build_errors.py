@@ -232,3 +232,18 @@ def test_a_model_tasks_retry_prints_text_without_the_database_text(
     assert not any(line.startswith("{") for line in proc.stdout.splitlines())
     assert "Runtime Error in model stg_sentinel__birth_dates" in proc.stdout
     assert "Completed with 1 error" in proc.stdout
+
+
+def test_a_failed_models_name_leads_the_runs_line_whatever_failed_first() -> None:
+    """A DuckDB engine error in one model invalidates the database, and the queries dbt's
+    other threads had under way fail with it, some finishing before the model's own failure:
+    the run's line (cut to a length) still names the model, listed first."""
+    from trialscreen.errors import summarize
+    from trialscreen.transform import DbtBuildError
+
+    tests = [(f"test.trialscreen.not_null_columns_int_labs_{n}.{n:010x}", "db") for n in range(15)]
+    model = ("model.trialscreen.int_criteria__diagnosis", "INTERNAL Error: ...")
+    error = DbtBuildError("build", [*tests[:9], model, *tests[9:]])
+    assert error.failures[0] == model and error.failures[1:] == tests
+    line = summarize(error)
+    assert "\n" not in line and "model.trialscreen.int_criteria__diagnosis" in line, line

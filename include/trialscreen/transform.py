@@ -54,6 +54,14 @@ def default_project_dir() -> Path:
 _FAILED_STATUSES = {"error", "fail", "runtime error"}
 
 
+_CAUSES_FIRST = ("model", "seed", "snapshot", "unit_test")
+
+
+def _cause_first(failure: tuple[str, str]) -> int:
+    kind = failure[0].split(".", 1)[0]
+    return _CAUSES_FIRST.index(kind) if kind in _CAUSES_FIRST else len(_CAUSES_FIRST)
+
+
 class DbtBuildError(RuntimeError):
     """dbt did not complete: carries the failed nodes and their messages (``failures``).
 
@@ -74,7 +82,11 @@ class DbtBuildError(RuntimeError):
         invocation_text: str = "",
     ) -> None:
         self.command = command
-        self.failures = failures
+        # the failed models first: a model's failure is the cause, the failures of tests (or
+        # of nodes whose query met a database the engine error invalidated) that dbt's other
+        # threads finished earlier follow from it; the run's one-line message is cut to a
+        # length, and must name the model (docs/decisions.md, "dbt's errors")
+        self.failures = sorted(failures, key=_cause_first)
         self.detail = detail
         self.invocation_text = invocation_text
         self.kept: str | None = None
