@@ -297,7 +297,7 @@ def _vars_args(dbt_vars: Mapping[str, Any] | None) -> list[str]:
 
 
 # The parsed project, kept in this process across dbt calls (docs/decisions.md, "One dbt parse
-# per process"). Parsing the project (65 models, 22 seeds, ~250 data tests) costs about half
+# per process"). Parsing the project (65 models, 22 seeds, ~230 data tests) costs about half
 # the CPU of a small build, and every command of a run (build, docs generate) and every run of a
 # long-lived process parsed it again: dbt's own partial parsing never applies, since the run's
 # vars change on every run. The run's vars (RUN_VARS) are read only when a node executes

@@ -901,12 +901,31 @@ def test_rescreen_by_and_the_single_missing_item(warehouse):
     assert _result(warehouse, "BILI")["sole_missing_criterion"] is None
 
 
+def _scenario_copy(warehouse: duckdb.DuckDBPyConnection, folder: Path, name: str) -> Path:
+    """A copy of this module's built warehouse file, for a test that changes or rebuilds it."""
+    (source,) = warehouse.execute("select getvariable('scenario_db')").fetchone()
+    copy = folder / name
+    shutil.copy(source, copy)
+    return copy
+
+
+def _python(code: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """``code`` in a new interpreter with ``args`` (dbt-duckdb keeps its connection open
+    in-process, which would lock the file against the test's own connection)."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        env={**os.environ, "DO_NOT_TRACK": "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
 def test_completeness_test_fails_when_a_rule_model_leaves_the_union(warehouse, tmp_path):
     """Proof that the completeness test guards the union: the same warehouse rebuilt with
     int_criteria__hiv left out of the registry fails assert_every_criterion_evaluated_once."""
-    (source,) = warehouse.execute("select getvariable('scenario_db')").fetchone()
-    copy = tmp_path / "without_hiv.duckdb"
-    shutil.copy(source, copy)
+    copy = _scenario_copy(warehouse, tmp_path, "without_hiv.duckdb")
     code = (
         "import sys, json, datetime\n"
         "from trialscreen.transform import build_dbt, DbtBuildError\n"
@@ -926,12 +945,8 @@ def test_completeness_test_fails_when_a_rule_model_leaves_the_union(warehouse, t
     without_hiv = {rule: model for rule, model in rules.items() if rule != "hiv"}
     import json
 
-    proc = subprocess.run(
-        [sys.executable, "-c", code, f"duckdb:///{copy}", SCREENING_DATE.isoformat(), RUN_ID,
-         json.dumps(without_hiv), str(tmp_path / "dbt")],
-        env={**os.environ, "DO_NOT_TRACK": "1"}, capture_output=True, text=True, timeout=900,
-        check=False,
-    )  # fmt: skip
+    proc = _python(code, f"duckdb:///{copy}", SCREENING_DATE.isoformat(), RUN_ID,
+                   json.dumps(without_hiv), tmp_path / "dbt")  # fmt: skip
     assert proc.returncode == 3, proc.stderr[-3000:] + proc.stdout[-2000:]
     assert "assert_every_criterion_evaluated_once" in proc.stdout
     con = duckdb.connect(str(copy), read_only=True)
@@ -965,21 +980,14 @@ def test_the_dbt_unit_tests_pass(warehouse, tmp_path):
 
     import yaml
 
-    (source,) = warehouse.execute("select getvariable('scenario_db')").fetchone()
-    copy = tmp_path / "unit_tests.duckdb"
-    shutil.copy(source, copy)
+    copy = _scenario_copy(warehouse, tmp_path, "unit_tests.duckdb")
     code = (
         "import sys, json, datetime\n"
         "from trialscreen.transform import unit_test_dbt\n"
         "print(json.dumps(unit_test_dbt(sys.argv[1], datetime.date.fromisoformat(sys.argv[2]),"
         " sys.argv[3], artifacts_dir=sys.argv[4])))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, f"duckdb:///{copy}", SCREENING_DATE.isoformat(), RUN_ID,
-         str(tmp_path / "dbt")],
-        env={**os.environ, "DO_NOT_TRACK": "1"}, capture_output=True, text=True, timeout=900,
-        check=False,
-    )  # fmt: skip
+    proc = _python(code, f"duckdb:///{copy}", SCREENING_DATE.isoformat(), RUN_ID, tmp_path / "dbt")
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
     results = dict(json.loads(proc.stdout.strip().splitlines()[-1]))
     declared = {
@@ -991,44 +999,50 @@ def test_the_dbt_unit_tests_pass(warehouse, tmp_path):
     assert results == dict.fromkeys(declared, "pass")
 
 
-def test_a_null_where_none_may_be_fails_its_model_test(warehouse, tmp_path):
-    """``not_null_columns`` (dbt_project/macros/tests): one test per model for the columns
-    that must never be null fails on a null, and its rows name the column and count the rows."""
-    (source,) = warehouse.execute("select getvariable('scenario_db')").fetchone()
-    copy = tmp_path / "with_null.duckdb"
-    shutil.copy(source, copy)
+@pytest.mark.parametrize(
+    ("test_name", "model", "change", "found"),
+    [
+        # a null where none may be: the column and how many rows hold a null
+        ("not_null_columns", "marts.eligible_candidates", "n_review = null", ("n_review",)),
+        # a status outside its list: the column, the value and how many rows hold it
+        ("accepted_values_columns", "intermediate.int_criteria__labs", "status = 'maybe'",
+         ("status", "maybe")),
+    ],
+)  # fmt: skip
+def test_a_model_level_column_test_fails_and_names_the_column(
+    warehouse, tmp_path, test_name, model, change, found
+):
+    """The model-level column tests (dbt_project/macros/tests; docs/decisions.md, "What a
+    night's dbt build runs"), one per model for several columns, fail on one bad column, and
+    their rows say which column, what it held and in how many rows."""
+    copy = _scenario_copy(warehouse, tmp_path, "changed.duckdb")
     con = duckdb.connect(str(copy))
     try:
-        (nulled,) = con.execute(
-            "update marts.eligible_candidates set n_review = null where trial_id = 'axiom'"
-        ).fetchone()
+        (changed,) = con.execute(f"update {model} set {change} where trial_id = 'axiom'").fetchone()
     finally:
         con.close()
-    assert nulled > 0
+    assert changed > 0
     code = (
         "import sys, datetime\n"
         "from trialscreen.transform import run_dbt, DbtBuildError\n"
         "try:\n"
-        "    run_dbt('test', sys.argv[1], args=['--select',"
-        " 'eligible_candidates,test_name:not_null_columns'], artifacts_dir=sys.argv[2],"
-        " dbt_vars={'screening_date': sys.argv[3], 'run_id': 'x'})\n"
+        "    run_dbt('test', sys.argv[1], args=['--select', sys.argv[4]],"
+        " artifacts_dir=sys.argv[2], dbt_vars={'screening_date': sys.argv[3], 'run_id': 'x'})\n"
         "except DbtBuildError as exc:\n"
         "    print('FAILED', *[name for name, _ in exc.failures])\n"
         "    sys.exit(3)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, f"duckdb:///{copy}", str(tmp_path / "dbt"),
-         SCREENING_DATE.isoformat()],
-        env={**os.environ, "DO_NOT_TRACK": "1"}, capture_output=True, text=True, timeout=900,
-        check=False,
-    )  # fmt: skip
+    name = model.split(".")[1]
+    selector = f"{name},test_name:{test_name}"
+    url, day = f"duckdb:///{copy}", SCREENING_DATE.isoformat()
+    proc = _python(code, url, tmp_path / "dbt", day, selector)
     assert proc.returncode == 3, proc.stderr[-3000:] + proc.stdout[-2000:]
     (failed,) = proc.stdout.split("FAILED", 1)[1].split()
-    assert failed.startswith("test.trialscreen.not_null_columns_eligible_candidates_")
-    # what the test's query returns: the column, and how many rows hold a null
-    (compiled,) = (tmp_path / "dbt" / "target" / "compiled").rglob("not_null_columns_*.sql")
+    assert failed.startswith(f"test.trialscreen.{test_name}_{name}_")
+    # what the test's query returns
+    (compiled,) = (tmp_path / "dbt" / "target" / "compiled").rglob(f"{test_name}_*.sql")
     con = duckdb.connect(str(copy), read_only=True)
     try:
-        assert con.execute(compiled.read_text()).fetchall() == [("n_review", nulled)]
+        assert con.execute(compiled.read_text()).fetchall() == [(*found, changed)]
     finally:
         con.close()
