@@ -397,31 +397,21 @@ def _frame_datasources(ctx: Any, frames: Mapping[str, Sequence[str]]) -> None:
     gate's CPU on a small warehouse (docs/decisions.md#gate-cpu)."""
     for suite_name, names in frames.items():
         existing = ctx.data_sources.all().get(suite_name)
-        assets: dict[str, dict[str, Any]] = {}
-        if existing is not None:
-            for gx_asset in existing.assets:
-                definitions = [{"name": d.name} for d in gx_asset.batch_definitions]
-                assets[gx_asset.name] = {
-                    "type": "dataframe",
-                    "name": gx_asset.name,
-                    "batch_definitions": definitions,
-                }
-        missing = [
-            name
-            for name in names
-            if not any(
-                d["name"] == "whole" for d in assets.get(name, {}).get("batch_definitions", [])
-            )
-        ]
-        if existing is not None and not missing:
+        # asset name -> its batch definitions' names, as the context has them
+        definitions = {
+            gx_asset.name: [d.name for d in gx_asset.batch_definitions]
+            for gx_asset in (existing.assets if existing is not None else [])
+        }
+        missing = [name for name in names if "whole" not in definitions.get(name, [])]
+        if not missing:  # every asset registered (a suite new here misses them all)
             continue
         for name in missing:
-            assets[name] = {
-                "type": "dataframe",
-                "name": name,
-                "batch_definitions": [{"name": "whole"}],
-            }
-        ctx.data_sources.add_or_update_pandas(suite_name, assets=list(assets.values()))
+            definitions.setdefault(name, []).append("whole")
+        assets = [
+            {"type": "dataframe", "name": name, "batch_definitions": [{"name": d} for d in kept]}
+            for name, kept in definitions.items()
+        ]
+        ctx.data_sources.add_or_update_pandas(suite_name, assets=assets)
 
 
 def _batch_definition(ctx: Any, suite: Suite, asset: Asset, sql: str | None, warehouse: Any) -> Any:
