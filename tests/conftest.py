@@ -16,7 +16,6 @@ every dbt call its own temporary target and log directory).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -107,27 +106,28 @@ def external_dir() -> Path:
 CHROMIUM = Path("/usr/bin/chromium")
 
 
+def _run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run's temporary root, shared by its xdist workers (theirs are ``popen-gw<n>`` in it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if base.name.startswith("popen-gw") else base
+
+
 @pytest.fixture(scope="session")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Debian's chromium for the browser tests; installed with apt when absent, by one xdist
-    worker at a time (a lock file in the run's temporary root, as tests/e2e/first_night.py):
-    the other waits, then finds it. Fails (never skips) when it cannot be installed."""
-    base = tmp_path_factory.getbasetemp()
-    if base.name.startswith("popen-gw"):
-        base = base.parent
-    with (base / "chromium.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not CHROMIUM.exists():
-                if os.geteuid() != 0 or not shutil.which("apt-get"):
-                    pytest.fail("chromium missing and apt-get as root is not available")
-                env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-                for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-                    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-                    if done.returncode != 0:
-                        pytest.fail(f"{' '.join(cmd)} failed: {done.stderr[-2000:]}")
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    worker at a time (a lock file in the run's temporary root, as ``first_night``): the other
+    waits, then finds it. Fails (never skips) when it cannot be installed."""
+    from tests.e2e.first_night import exclusive
+
+    with exclusive(_run_root(tmp_path_factory) / "chromium.lock"):
+        if not CHROMIUM.exists():
+            if os.geteuid() != 0 or not shutil.which("apt-get"):
+                pytest.fail("chromium missing and apt-get as root is not available")
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+                done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+                if done.returncode != 0:
+                    pytest.fail(f"{' '.join(cmd)} failed: {done.stderr[-2000:]}")
     if not CHROMIUM.exists():
         pytest.fail("chromium still missing after installation")
     return CHROMIUM
@@ -140,9 +140,7 @@ def first_night(tmp_path_factory: pytest.TempPathFactory) -> Any:
     and by the modules of tests/e2e and tests/spark."""
     from tests.e2e.first_night import FirstNight, exclusive, prepare
 
-    base = tmp_path_factory.getbasetemp()
-    if base.name.startswith("popen-gw"):
-        base = base.parent
+    base = _run_root(tmp_path_factory)
     root = base / "shared_first_night"
     with exclusive(base / "shared_first_night.lock"):
         if not (root / "prepared").is_file():
