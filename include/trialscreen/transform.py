@@ -296,6 +296,12 @@ def _vars_args(dbt_vars: Mapping[str, Any] | None) -> list[str]:
     return ["--vars", yaml.safe_dump(dict(dbt_vars), default_flow_style=True).strip()]
 
 
+# Left out of every nightly build: dbt Labs recommends running unit tests in development and
+# CI only, their inputs being static (docs.getdbt.com/docs/build/unit-tests, "When to run unit
+# tests"); they were a sixth of a small night's build (docs/decisions.md, "What a night's dbt
+# build runs")
+NIGHTLY_EXCLUDED = ("unit_test",)
+
 # The parsed project, kept in this process across dbt calls (docs/decisions.md, "One dbt parse
 # per process"). Parsing the project (65 models, 22 seeds, ~230 data tests) costs about half
 # the CPU of a small build, and every command of a run (build, docs generate) and every run of a
@@ -307,11 +313,6 @@ def _vars_args(dbt_vars: Mapping[str, Any] | None) -> list[str]:
 # connection identity (what dbt writes into the nodes: the DuckDB file's name, the PostgreSQL
 # database) and the same other vars (``wap`` changes the schemas, ``criterion_rules`` the
 # models).
-# Left out of every nightly build: dbt Labs recommends running unit tests in development and
-# CI only, their inputs being static (docs.getdbt.com/docs/build/unit-tests, "When to run unit
-# tests"); they were a sixth of a small night's build (docs/decisions.md, "What a night's dbt
-# build runs")
-NIGHTLY_EXCLUDED = ("unit_test",)
 RUN_VARS = frozenset({"screening_date", "run_id", "timezone", "incremental_after_load_id"})
 _PARSE_CACHE_SIZE = 4
 _PARSED: dict[tuple[Any, ...], Any] = {}
@@ -462,7 +463,8 @@ def build_dbt(
 ) -> None:
     """``dbt build`` (seeds, models and data tests) for a screening date. The unit tests
     are left out (:data:`NIGHTLY_EXCLUDED`): they check the SQL on fixed inputs, not the
-    night's data; ``make test`` runs them (tests/dbt/test_unit_tests.py)."""
+    night's data; ``make test`` runs them (tests/dbt/test_criteria_scenarios.py,
+    ``test_the_dbt_unit_tests_pass``)."""
     args: list[str] = ["--full-refresh"] if full_refresh else []
     args += [arg for kind in NIGHTLY_EXCLUDED for arg in ("--exclude-resource-type", kind)]
     if skip_seeds:  # loaded by an earlier build from the same seed files
