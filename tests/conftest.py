@@ -61,6 +61,11 @@ HEAVIEST_FIRST: tuple[str, ...] = (
     "dbt/test_normalization.py",
 )
 MARK_TIERS = ({"slow", "spark"}, {"postgres", "browser"})
+# on xdist workers both cores are already busy with the two workers' builds: dbt's own
+# threads (four by default) then only take turns at Python's lock and cost CPU
+# (docs/decisions.md#dbt-threads); the setting changes no result, only how many nodes run at once
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("TRIALSCREEN_DBT_THREADS", "1")
 # every test in these folders builds a warehouse (dbt, or the whole pipeline): marked slow
 SLOW_FOLDERS = {"dbt", "e2e"}
 

@@ -173,6 +173,9 @@ SETTINGS: tuple[Setting, ...] = (
     S("warehouse", "duckdb_memory", "TRIALSCREEN_DUCKDB_MEMORY", "string", "4GB",
       "DuckDB: the memory the nightly build, publish and reports may use (DuckDB spills to "
       "disk beyond it; it bounds DuckDB's buffers, not Python's)", _check_size),
+    S("warehouse", "dbt_threads", "TRIALSCREEN_DBT_THREADS", "integer", "4",
+      "dbt threads on the duckdb and postgres targets: models and tests run side by side",
+      _check_positive),
     S("warehouse", "publish_lock_timeout", "TRIALSCREEN_PUBLISH_LOCK_TIMEOUT", "string", "60s",
       "PostgreSQL: how long publish waits for a table lock", _check_duration),
     # the hospital

@@ -49,14 +49,18 @@ def docs_current(reports_dir: Path, key: str) -> bool:
 
 
 def refresh_dbt_docs(warehouse: str | Path, reports_dir: Path, published: bool) -> bool:
-    """Regenerate the dbt docs site unless it is current (:func:`docs_current`); True when it
-    was generated. The key is recorded only after a published night: a night that failed
-    before publishing may leave tables missing from the catalog, and the next night then
-    generates the site again."""
+    """Regenerate the dbt docs site after a published night unless it is current
+    (:func:`docs_current`); True when it was generated. A night that did not publish keeps
+    the site as it is: the site describes the published tables, and such a night may have
+    left tables out of the catalog (or failed before there was a warehouse); the next
+    published night generates it if it is not current."""
     from trialscreen.pipeline import transform_url
     from trialscreen.report import write_index
     from trialscreen.transform import generate_docs
 
+    if not published:
+        log.info("dbt docs kept: nothing was published tonight")
+        return False
     key = docs_key(warehouse)
     docs = Path(reports_dir) / DOCS_DIR
     if docs_current(reports_dir, key):
@@ -64,7 +68,6 @@ def refresh_dbt_docs(warehouse: str | Path, reports_dir: Path, published: bool) 
         return False
     (docs / KEY_FILE).unlink(missing_ok=True)  # a failed generation leaves no stale key
     generate_docs(transform_url(warehouse), docs)
-    if published:
-        (docs / KEY_FILE).write_text(json.dumps({"key": key}) + "\n")
+    (docs / KEY_FILE).write_text(json.dumps({"key": key}) + "\n")
     write_index(Path(reports_dir))  # the index links the dbt docs from the first night on
     return True
