@@ -62,7 +62,7 @@ HEAVIEST_FIRST: tuple[str, ...] = (
 )
 MARK_TIERS = ({"slow", "spark"}, {"postgres", "browser"})
 # on xdist workers both cores are already busy with the two workers' builds: dbt's own
-# threads (four by default) then only take turns at Python's lock and cost CPU
+# threads on DuckDB (four by default) then only take turns at Python's lock and cost CPU
 # (docs/decisions.md#dbt-threads); the setting changes no result, only how many nodes run at once
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("TRIALSCREEN_DBT_THREADS", "1")

@@ -174,7 +174,7 @@ SETTINGS: tuple[Setting, ...] = (
       "DuckDB: the memory the nightly build, publish and reports may use (DuckDB spills to "
       "disk beyond it; it bounds DuckDB's buffers, not Python's)", _check_size),
     S("warehouse", "dbt_threads", "TRIALSCREEN_DBT_THREADS", "integer", "4",
-      "dbt threads on the duckdb and postgres targets: models and tests run side by side",
+      "dbt threads on the duckdb target: models and tests run side by side",
       _check_positive),
     S("warehouse", "publish_lock_timeout", "TRIALSCREEN_PUBLISH_LOCK_TIMEOUT", "string", "60s",
       "PostgreSQL: how long publish waits for a table lock", _check_duration),
