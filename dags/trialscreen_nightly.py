@@ -94,9 +94,9 @@ the run's logical date** (the screening date), from the feed files in the drop d
    expectation failed: nothing is published and yesterday's tables stay.
 6. `publish` swaps the candidate tables in (one transaction, each table lock waited for at
    most `TRIALSCREEN_PUBLISH_LOCK_TIMEOUT`).
-7. `reports` writes the screening report, and the dbt docs site when the dbt project,
-   the releases or the warehouse changed since the last published night; `notify` sends
-   the `published` alert (counts only).
+7. `reports` writes the screening report, and after a published night the dbt docs site
+   when the dbt project, the releases or the warehouse changed since the site was made;
+   `notify` sends the `published` alert (counts only).
 
 Alerts (webhook, SMTP: `TRIALSCREEN_ALERT_*`, docs/decisions.md "Alerts") carry counts and
 run ids, never PHI: a failed run, a blocked gate, a published run, missed nights.
@@ -398,9 +398,9 @@ def trialscreen_nightly() -> None:
         params, _, run_id = _context()
         reports_dir = Path(params["reports_dir"])
         report = write_reports(_warehouse(params), reports_dir, run_id)
-        # the dbt docs site only when the project, releases or warehouse changed since the
-        # last published night's (docs/decisions.md, "The DAG's dbt docs only when the
-        # project changed"); publish's XCom is there when tonight published
+        # the dbt docs site after a published night only, and only when the project,
+        # releases or warehouse changed since it was made (docs/decisions.md, "The dbt docs
+        # site only when the project changed"); publish's XCom is there when tonight published
         published = get_current_context()["ti"].xcom_pull(task_ids="publish") is not None
         refresh_dbt_docs(_warehouse(params), reports_dir, published)
         return str(report)

@@ -5,10 +5,11 @@ node and reads the warehouse catalog: in the DAG's ``reports`` task that is a se
 parse in a second process (the producer's build parsed in its own), a fifth of the night's
 CPU at 1,000 patients. The site is a function of the dbt project (models, macros, seeds and
 their YAML), the dbt, adapter and TrialScreen releases and the warehouse it describes, not of
-the night's data (the catalog holds schemas, tables, columns and types, no row counts). So the
-DAG regenerates it when one of those changed, and after a published night records what it was
-generated from beside it; a night with nothing changed keeps the site (docs/decisions.md,
-"The DAG's dbt docs only when the project changed").
+the night's data (the catalog holds schemas, tables, columns and types, no row counts). So
+after a published night the DAG regenerates it when one of those changed, and records what it
+was generated from beside it; a night with nothing changed, or one that published nothing,
+keeps the site (docs/decisions.md, "The DAG's cost against `trialscreen run`, task by task":
+"The dbt docs site only when the project changed").
 """
 
 from __future__ import annotations
