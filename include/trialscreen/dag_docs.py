@@ -55,13 +55,13 @@ def refresh_dbt_docs(warehouse: str | Path, reports_dir: Path, published: bool) 
     the site as it is: the site describes the published tables, and such a night may have
     left tables out of the catalog (or failed before there was a warehouse); the next
     published night generates it if it is not current."""
+    if not published:
+        log.info("dbt docs kept: nothing was published tonight")
+        return False
     from trialscreen.pipeline import transform_url
     from trialscreen.report import write_index
     from trialscreen.transform import generate_docs
 
-    if not published:
-        log.info("dbt docs kept: nothing was published tonight")
-        return False
     key = docs_key(warehouse)
     docs = Path(reports_dir) / DOCS_DIR
     if docs_current(reports_dir, key):
