@@ -62,7 +62,12 @@ TEST_RESOURCES = ("--resource-type", "test")
 PLAN = "ti.xcom_pull(task_ids='prepare_build')"
 FULL_REFRESH = "{{ " + PLAN + "['full_refresh'] }}"
 BUILD_ENV = "{{ " + PLAN + "['env'] }}"
-SEEDS_FLAG = "{{ '' if " + PLAN + "['full_refresh'] else '--exclude-resource-type=seed' }}"
+# on an incremental night the seeds stay, and so do the data tests that read only seeds
+# (transform.SEEDS_KEPT, as `trialscreen run` builds); empty flags on a full rebuild
+SEEDS_FLAGS = tuple(
+    "{{ '' if " + PLAN + "['full_refresh'] else '" + flag + "' }}"
+    for flag in ("--exclude=resource_type:seed", "--indirect-selection=cautious")
+)
 # the models whose state a recorded plan vouches for (docs/decisions.md, "Incremental nights")
 INCREMENTAL_MODELS = ("int_observations", "int_conditions", "int_medications")
 # the dbt of this environment (Airflow and TrialScreen share it), run as the producer's process
@@ -458,7 +463,7 @@ def trialscreen_nightly() -> None:
                 # would skip every model task: the model tasks retry their own model instead
                 "retries": 0,
                 "full_refresh": FULL_REFRESH,
-                "dbt_cmd_flags": [*TEST_RESOURCES, SEEDS_FLAG],
+                "dbt_cmd_flags": [*TEST_RESOURCES, *SEEDS_FLAGS],
             },
         ),
         render_config=RenderConfig(

@@ -302,6 +302,14 @@ def _vars_args(dbt_vars: Mapping[str, Any] | None) -> list[str]:
 # build runs")
 NIGHTLY_EXCLUDED = ("unit_test",)
 
+# A build that keeps the seeds an earlier build loaded from the same files (an incremental
+# night: the build fingerprint covers the seed files) leaves out the seeds and the data tests
+# that read nothing but seeds: those tables did not change, so neither can those tests' results
+# (docs/decisions.md, "Seed tests run when the seeds load"). `cautious` indirect selection
+# drops a test only when every node it reads is excluded: a test that joins a model to a seed
+# still runs. Without a --select, every other node is selected as before.
+SEEDS_KEPT = ("--exclude", "resource_type:seed", "--indirect-selection", "cautious")
+
 # The parsed project, kept in this process across dbt calls (docs/decisions.md, "One dbt parse
 # per process"). Parsing the project (65 models, 22 seeds, ~230 data tests) costs about half
 # the CPU of a small build, and every command of a run (build, docs generate) and every run of a
@@ -467,12 +475,13 @@ def build_dbt(
     ``test_the_dbt_unit_tests_pass``)."""
     args: list[str] = ["--full-refresh"] if full_refresh else []
     args += [arg for kind in NIGHTLY_EXCLUDED for arg in ("--exclude-resource-type", kind)]
+    excluded = exclude.split() if exclude else []
     if skip_seeds:  # loaded by an earlier build from the same seed files
-        args += ["--exclude-resource-type", "seed"]
+        args += list(SEEDS_KEPT)
     if select:
         args += ["--select", *select.split()]
-    if exclude:
-        args += ["--exclude", *exclude.split()]
+    if excluded:
+        args += ["--exclude", *excluded]
     run_dbt(
         "build",
         warehouse_url,

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from trialscreen.demo import gate_blocked
+from trialscreen.transform import SEEDS_KEPT
 
 pytestmark = pytest.mark.slow  # migrates an Airflow metadata DB and runs the DAG
 
@@ -149,12 +150,16 @@ def test_the_build_flags_follow_the_plan(dagbag) -> None:
     producer = dag.get_task("dbt.dbt_producer_watcher")
     assert {"full_refresh", "dbt_cmd_flags", "vars"} <= set(producer.template_fields)
     env = dag.get_template_env(force_sandboxed=False)
-    for full_refresh, exclude in ((True, []), (False, ["--exclude-resource-type=seed"])):
+    # an incremental night keeps the seeds and their own tests, as trialscreen run's build
+    kept = [
+        f"{flag}={value}" for flag, value in zip(SEEDS_KEPT[::2], SEEDS_KEPT[1::2], strict=True)
+    ]
+    for full_refresh, skip in ((True, []), (False, kept)):
         context = {"ti": _PreparedBuild({"full_refresh": full_refresh})}
         rendered = producer.render_template(producer.full_refresh, context, env)
         assert rendered is full_refresh
         flags = [f for f in producer.render_template(producer.dbt_cmd_flags, context, env) if f]
-        assert [f for f in flags if f.startswith("--exclude")] == exclude
+        assert [f for f in flags if f.startswith(("--exclude", "--indirect"))] == skip
         assert flags.count("--resource-type") == 4  # data tests, models, seeds, snapshots
         assert "unit_test" not in flags
 
@@ -436,7 +441,7 @@ def test_the_first_night_rebuilds_whole_with_the_seeds(published_run) -> None:
     if logs is not None:
         (command,) = _build_commands(logs)
         assert "'--full-refresh'" in command
-        assert "--exclude-resource-type=seed" not in command  # the seeds load
+        assert "--exclude=resource_type:seed" not in command  # the seeds load
         assert "incremental_after_load_id" not in command
 
 
@@ -476,7 +481,7 @@ def test_the_next_night_builds_incrementally_as_the_cli_does(second_night, publi
     if logs is not None:
         (command,) = _build_commands(logs)
         assert "'--full-refresh'" not in command
-        assert "--exclude-resource-type=seed" in command
+        assert "--exclude=resource_type:seed" in command
         assert f"incremental_after_load_id: {first[2]}" in command
 
 

@@ -188,6 +188,17 @@ def _sequences(
                 "sum(case when unique_id = 'model.trialscreen.int_observations' then 1 else 0 end) "
                 "from audit.build_nodes group by 1, 2, 3"
             )
+            # a test of a seed alone (unique codes of loinc_analytes) against one that also
+            # reads a model (the formulas' worked examples), per night
+            out["seed_tests"] = {
+                run_id: (seed_only, with_model)
+                for run_id, seed_only, with_model in wh.query(
+                    "select run_id, count(*) filter (where unique_id like "
+                    "'test.trialscreen.unique_loinc_analytes_loinc.%'), count(*) filter (where "
+                    "unique_id like 'test.trialscreen.assert_formula_examples_match_expected%') "
+                    "from audit.build_nodes group by 1"
+                )
+            }
             out["neutrophils"] = wh.query(
                 "select status, value_canonical from intermediate.int_observations "
                 "where patient_mrn = 'MRN0000002' and order_id = 'ORD00000002001' "
@@ -323,9 +334,12 @@ def test_every_build_records_where_its_time_went(nights) -> None:
         assert sum(r[5] for r in models) == 1, night  # int_observations, once
         assert sum(r[3] for r in run if r[1] == "test") >= 100, night
         assert all(r[4] >= 0 for r in run)
-    # seeds load on a full build only
+    # seeds load on a full build only, and the tests of seeds alone run with them; a test
+    # that reads a model as well runs every night
     assert any(r[1] == "seed" for r in nodes if r[0] == RUN_IDS[1])
     assert not any(r[1] == "seed" for r in nodes if r[0] == RUN_IDS[2])
+    tests = nights["seed_tests"]
+    assert [tests[RUN_IDS[n]] for n in (1, 2, 3, 4, 5)] == [(1, 1), (0, 1), (0, 1), (1, 1), (0, 1)]
 
 
 def test_the_late_hl7_correction_and_the_entered_in_error_resolve(nights) -> None:
