@@ -191,6 +191,8 @@ def check_warehouse(ctx: Context) -> Check:
     if parsed.engine == "duckdb":
         import duckdb
 
+        from trialscreen.warehouse import quiet_duckdb
+
         assert parsed.path is not None
         if not parsed.path.is_file():
             folder = parsed.path.resolve().parent
@@ -203,7 +205,7 @@ def check_warehouse(ctx: Context) -> Check:
                 + ("writable" if writable else "not writable"),
             )
         try:
-            ctx.con = duckdb.connect(str(parsed.path), read_only=True)
+            ctx.con = quiet_duckdb(duckdb.connect(str(parsed.path), read_only=True))
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 return Check("warehouse", "WARN", f"{shown}: open in another process (a run?)")

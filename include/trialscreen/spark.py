@@ -179,6 +179,8 @@ def load_landed_tables(
     """
     import duckdb
 
+    from trialscreen.warehouse import quiet_duckdb
+
     warehouse = str(spark.conf.get("spark.sql.warehouse.dir") or "spark-warehouse")
     if warehouse.startswith("file:"):
         warehouse = unquote(urlsplit(warehouse).path)
@@ -186,7 +188,7 @@ def load_landed_tables(
     exported: dict[str, tuple[Path, int]] = {}
     # default configuration, as trialscreen.warehouse opens it: a process (dbt-duckdb keeps
     # its connection) may already hold the file, and DuckDB refuses a second configuration
-    con = duckdb.connect(str(duckdb_path))
+    con = quiet_duckdb(duckdb.connect(str(duckdb_path)))
     try:
         con.execute("set session TimeZone = 'UTC'")
         for name in _landed_tables(con, schemas, tables):

@@ -340,6 +340,16 @@ def duckdb_memory() -> str:
     return value
 
 
+def quiet_duckdb(con: Any) -> Any:
+    """``con`` with DuckDB's progress bar off. DuckDB draws it on the process's standard output
+    (a pipe too: the DAG's task logs, the CLI's summary, a subprocess's JSON line) for any
+    query over two seconds, which at a hospital's size is most of them. A connection
+    setting, not a configuration of the database: another connection to the same file in
+    the process is not refused for it (docs/decisions.md, "No progress bars on stdout")."""
+    con.execute("set enable_progress_bar = false")
+    return con
+
+
 class DuckDBWarehouse(Warehouse):
     engine = "duckdb"
     _staged: Any  # the frame staged() holds, as Arrow (None outside it)
@@ -365,6 +375,7 @@ class DuckDBWarehouse(Warehouse):
                 "or close the client, then retry"
             ) from None
         self.con.execute(f"set memory_limit = '{memory}'")
+        quiet_duckdb(self.con)
         self._depth = 0
         self._staged = None
 

@@ -40,7 +40,9 @@ def measure_latest_query(warehouse: Path, repeat: int = 3) -> dict[str, Any]:
     import duckdb
     import polars as pl
 
-    con = duckdb.connect(str(warehouse), read_only=True)
+    from trialscreen.warehouse import quiet_duckdb
+
+    con = quiet_duckdb(duckdb.connect(str(warehouse), read_only=True))
     try:
         rows_in = int(con.sql(f"select count(*) from ({FRAME_SQL})").fetchall()[0][0])
         frame = con.sql(FRAME_SQL).pl()  # also warms DuckDB's buffer cache for the query

@@ -46,7 +46,11 @@ def _duckdb_engine(connection_string: str) -> Any:
 
     _release_duckdb_engine_at_exit()
     path = connection_string.removeprefix("duckdb:///")
-    return sa.create_engine("duckdb://", creator=lambda: ConnectionWrapper(duckdb.connect(path)))
+    from trialscreen.warehouse import quiet_duckdb
+
+    return sa.create_engine(
+        "duckdb://", creator=lambda: ConnectionWrapper(quiet_duckdb(duckdb.connect(path)))
+    )
 
 
 _engine_release_registered = False
