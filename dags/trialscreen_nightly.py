@@ -34,6 +34,7 @@ from cosmos.constants import (
 
 from trialscreen import config
 from trialscreen.dbt_output import DBT_PYTHON_ENV, DBT_WRAPPER
+from trialscreen.transform import SEEDS_KEPT
 
 if TYPE_CHECKING:
     from airflow.sdk.bases.decorator import Task
@@ -62,11 +63,12 @@ TEST_RESOURCES = ("--resource-type", "test")
 PLAN = "ti.xcom_pull(task_ids='prepare_build')"
 FULL_REFRESH = "{{ " + PLAN + "['full_refresh'] }}"
 BUILD_ENV = "{{ " + PLAN + "['env'] }}"
-# on an incremental night the seeds stay, and so do the data tests that read only seeds
-# (transform.SEEDS_KEPT, as `trialscreen run` builds); empty flags on a full rebuild
+# on an incremental night the seeds stay, and so do the data tests that read only seeds: the
+# flags `trialscreen run` builds with (transform.SEEDS_KEPT), each as one `--flag=value`
+# argument; empty flags on a full rebuild
 SEEDS_FLAGS = tuple(
-    "{{ '' if " + PLAN + "['full_refresh'] else '" + flag + "' }}"
-    for flag in ("--exclude=resource_type:seed", "--indirect-selection=cautious")
+    "{{ '' if " + PLAN + "['full_refresh'] else '" + flag + "=" + value + "' }}"
+    for flag, value in zip(SEEDS_KEPT[::2], SEEDS_KEPT[1::2], strict=True)
 )
 # the models whose state a recorded plan vouches for (docs/decisions.md, "Incremental nights")
 INCREMENTAL_MODELS = ("int_observations", "int_conditions", "int_medications")

@@ -475,13 +475,12 @@ def build_dbt(
     ``test_the_dbt_unit_tests_pass``)."""
     args: list[str] = ["--full-refresh"] if full_refresh else []
     args += [arg for kind in NIGHTLY_EXCLUDED for arg in ("--exclude-resource-type", kind)]
-    excluded = exclude.split() if exclude else []
     if skip_seeds:  # loaded by an earlier build from the same seed files
         args += list(SEEDS_KEPT)
     if select:
         args += ["--select", *select.split()]
-    if excluded:
-        args += ["--exclude", *excluded]
+    if exclude:
+        args += ["--exclude", *exclude.split()]
     run_dbt(
         "build",
         warehouse_url,
