@@ -241,7 +241,7 @@ def test_a_failed_models_name_leads_the_runs_line_whatever_failed_first() -> Non
     from trialscreen.errors import summarize
     from trialscreen.transform import DbtBuildError
 
-    tests = [(f"test.trialscreen.not_null_columns_int_labs_{n}.{n:010x}", "db") for n in range(15)]
+    tests = [(f"test.trialscreen.row_checks_int_labs_{n}.{n:010x}", "db") for n in range(15)]
     model = ("model.trialscreen.int_criteria__diagnosis", "INTERNAL Error: ...")
     error = DbtBuildError("build", [*tests[:9], model, *tests[9:]])
     assert error.failures[0] == model and error.failures[1:] == tests

@@ -999,26 +999,45 @@ def test_the_dbt_unit_tests_pass(warehouse, tmp_path):
     assert results == dict.fromkeys(declared, "pass")
 
 
+KEY_COLUMNS = ("trial_id", "cohort_id", "patient_key", "criterion_id")
+
+
 @pytest.mark.parametrize(
-    ("test_name", "model", "change", "found"),
+    ("model", "change", "found"),
     [
-        # a null where none may be: the column and how many rows hold a null
-        ("not_null_columns", "marts.eligible_candidates", "n_review = null", ("n_review",)),
-        # a status outside its list: the column, the value and how many rows hold it
-        ("accepted_values_columns", "intermediate.int_criteria__labs", "status = 'maybe'",
-         ("status", "maybe")),
+        # a null where none may be: the check, the column and how many rows hold a null
+        ("marts.eligible_candidates", "update {model} set n_review = null where trial_id = 'axiom'",
+         lambda changed, key: ("not_null", "n_review", None, changed)),
+        # a status outside its list: the check, the column, the value and how many rows hold it
+        ("intermediate.int_criteria__labs",
+         "update {model} set status = 'maybe' where trial_id = 'axiom'",
+         lambda changed, key: ("accepted_values", "status", "maybe", changed)),
+        # one evaluation delivered twice: the check, the key's columns, its values, two rows
+        ("marts.criterion_evaluations",
+         "insert into {model} select * from {model} where {key}",
+         lambda changed, key: ("unique_combination", ", ".join(KEY_COLUMNS), "|".join(key), 2)),
     ],
 )  # fmt: skip
 def test_a_model_level_column_test_fails_and_names_the_column(
-    warehouse, tmp_path, test_name, model, change, found
+    warehouse, tmp_path, model, change, found
 ):
-    """The model-level column tests (dbt_project/macros/tests; docs/decisions.md, "What a
-    night's dbt build runs"), one per model for several columns, fail on one bad column, and
-    their rows say which column, what it held and in how many rows."""
+    """A model's one row-checks test (dbt_project/macros/tests/row_checks.sql;
+    docs/decisions.md, "One row-checks test per model") fails on one bad column or key, and
+    its row says which check, which column, what it held and in how many rows."""
     copy = _scenario_copy(warehouse, tmp_path, "changed.duckdb")
     con = duckdb.connect(str(copy))
     try:
-        (changed,) = con.execute(f"update {model} set {change} where trial_id = 'axiom'").fetchone()
+        key: tuple[Any, ...] = ()
+        if "{key}" in change:  # the first evaluation's key
+            key = (
+                con.execute(
+                    f"select {', '.join(KEY_COLUMNS)} from {model} where trial_id = 'axiom' "
+                    "order by 1, 2, 3, 4 limit 1"
+                ).fetchone()
+                or ()
+            )
+        where = " and ".join(f"{c} = '{v}'" for c, v in zip(KEY_COLUMNS, key, strict=False))
+        (changed,) = con.execute(change.format(model=model, key=where)).fetchone()
     finally:
         con.close()
     assert changed > 0
@@ -1033,16 +1052,16 @@ def test_a_model_level_column_test_fails_and_names_the_column(
         "    sys.exit(3)\n"
     )
     name = model.split(".")[1]
-    selector = f"{name},test_name:{test_name}"
+    selector = f"{name},test_name:row_checks"
     url, day = f"duckdb:///{copy}", SCREENING_DATE.isoformat()
     proc = _python(code, url, tmp_path / "dbt", day, selector)
     assert proc.returncode == 3, proc.stderr[-3000:] + proc.stdout[-2000:]
     (failed,) = proc.stdout.split("FAILED", 1)[1].split()
-    assert failed.startswith(f"test.trialscreen.{test_name}_{name}_")
+    assert failed.startswith(f"test.trialscreen.row_checks_{name}_")
     # what the test's query returns
-    (compiled,) = (tmp_path / "dbt" / "target" / "compiled").rglob(f"{test_name}_*.sql")
+    (compiled,) = (tmp_path / "dbt" / "target" / "compiled").rglob("row_checks_*.sql")
     con = duckdb.connect(str(copy), read_only=True)
     try:
-        assert con.execute(compiled.read_text()).fetchall() == [(*found, changed)]
+        assert con.execute(compiled.read_text()).fetchall() == [found(changed, key)]
     finally:
         con.close()

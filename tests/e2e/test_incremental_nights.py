@@ -188,13 +188,13 @@ def _sequences(
                 "sum(case when unique_id = 'model.trialscreen.int_observations' then 1 else 0 end) "
                 "from audit.build_nodes group by 1, 2, 3"
             )
-            # a test of a seed alone (unique codes of loinc_analytes) against one that also
+            # a test of a seed alone (the row checks of loinc_analytes) against one that also
             # reads a model (the formulas' worked examples), per night
             out["seed_tests"] = {
                 run_id: (seed_only, with_model)
                 for run_id, seed_only, with_model in wh.query(
                     "select run_id, count(*) filter (where unique_id like "
-                    "'test.trialscreen.unique_loinc_analytes_loinc.%'), count(*) filter (where "
+                    "'test.trialscreen.row_checks_loinc_analytes_%'), count(*) filter (where "
                     "unique_id like 'test.trialscreen.assert_formula_examples_match_expected%') "
                     "from audit.build_nodes group by 1"
                 )
