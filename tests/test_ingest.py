@@ -6,7 +6,12 @@ import gzip
 import io
 import json
 import logging
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -323,3 +328,58 @@ def test_worker_processes_and_file_parts_land_the_same_rows(
     files = {r[2]: r for r in got["audit.ingested_files"]}
     assert files["fhir/Observation.8.ndjson"][4:] == (1, 0, 0, 1, 0)  # one file-scope row
     assert files["fhir/Observation.9.ndjson"][4:] == (1, 0, 0, 1, 0)  # "file is empty"
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; pid 1 here may not reap it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_parse_workers_end_when_the_ingest_is_killed() -> None:
+    """docs/decisions.md "Parse workers end with the run": a run killed with SIGKILL (a
+    scheduler's timeout) leaves no parse worker behind, busy or waiting on its queue."""
+    code = (
+        "import time\n"
+        "from trialscreen.ingest.parse import parse_pool\n"
+        "pool = parse_pool(2)\n"
+        "list(pool.map(time.sleep, [1, 1]))\n"  # both workers started, past their bootstrap
+        "busy = [pool.submit(time.sleep, 120) for _ in range(4)]\n"
+        "time.sleep(0.5)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 30
+        while len(workers := _children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = [p for p in workers if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        assert len(workers) == 2, workers
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [p for p in workers if _alive(p)]
+    for pid in left:  # not to leave them to the rest of the suite
+        os.kill(pid, signal.SIGKILL)
+    assert left == []

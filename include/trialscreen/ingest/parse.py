@@ -327,6 +327,34 @@ def _ready(parsed: ParsedFile) -> ParsedFile:
     return parsed
 
 
+def parse_pool(workers: int) -> ProcessPoolExecutor:
+    """The ingest's parse workers: spawned (no fork of a process holding DuckDB's threads),
+    and each ends with the ingest process, however that ends (docs/decisions.md, "Parse
+    workers end with the run")."""
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_end_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+def _end_with_parent(parent: int) -> None:
+    """A parse worker's initializer. A killed run (a scheduler's timeout sends SIGTERM, then
+    SIGKILL) left its workers parsing the units already queued to them and then waiting on
+    their queue for good, since each worker holds the queue's other end too: Linux sends
+    the worker SIGKILL when the thread that started it ends (``PR_SET_PDEATHSIG``), and
+    the ingest submits from the thread that reads the results. Elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1  # <linux/prctl.h>
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the ingest ended before the call above
+        os._exit(1)
+
+
 def _parse_unit_in_worker(
     feed: str, unit: Sequence[Item], root: Path
 ) -> tuple[list[Parsed], float]:
@@ -363,8 +391,7 @@ class ParseStream:
             for unit in queued:
                 yield from parse_unit(self.feed, unit, self.root)
             return
-        context = get_context("spawn")  # no fork of a process holding DuckDB's threads
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
+        with parse_pool(self.workers) as pool:
             pending: deque[tuple[list[Item], Future[tuple[list[Parsed], float]] | None]] = deque()
 
             def submit() -> None:
