@@ -30,31 +30,28 @@
     {%- for column, values in accepted_values.items() -%}
         {%- set listed = [] -%}
         {%- for value in values -%}{%- do listed.append("'" ~ value ~ "'") -%}{%- endfor -%}
-        {%- do branches.append(
-            "select 'accepted_values' as check_name, '" ~ column ~ "' as column_name, cast(" ~ column
-            ~ " as " ~ text ~ ") as value, cast(count(*) as " ~ count ~ ") as n_rows from " ~ model ~ " where " ~ column
-            ~ " is not null and " ~ column ~ " not in (" ~ listed | join(", ") ~ ") group by "
-            ~ column
-        ) -%}
+        {%- do branches.append(row_checks_finding(
+            model, "accepted_values", column, "cast(" ~ column ~ " as " ~ text ~ ")", [column],
+            " where " ~ column ~ " is not null and " ~ column ~ " not in ("
+            ~ listed | join(", ") ~ ")", ""
+        )) -%}
     {%- endfor -%}
     {%- for column in unique -%}
-        {%- do branches.append(
-            "select 'unique' as check_name, '" ~ column ~ "' as column_name, cast(" ~ column ~ " as "
-            ~ text ~ ") as value, cast(count(*) as " ~ count ~ ") as n_rows from " ~ model ~ " where " ~ column
-            ~ " is not null group by " ~ column ~ " having count(*) > 1"
-        ) -%}
+        {%- do branches.append(row_checks_finding(
+            model, "unique", column, "cast(" ~ column ~ " as " ~ text ~ ")", [column],
+            " where " ~ column ~ " is not null", " having count(*) > 1"
+        )) -%}
     {%- endfor -%}
     {%- for columns in unique_combinations -%}
         {%- set cast_columns = [] -%}
         {%- for column in columns -%}
             {%- do cast_columns.append("cast(" ~ column ~ " as " ~ text ~ ")") -%}
         {%- endfor -%}
-        {%- do branches.append(
-            "select 'unique_combination' as check_name, '" ~ columns | join(", ")
-            ~ "' as column_name, concat_ws('|', " ~ cast_columns | join(", ") ~ ") as value, "
-            ~ "cast(count(*) as " ~ count ~ ") as n_rows from " ~ model
-            ~ " group by " ~ columns | join(", ") ~ " having count(*) > 1"
-        ) -%}
+        {%- do branches.append(row_checks_finding(
+            model, "unique_combination", columns | join(", "),
+            "concat_ws('|', " ~ cast_columns | join(", ") ~ ")", columns, "",
+            " having count(*) > 1"
+        )) -%}
     {%- endfor %}
     {%- if not_null %}
     with null_counts as (
@@ -69,3 +66,11 @@
 
     {{ branches | join("\n    union all\n    ") }}
 {% endtest %}
+
+{#- One branch of row_checks that counts the rows of each group of `group_by` found by
+    `where` (and kept by `having`): the check, its column(s), the value and the count. -#}
+{% macro row_checks_finding(model, check, column_name, value, group_by, where, having) -%}
+    {{- "select '" ~ check ~ "' as check_name, '" ~ column_name ~ "' as column_name, " ~ value
+        ~ " as value, cast(count(*) as " ~ dbt.type_bigint() ~ ") as n_rows from " ~ model
+        ~ where ~ " group by " ~ group_by | join(", ") ~ having -}}
+{%- endmacro %}
