@@ -330,25 +330,27 @@ def test_worker_processes_and_file_parts_land_the_same_rows(
     assert files["fhir/Observation.9.ndjson"][4:] == (1, 0, 0, 1, 0)  # "file is empty"
 
 
-def _children(pid: int) -> list[int]:
-    """Live processes whose parent is ``pid`` (from /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
+def _stat(pid: int | str) -> list[str]:
+    """/proc/<pid>/stat's fields after the command name (state, ppid, ...); [] once gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
 
 
 def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has ended; pid 1 here may not reap it
+    state = _stat(pid)[:1]
+    return state not in ([], ["Z"])  # a zombie has ended; pid 1 here may not reap it
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for folder in Path("/proc").glob("[0-9]*"):
+        fields = _stat(folder.name)
+        if fields[1:2] == [str(pid)] and fields[0] != "Z":
+            found.append(int(folder.name))
+    return found
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
