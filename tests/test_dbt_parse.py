@@ -91,3 +91,42 @@ def test_the_run_variables_change_no_dependency(tmp_path: Path) -> None:
         "model.trialscreen.stg_fhir__patients"
         in (depends[0]["model.trialscreen.int_changed_patients"])
     )
+
+
+def test_a_parse_kept_on_disk_serves_the_next_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/decisions.md "A parse kept across processes": the first process parses and keeps
+    the manifest in the cache folder; the next one (the in-process cache cleared) reads it
+    instead of parsing and compiles the same SQL; a file that does not load is parsed again
+    and replaced."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    parsed: list[Path | None] = []
+    keep = transform._keep_parse
+
+    def keep_and_count(manifest: object, saved: Path | None) -> None:
+        parsed.append(saved)  # called after a full parse only
+        keep(manifest, saved)
+
+    monkeypatch.setattr(transform, "_keep_parse", keep_and_count)
+    night = {"screening_date": "2026-11-20", "run_id": "kept", "wap": True}
+    compiled: dict[str, dict[str, str]] = {}
+    for run in ("first", "second", "unreadable"):
+        transform._PARSED.clear()  # what a new process starts with
+        kept = list(cache.rglob("*.msgpack"))
+        if run == "unreadable":
+            kept[0].write_bytes(b"not a manifest")
+        transform.run_dbt(
+            "compile",
+            str(tmp_path / "kept.duckdb"),
+            args=["--select", NODE],
+            dbt_vars=night,
+            artifacts_dir=tmp_path / run,
+        )
+        compiled[run] = _compiled_tests(tmp_path / run)
+        assert len(parsed) == (1 if run != "unreadable" else 2), run
+    files = list(cache.rglob("*.msgpack"))
+    assert files == [parsed[0]] == [parsed[1]]  # one key, one file, replaced in place
+    assert compiled["first"] and compiled["first"] == compiled["second"]
+    assert compiled["unreadable"] == compiled["first"]

@@ -25,6 +25,9 @@ in the exception's ``failures`` (the pipeline keeps it in ``restricted.build_err
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import importlib.metadata
 import logging
 import os
 import tempfile
@@ -366,17 +369,93 @@ def _parsed_manifest(
     with _PARSED_LOCK:
         if key in _PARSED:
             return _PARSED[key]
-    parse_vars = {k: v for k, v in (dbt_vars or {}).items() if k not in RUN_VARS}
-    result = dbtRunner().invoke(
-        ["parse", *common, *_vars_args(parse_vars), "--no-write-json", "--no-partial-parse"]
-    )
-    if not result.success:
-        return None  # the command parses and reports the error itself
+    saved = _saved_parse(key)
+    manifest = _read_parse(saved)
+    if manifest is None:
+        parse_vars = {k: v for k, v in (dbt_vars or {}).items() if k not in RUN_VARS}
+        result = dbtRunner().invoke(
+            ["parse", *common, *_vars_args(parse_vars), "--no-write-json", "--no-partial-parse"]
+        )
+        if not result.success:
+            return None  # the command parses and reports the error itself
+        manifest = result.result
+        _keep_parse(manifest, saved)
     with _PARSED_LOCK:
         while len(_PARSED) >= _PARSE_CACHE_SIZE:
             del _PARSED[next(iter(_PARSED))]
-        _PARSED[key] = result.result
-    return result.result
+        _PARSED[key] = manifest
+    return manifest
+
+
+# The parse also survives the process (docs/decisions.md, "A parse kept across processes"):
+# the parsed manifest, serialized as dbt serializes it for its own partial parsing (msgpack),
+# one file per key in the user's cache folder. The key holds what the in-process cache's does
+# plus the versions of dbt and its adapters (their macros are in the manifest). A file that
+# cannot be read is parsed again; a cache folder that cannot be written means no cache, never
+# a failure.
+PARSE_CACHE_FOLDER = ("trialscreen", "dbt-parse")
+_PARSE_FILES_KEPT = 16
+
+
+def _saved_parse(key: tuple[Any, ...]) -> Path | None:
+    """The file that holds the parse of ``key`` (it may not exist yet), or None: no cache."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    folder = Path(root, *PARSE_CACHE_FOLDER)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    digest = hashlib.sha256(repr((key, _dbt_versions())).encode()).hexdigest()[:32]
+    return folder / f"{digest}.msgpack"
+
+
+@functools.cache
+def _dbt_versions() -> tuple[tuple[str, str], ...]:
+    """Installed dbt distributions and their versions: dbt-core, dbt-adapters, the adapters."""
+    found = {
+        (dist.metadata["Name"].lower(), dist.version)
+        for dist in importlib.metadata.distributions()
+        if (dist.metadata["Name"] or "").lower().startswith("dbt")
+    }
+    return tuple(sorted(found))
+
+
+def _read_parse(saved: Path | None) -> Any:
+    """The manifest kept in ``saved``, or None (no file, or one that does not load)."""
+    if saved is None or not saved.is_file():
+        return None
+    from dbt.contracts.graph.manifest import Manifest
+    from dbt.parser.manifest import extended_mashumuro_decoder
+
+    try:
+        manifest: Any = Manifest.from_msgpack(
+            saved.read_bytes(), decoder=extended_mashumuro_decoder
+        )
+        os.utime(saved)  # most recently used: pruned last
+    except Exception as exc:  # a truncated or foreign file: parse again, and replace it
+        _dbt_log.debug("kept dbt parse not read", extra={"error": type(exc).__name__})
+        return None
+    # what dbt does after reading its own partial-parse file when nothing changed
+    manifest.build_parent_and_child_maps()
+    manifest.build_flat_graph()
+    return manifest
+
+
+def _keep_parse(manifest: Any, saved: Path | None) -> None:
+    """Write ``manifest`` to ``saved`` (atomically) and prune the folder to the newest files."""
+    if saved is None:
+        return
+    from dbt.parser.manifest import extended_mashumaro_encoder
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=saved.parent, suffix=".tmp", delete=False) as out:
+            out.write(manifest.to_msgpack(extended_mashumaro_encoder))
+        os.replace(out.name, saved)  # a reader sees the old file or the new, never half
+        kept = sorted(saved.parent.glob("*.msgpack"), key=lambda p: p.stat().st_mtime)
+        for old in kept[:-_PARSE_FILES_KEPT]:
+            old.unlink(missing_ok=True)
+    except OSError as exc:
+        _dbt_log.debug("dbt parse not kept", extra={"error": type(exc).__name__})
 
 
 def _forget_manifest(key: tuple[Any, ...] | None) -> None:
