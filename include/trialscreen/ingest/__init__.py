@@ -62,6 +62,7 @@ from trialscreen.ingest.parse import (
     _parsers,
     _unsupported_file,
     own_peak_rss_mb,
+    return_large_buffers,
 )
 from trialscreen.ingest.write import (
     QUARANTINE_TABLE,
@@ -260,6 +261,7 @@ def ingest_feed(
     """
     accepts = _parsers()[feed][0]
     started = time.perf_counter()
+    return_large_buffers()
     counts = FeedCounts(feed=feed)
     with _bounded_duckdb(wh), wh.transaction():
         # the registry is read under the ingest lock: a concurrent ingest of the same drop

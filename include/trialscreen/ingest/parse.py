@@ -11,6 +11,7 @@ drop. A unit whose worker fails (killed, out of memory) is parsed again here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -334,9 +335,36 @@ def parse_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=get_context("spawn"),
-        initializer=_end_with_parent,
+        initializer=_start_worker,
         initargs=(os.getpid(),),
     )
+
+
+def _start_worker(parent: int) -> None:
+    """A parse worker's initializer: it ends with the ingest, and returns freed buffers."""
+    _end_with_parent(parent)
+    return_large_buffers()
+
+
+# glibc's malloc maps a block of at least this size on its own, and unmaps it when freed
+MMAP_THRESHOLD_BYTES = 1 << 20
+_M_MMAP_THRESHOLD = -3  # <malloc.h>
+
+
+def return_large_buffers() -> None:
+    """Fix glibc's mmap threshold at ``MMAP_THRESHOLD_BYTES`` for this process
+    (docs/decisions.md, "The ingest returns the memory it frees"). By default glibc raises the
+    threshold to the largest mapped block freed so far (up to 32 MiB): once the first parsed
+    part (up to 16 MiB of file bytes, and the frames made of it) is freed, later ones come from
+    the heap, whose freed space stays with the process. The FHIR ingest of 300,000 patients grew
+    glibc's heap from 133 to 296 MB in 16 flushes (80 MB of it in use); with the threshold
+    fixed it stayed at 29-30 MB. Elsewhere than glibc a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl has no mallopt)
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
 
 def _end_with_parent(parent: int) -> None:
