@@ -8,13 +8,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from trialscreen.bench.populations import MB, TRIALS, _feed_bytes
 from trialscreen.schema import FEEDS
+from trialscreen.workers import spawn_pool
 
 
 def _rss_mb() -> float:
@@ -33,7 +32,7 @@ def _rss_mb() -> float:
 def _in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     """Run ``fn(*args)`` in a fresh spawned interpreter (one task, then it exits), so the
     peak RSS it reports belongs to that step alone and not to what ran before it."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+    with spawn_pool(1) as pool:
         return pool.submit(_guarded, fn, *args).result()
 
 

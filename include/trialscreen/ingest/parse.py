@@ -23,7 +23,6 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, islice
-from multiprocessing import get_context
 from pathlib import Path
 
 from trialscreen import limits, schema
@@ -39,6 +38,7 @@ from trialscreen.ingest.parts import (
     _parts,
     _with_data,
 )
+from trialscreen.workers import spawn_pool
 
 log = logging.getLogger(__name__)
 
@@ -329,21 +329,9 @@ def _ready(parsed: ParsedFile) -> ParsedFile:
 
 
 def parse_pool(workers: int) -> ProcessPoolExecutor:
-    """The ingest's parse workers: spawned (no fork of a process holding DuckDB's threads),
-    and each ends with the ingest process, however that ends (docs/decisions.md, "Parse
-    workers end with the run")."""
-    return ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=get_context("spawn"),
-        initializer=_start_worker,
-        initargs=(os.getpid(),),
-    )
-
-
-def _start_worker(parent: int) -> None:
-    """A parse worker's initializer: it ends with the ingest, and returns freed buffers."""
-    _end_with_parent(parent)
-    return_large_buffers()
+    """The ingest's parse workers: spawned, each ending with the ingest process however that
+    ends (``trialscreen.workers``), and returning the large buffers it frees."""
+    return spawn_pool(workers, return_large_buffers)
 
 
 # glibc's malloc maps a block of at least this size on its own, and unmaps it when freed
@@ -365,22 +353,6 @@ def return_large_buffers() -> None:
 
     with contextlib.suppress(OSError, AttributeError):  # not glibc (musl has no mallopt)
         ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-
-
-def _end_with_parent(parent: int) -> None:
-    """A parse worker's initializer. A killed run (a scheduler's timeout sends SIGTERM, then
-    SIGKILL) left its workers parsing the units already queued to them and then waiting on
-    their queue for good, since each worker holds the queue's other end too: Linux sends
-    the worker SIGKILL when the thread that started it ends (``PR_SET_PDEATHSIG``), and
-    the ingest submits from the thread that reads the results. Elsewhere a no-op."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        pr_set_pdeathsig = 1  # <linux/prctl.h>
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent:  # the ingest ended before the call above
-        os._exit(1)
 
 
 def _parse_unit_in_worker(
