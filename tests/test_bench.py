@@ -55,6 +55,8 @@ def test_bench_writes_results_with_positive_measurements(bench_run: Path) -> Non
     dbt = r["engines"]["duckdb"]["dbt"]
     for key in ("seed_seconds", "build_seconds", "total_seconds", "peak_rss_mb"):
         assert _positive(dbt[key]), key
+    slowest = list(dbt["slowest_nodes"].values())  # what dominates the build, longest first
+    assert len(slowest) == 10 and slowest == sorted(slowest, reverse=True) and slowest[0] > 0
     query = r["latest_query"]
     assert query["rows_in"] > 0 and query["rows_agree"]
     for key in ("duckdb_seconds", "pandas_seconds", "polars_seconds"):

@@ -91,10 +91,12 @@ def _dbt_child(
     per_type: dict[str, float] = {}
     nodes: dict[str, int] = {}
     latest_node_s = 0.0
+    each: list[tuple[float, str]] = []
     for node_result in result.result or []:
         node = node_result.node
         kind = str(getattr(node.resource_type, "value", node.resource_type))
         per_type[kind] = per_type.get(kind, 0.0) + float(node_result.execution_time or 0.0)
+        each.append((float(node_result.execution_time or 0.0), str(node.name)))
         nodes[kind] = nodes.get(kind, 0) + 1
         if kind == "model" and node.name == "int_labs__latest_in_window":
             latest_node_s = float(node_result.execution_time or 0.0)
@@ -106,6 +108,8 @@ def _dbt_child(
         "build_elapsed_seconds": round(float(result.result.elapsed_time or 0.0), 3),
         "node_seconds": {k: round(v, 3) for k, v in sorted(per_type.items())},
         "nodes": dict(sorted(nodes.items())),
+        # what dominates: the ten nodes that took longest (dbt's threads overlap them)
+        "slowest_nodes": {name: round(t, 3) for t, name in sorted(each, reverse=True)[:10]},
         "latest_in_window_node_seconds": round(latest_node_s, 3),
         "baseline_rss_mb": baseline,
         "peak_rss_mb": _rss_mb(),

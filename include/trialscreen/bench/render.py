@@ -265,6 +265,17 @@ def ratio_lines(results: dict[str, Any]) -> list[str]:
                 + f"; dbt {pg['dbt']['total_seconds']:.1f} s vs "
                 f"{d['total_seconds']:.1f} s ({rt['postgres_vs_duckdb_dbt']}×)"
             )
+            slowest = pg["dbt"].get("slowest_nodes") or {}  # absent from older results
+            if slowest:
+                duck = d.get("slowest_nodes") or {}
+                lines.append(
+                    f"{head} postgres's slowest nodes: "
+                    + ", ".join(
+                        f"{name} {t:.1f} s"
+                        + (f" (duckdb {duck[name]:.1f} s)" if name in duck else "")
+                        for name, t in list(slowest.items())[:5]
+                    )
+                )
     for n, sc in results.get("scale", {}).items():
         if "sample" in sc:
             head = f"[{n} patients, sampled files]"
