@@ -62,5 +62,5 @@ def test_batches_of_one_transaction_are_not_kept_until_it_commits(tmp_path: Path
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["rows"] == BATCHES * ROWS
     # kept batches would add ~1 GB between the third batch and the last; DuckDB's own buffers
-    # (512MB-capped in the ingest, 4GB here) and the allocator's slack stay well under that
+    # (128MB-capped in the ingest, 4GB here) and the allocator's slack stay well under that
     assert result["late_mb"] - result["early_mb"] < 400, result

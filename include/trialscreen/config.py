@@ -233,7 +233,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("ingest", "workers", "TRIALSCREEN_INGEST_WORKERS", "integer", None,
       "parse worker processes for a feed with 64 MiB or more of new files (0: parse in the "
       "ingest process); default one per CPU, at most 4"),
-    S("ingest", "duckdb_memory", "TRIALSCREEN_INGEST_DUCKDB_MEMORY", "string", "512MB",
+    S("ingest", "duckdb_memory", "TRIALSCREEN_INGEST_DUCKDB_MEMORY", "string", "128MB",
       "the DuckDB memory an ingest may use (it spills to disk beyond it)", _check_size),
     # the coordinators' worklist (trialscreen.worklist)
     S("worklist", "dir", "TRIALSCREEN_WORKLIST_DIR", "path", None,

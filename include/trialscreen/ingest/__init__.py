@@ -80,6 +80,7 @@ from trialscreen.warehouse import Warehouse
 __all__ = [
     "FEED_COUNTS_TABLE",
     "FEED_COUNT_COLUMNS",
+    "FLUSH_FILES",
     "FLUSH_ROWS",
     "LOADS_COLUMNS",
     "LOADS_TABLE",
@@ -138,11 +139,16 @@ FEED_COUNT_COLUMNS: dict[str, pl.DataType] = {
 }
 
 FLUSH_ROWS = 125_000  # rows parsed before a batch is written (bounds memory)
+# files (or parts) parsed before a batch is written: each small file brings frames of its own,
+# and 5,000 bundles of 25 rows each held about 400 MB more than 125,000 rows of one NDJSON part
+# (docs/decisions.md, "The ingest returns the memory it frees")
+FLUSH_FILES = 1_000
 # DuckDB's buffer pool during an ingest (default: 80 % of the machine's memory, and the feed's
 # uncommitted rows stayed in it, so the ingest grew with the drop); past it DuckDB writes
 # blocks out and spills to ``<warehouse>.tmp``. PostgreSQL has its own server settings.
 INGEST_MEMORY_ENV = "TRIALSCREEN_INGEST_DUCKDB_MEMORY"
-INGEST_DUCKDB_MEMORY = "512MB"
+# 512MB until 2026-12-01 (docs/decisions.md, "The ingest returns the memory it frees")
+INGEST_DUCKDB_MEMORY = "128MB"
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*[KMGT]i?B$", re.IGNORECASE)
 
 
@@ -241,6 +247,14 @@ def _bounded_duckdb(wh: Warehouse) -> Iterator[None]:
     wh.execute(f"set memory_limit = '{limit}'")
     try:
         yield
+        # the feed's rows written into the database file under the same cap: left to the
+        # next checkpoint (the connection's close at the latest), DuckDB did it under its
+        # default limit, 80 % of the machine (docs/decisions.md, "The ingest returns the
+        # memory it frees"). Only an optimization: if it cannot run, the close still does it
+        try:
+            wh.execute("checkpoint")
+        except Exception as exc:  # noqa: BLE001 - the feed is committed already
+            log.debug("checkpoint after the feed skipped", extra={"error": type(exc).__name__})
     finally:
         if _MEMORY.match(before.replace(" ", "")):
             wh.execute(f"set memory_limit = '{before.replace(' ', '')}'")
@@ -313,7 +327,7 @@ def ingest_feed(
                 else:
                     parsed, last = next(parsed_iter)
                 batch.add(parsed, digest, size, last, path)
-                if batch.rows >= FLUSH_ROWS:
+                if batch.rows >= FLUSH_ROWS or len(batch.parts) >= FLUSH_FILES:
                     _flush(wh, batch, counts, run_id, load_id)
             if progress:
                 progress(1)
