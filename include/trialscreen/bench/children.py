@@ -95,11 +95,12 @@ def _dbt_child(
     for node_result in result.result or []:
         node = node_result.node
         kind = str(getattr(node.resource_type, "value", node.resource_type))
-        per_type[kind] = per_type.get(kind, 0.0) + float(node_result.execution_time or 0.0)
-        each.append((float(node_result.execution_time or 0.0), str(node.name)))
+        seconds = float(node_result.execution_time or 0.0)
+        per_type[kind] = per_type.get(kind, 0.0) + seconds
+        each.append((seconds, str(node.name)))
         nodes[kind] = nodes.get(kind, 0) + 1
         if kind == "model" and node.name == "int_labs__latest_in_window":
-            latest_node_s = float(node_result.execution_time or 0.0)
+            latest_node_s = seconds
     return {
         "prepare_seconds": round(prepare_s, 3),
         "seed_seconds": round(seed_s, 3),
