@@ -447,15 +447,20 @@ def _keep_parse(manifest: Any, saved: Path | None) -> None:
         return
     from dbt.parser.manifest import extended_mashumaro_encoder
 
+    temporary: str | None = None
     try:
         with tempfile.NamedTemporaryFile(dir=saved.parent, suffix=".tmp", delete=False) as out:
+            temporary = out.name
             out.write(manifest.to_msgpack(extended_mashumaro_encoder))
-        os.replace(out.name, saved)  # a reader sees the old file or the new, never half
+        os.replace(temporary, saved)  # a reader sees the old file or the new, never half
+        temporary = None
         kept = sorted(saved.parent.glob("*.msgpack"), key=lambda p: p.stat().st_mtime)
         for old in kept[:-_PARSE_FILES_KEPT]:
             old.unlink(missing_ok=True)
     except OSError as exc:
         _dbt_log.debug("dbt parse not kept", extra={"error": type(exc).__name__})
+        if temporary is not None:  # a full disk: no half-written file left behind
+            Path(temporary).unlink(missing_ok=True)
 
 
 def _forget_manifest(key: tuple[Any, ...] | None) -> None:
