@@ -35,7 +35,13 @@ import pytest
 from trialscreen import pseudonym
 from trialscreen.dbt_output import DBT_PYTHON_ENV, DBT_WRAPPER
 from trialscreen.pipeline import BUILD_ERRORS_TABLE, build
-from trialscreen.transform import DBT_PROJECT_DIR, PROJECT_DIR_ENV, DbtBuildError, run_dbt
+from trialscreen.transform import (
+    DBT_PROJECT_DIR,
+    PARSE_CACHE_FOLDER,
+    PROJECT_DIR_ENV,
+    DbtBuildError,
+    run_dbt,
+)
 from trialscreen.warehouse import Warehouse
 
 SENTINEL = "MRN-SENTINEL-4242"
@@ -170,18 +176,26 @@ def test_dbt_warnings_come_back_through_our_logger(
 # --- the DAG: Cosmos runs dbt through trialscreen/bin/dbt ---------------------------------------
 
 
-def _wrapper(project: Path, warehouse: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _wrapper(
+    project: Path,
+    warehouse: Path,
+    *args: str,
+    cache: Path | None = None,
+    run_id: str = "dag-run",
+) -> subprocess.CompletedProcess[str]:
     """``trialscreen/bin/dbt`` as Cosmos's producer runs it: in the copied project's folder,
-    the connection in the environment, the run's vars on the command line."""
+    the connection in the environment, the run's vars on the command line (``cache``: the
+    user's cache folder, where the kept parse is)."""
     env = {
         **os.environ,
         DBT_PYTHON_ENV: sys.executable,
         "TRIALSCREEN_DBT_TARGET": "duckdb",
         "TRIALSCREEN_DUCKDB_PATH": str(warehouse),
         "DO_NOT_TRACK": "1",
+        **({"XDG_CACHE_HOME": str(cache)} if cache is not None else {}),
     }
     argv = [str(DBT_WRAPPER), *args, "--project-dir", str(project), "--profiles-dir"]
-    argv += [str(project), "--vars", '{"run_id": "dag-run", "screening_date": "2026-11-20"}']
+    argv += [str(project), "--vars", f'{{"run_id": "{run_id}", "screening_date": "2026-11-20"}}']
     return subprocess.run(
         argv, env=env, cwd=project, capture_output=True, text=True, timeout=600, check=False
     )
@@ -232,6 +246,35 @@ def test_a_model_tasks_retry_prints_text_without_the_database_text(
     assert not any(line.startswith("{") for line in proc.stdout.splitlines())
     assert "Runtime Error in model stg_sentinel__birth_dates" in proc.stdout
     assert "Completed with 1 error" in proc.stdout
+
+
+def test_the_dags_dbt_reads_the_parse_trialscreen_keeps(failed_night, tmp_path: Path) -> None:
+    """The producer's dbt does not parse the project every night: the first build keeps its
+    parse in the cache folder (one file), the next night's build, with other run vars, reads
+    that file (reading touches it) and reports the same node statuses."""
+    project = tmp_path / "project"
+    shutil.copytree(failed_night["project"], project)
+    cache = tmp_path / "cache"
+    folder = cache.joinpath(*PARSE_CACHE_FOLDER)
+    nights = []
+    for night in ("first", "second"):
+        warehouse = tmp_path / "night.duckdb"
+        args = ("build", "--log-format", "json")
+        proc = _wrapper(project, warehouse, *args, cache=cache, run_id=f"{night}-night")
+        assert proc.returncode == 1, proc.stdout[-2000:]
+        events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        nights.append(
+            {
+                e["data"]["node_info"]["unique_id"]: e["data"]["node_info"]["node_status"]
+                for e in events
+                if e["info"]["name"] in ("LogModelResult", "LogSeedResult")
+            }
+        )
+        (kept,) = folder.glob("*.msgpack")
+        if night == "first":
+            os.utime(kept, (946684800, 946684800))  # 2000-01-01: untouched until read
+    assert kept.stat().st_mtime > 946684800
+    assert nights[0] == nights[1] and nights[0][FAILING] == "error"
 
 
 def test_a_failed_models_name_leads_the_runs_line_whatever_failed_first() -> None:

@@ -9,8 +9,9 @@ quote a record: an MRN, a name, a birth date (docs/decisions.md, "dbt's errors")
 keeps that text out without also hiding the events Cosmos reads each node's status from.
 
 So the DAG's ``dbt_executable_path`` is ``trialscreen/bin/dbt``, which runs this module: it runs
-the real dbt, forwards every JSON line with its status fields untouched (Cosmos's per-model
-tasks work as before), and replaces the text of the events that may quote the database by
+dbt's command line (:mod:`trialscreen.dbt_cli`: dbt with the kept parse), forwards every
+JSON line with its status fields untouched (Cosmos's per-model tasks work as before), and
+replaces the text of the events that may quote the database by
 the kind of failure and the node (:func:`trialscreen.errors.dbt_node_summary`). What it took
 out is written, when dbt failed, to ``restricted.build_errors`` under the run id of the
 build's ``--vars``, where only the roles that may read records read it. dbt run without
@@ -176,7 +177,10 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     text_output = "--log-format" not in args and not any(
         a.startswith("--log-format=") for a in args
     )
-    command = [_dbt(), *args, *(["--log-format", "json"] if text_output else [])]
+    # dbt's command line with the parse trialscreen keeps (trialscreen.dbt_cli): the project
+    # is not parsed again every night because the run's vars changed
+    dbt = [sys.executable, "-m", "trialscreen.dbt_cli"]
+    command = [*dbt, *args, *(["--log-format", "json"] if text_output else [])]
     kept: list[tuple[str | None, str]] = []
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
