@@ -130,3 +130,39 @@ def test_a_parse_kept_on_disk_serves_the_next_process(
     assert files == [parsed[0]] == [parsed[1]]  # one key, one file, replaced in place
     assert compiled["first"] and compiled["first"] == compiled["second"]
     assert compiled["unreadable"] == compiled["first"]
+
+
+def test_a_parse_kept_for_one_warehouse_serves_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/decisions.md "A parse kept across processes": the kept file's key leaves out the
+    database's name (dbt-duckdb's is the file's): a parse kept for one warehouse serves a
+    process building another, its nodes renamed, and compiles what a parse of its own would."""
+    parsed: list[Path | None] = []
+    keep = transform._keep_parse
+
+    def keep_and_count(manifest: object, saved: Path | None) -> None:
+        parsed.append(saved)
+        keep(manifest, saved)
+
+    monkeypatch.setattr(transform, "_keep_parse", keep_and_count)
+    night = {"screening_date": "2026-11-20", "run_id": "kept", "wap": True}
+    compiled: dict[str, dict[str, str]] = {}
+    runs = (("first", "one.duckdb", "cache"), ("second", "two.duckdb", "cache"))
+    for run, warehouse, cache in (*runs, ("its_own", "two.duckdb", "empty_cache")):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / cache))
+        transform._PARSED.clear()  # what a new process starts with
+        transform.run_dbt(
+            "compile",
+            str(tmp_path / warehouse),
+            args=["--select", NODE],
+            dbt_vars=night,
+            artifacts_dir=tmp_path / run,
+        )
+        compiled[run] = _compiled_tests(tmp_path / run)
+    assert len(parsed) == 2  # the first warehouse's parse, and the reference's
+    assert list((tmp_path / "cache").rglob("*.msgpack")) == [parsed[0]]
+    model = f"{NODE}.sql"
+    assert '"one"."raw"' in compiled["first"][model]
+    assert '"two"."raw"' in compiled["second"][model]
+    assert compiled["second"] == compiled["its_own"]

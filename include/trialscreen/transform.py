@@ -370,7 +370,7 @@ def _parsed_manifest(
         if key in _PARSED:
             return _PARSED[key]
     saved = _saved_parse(key)
-    manifest = _read_parse(saved)
+    manifest = _read_parse(saved, _key_database(key))
     if manifest is None:
         parse_vars = {k: v for k, v in (dbt_vars or {}).items() if k not in RUN_VARS}
         result = dbtRunner().invoke(
@@ -390,23 +390,74 @@ def _parsed_manifest(
 # The parse also survives the process (docs/decisions.md, "A parse kept across processes"):
 # the parsed manifest, serialized as dbt serializes it for its own partial parsing (msgpack),
 # one file per key in the user's cache folder. The key holds what the in-process cache's does
-# plus the versions of dbt and its adapters (their macros are in the manifest). A file that
-# cannot be read is parsed again; a cache folder that cannot be written means no cache, never
-# a failure.
+# but the database's name (the nodes are renamed when read), plus the versions of dbt and its
+# adapters (their macros are in the manifest). A file that cannot be read is parsed again; a
+# cache folder that cannot be written means no cache, never a failure.
 PARSE_CACHE_FOLDER = ("trialscreen", "dbt-parse")
 _PARSE_FILES_KEPT = 16
 
 
 def _saved_parse(key: tuple[Any, ...]) -> Path | None:
-    """The file that holds the parse of ``key`` (it may not exist yet), or None: no cache."""
+    """The file that holds the parse of ``key`` (it may not exist yet), or None: no cache.
+
+    One file serves every database of the same project, target and vars: the database's
+    name is left out of the file's key (:func:`_rename_database` puts it back)."""
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     folder = Path(root, *PARSE_CACHE_FOLDER)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    digest = hashlib.sha256(repr((key, _dbt_versions())).encode()).hexdigest()[:32]
+    project, target, identity, *rest = key
+    portable = tuple(item for item in identity if item[0] not in _DATABASE_NAMED_BY)
+    digest = hashlib.sha256(
+        repr(((project, target, portable, *rest), _dbt_versions())).encode()
+    ).hexdigest()[:32]
     return folder / f"{digest}.msgpack"
+
+
+# The connection settings that name the database the nodes carry (dbt-duckdb names it after
+# the file, PostgreSQL's is the dbname); nothing else in a parse depends on the warehouse
+_DATABASE_NAMED_BY = ("TRIALSCREEN_DUCKDB_PATH", "TRIALSCREEN_PG_DBNAME")
+
+
+def _key_database(key: tuple[Any, ...]) -> str | None:
+    """The database name dbt gives the nodes of the parse of ``key`` (None: not known)."""
+    identity = dict(key[2])
+    if key[1] == "duckdb" and "TRIALSCREEN_DUCKDB_PATH" in identity:
+        from dbt.adapters.duckdb.credentials import DuckDBCredentials
+
+        return str(
+            DuckDBCredentials.path_derived_database_name(identity["TRIALSCREEN_DUCKDB_PATH"])
+        )
+    if key[1] == "postgres":
+        return identity.get("TRIALSCREEN_PG_DBNAME")
+    return None
+
+
+def _rename_database(manifest: Any, database: str) -> bool:
+    """Make ``manifest`` what dbt parses for ``database``: each node and source carries the
+    database's name and its quoted relation name starts with it. False when the manifest
+    does not have that shape (its nodes name several databases, or a relation name is
+    quoted otherwise): the caller parses instead."""
+    holders = [*manifest.nodes.values(), *manifest.sources.values()]
+    names = {getattr(node, "database", None) for node in holders} - {None}
+    if len(names) != 1:
+        return not names
+    (old,) = names
+    if old == database:
+        return True
+    prefix = f'"{old}".'
+    for node in holders:
+        relation = getattr(node, "relation_name", None)
+        if relation is not None and not relation.startswith(prefix):
+            return False
+    for node in holders:
+        node.database = database
+        relation = getattr(node, "relation_name", None)
+        if relation is not None:
+            node.relation_name = f'"{database}".' + relation[len(prefix) :]
+    return True
 
 
 @functools.cache
@@ -420,8 +471,9 @@ def _dbt_versions() -> tuple[tuple[str, str], ...]:
     return tuple(sorted(found))
 
 
-def _read_parse(saved: Path | None) -> Any:
-    """The manifest kept in ``saved``, or None (no file, or one that does not load)."""
+def _read_parse(saved: Path | None, database: str | None = None) -> Any:
+    """The manifest kept in ``saved``, or None (no file, or one that does not load); its
+    nodes renamed to ``database`` when given."""
     if saved is None or not saved.is_file():
         return None
     from dbt.contracts.graph.manifest import Manifest
@@ -434,6 +486,8 @@ def _read_parse(saved: Path | None) -> Any:
         os.utime(saved)  # most recently used: pruned last
     except Exception as exc:  # a truncated or foreign file: parse again, and replace it
         _dbt_log.debug("kept dbt parse not read", extra={"error": type(exc).__name__})
+        return None
+    if database is not None and not _rename_database(manifest, database):
         return None
     # what dbt does after reading its own partial-parse file when nothing changed
     manifest.build_parent_and_child_maps()
