@@ -99,7 +99,7 @@ def test_a_parse_kept_on_disk_serves_the_next_process(
     """docs/decisions.md "A parse kept across processes": the first process parses and keeps
     the manifest in the cache folder; the next one (the in-process cache cleared) reads it
     instead of parsing and compiles the same SQL; a file that does not load is parsed again
-    and replaced."""
+    and replaced; a process building another warehouse reads it too."""
     cache = tmp_path / "cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     parsed: list[Path | None] = []
@@ -112,57 +112,28 @@ def test_a_parse_kept_on_disk_serves_the_next_process(
     monkeypatch.setattr(transform, "_keep_parse", keep_and_count)
     night = {"screening_date": "2026-11-20", "run_id": "kept", "wap": True}
     compiled: dict[str, dict[str, str]] = {}
-    for run in ("first", "second", "unreadable"):
+    for run in ("first", "second", "unreadable", "other_warehouse"):
         transform._PARSED.clear()  # what a new process starts with
         kept = list(cache.rglob("*.msgpack"))
         if run == "unreadable":
             kept[0].write_bytes(b"not a manifest")
         transform.run_dbt(
             "compile",
-            str(tmp_path / "kept.duckdb"),
+            str(tmp_path / ("other.duckdb" if run == "other_warehouse" else "kept.duckdb")),
             args=["--select", NODE],
             dbt_vars=night,
             artifacts_dir=tmp_path / run,
         )
         compiled[run] = _compiled_tests(tmp_path / run)
-        assert len(parsed) == (1 if run != "unreadable" else 2), run
+        assert len(parsed) == (1 if run in ("first", "second") else 2), run
     files = list(cache.rglob("*.msgpack"))
     assert files == [parsed[0]] == [parsed[1]]  # one key, one file, replaced in place
     assert compiled["first"] and compiled["first"] == compiled["second"]
     assert compiled["unreadable"] == compiled["first"]
-
-
-def test_a_parse_kept_for_one_warehouse_serves_another(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """docs/decisions.md "A parse kept across processes": the kept file's key leaves out the
-    database's name (dbt-duckdb's is the file's): a parse kept for one warehouse serves a
-    process building another, its nodes renamed, and compiles what a parse of its own would."""
-    parsed: list[Path | None] = []
-    keep = transform._keep_parse
-
-    def keep_and_count(manifest: object, saved: Path | None) -> None:
-        parsed.append(saved)
-        keep(manifest, saved)
-
-    monkeypatch.setattr(transform, "_keep_parse", keep_and_count)
-    night = {"screening_date": "2026-11-20", "run_id": "kept", "wap": True}
-    compiled: dict[str, dict[str, str]] = {}
-    runs = (("first", "one.duckdb", "cache"), ("second", "two.duckdb", "cache"))
-    for run, warehouse, cache in (*runs, ("its_own", "two.duckdb", "empty_cache")):
-        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / cache))
-        transform._PARSED.clear()  # what a new process starts with
-        transform.run_dbt(
-            "compile",
-            str(tmp_path / warehouse),
-            args=["--select", NODE],
-            dbt_vars=night,
-            artifacts_dir=tmp_path / run,
-        )
-        compiled[run] = _compiled_tests(tmp_path / run)
-    assert len(parsed) == 2  # the first warehouse's parse, and the reference's
-    assert list((tmp_path / "cache").rglob("*.msgpack")) == [parsed[0]]
-    model = f"{NODE}.sql"
-    assert '"one"."raw"' in compiled["first"][model]
-    assert '"two"."raw"' in compiled["second"][model]
-    assert compiled["second"] == compiled["its_own"]
+    # the file's key leaves out the database's name (dbt-duckdb's is the file's): the parse
+    # kept for kept.duckdb serves other.duckdb, its nodes renamed, and compiles what a parse
+    # of other.duckdb compiles: the same SQL but for the database's name
+    assert '"kept"."raw"' in compiled["first"][f"{NODE}.sql"]
+    assert compiled["other_warehouse"] == {
+        name: sql.replace('"kept".', '"other".') for name, sql in compiled["first"].items()
+    }
