@@ -18,8 +18,17 @@ criteria as (
 
 ordered as (
 
+    -- only the columns the steps read: PostgreSQL materializes a CTE read twice, and with
+    -- every column of the evaluations (their reasons) that was three times the temporary
+    -- files at 100,000 patients (docs/benchmarks.md, "PostgreSQL: the funnel's two reads")
     select
-        evaluations.*,
+        evaluations.run_id,
+        evaluations.screening_date,
+        evaluations.trial_id,
+        evaluations.cohort_id,
+        evaluations.patient_key,
+        evaluations.criterion_id,
+        evaluations.status,
         criteria.ordinal
     from evaluations
     inner join criteria

@@ -49,8 +49,18 @@ clearance as (
 
 ordered as (
 
+    -- only the columns counts and status_lists read (PostgreSQL materializes a CTE read
+    -- twice; screening_funnel.sql)
     select
-        evaluations.*,
+        evaluations.run_id,
+        evaluations.screening_date,
+        evaluations.trial_id,
+        evaluations.cohort_id,
+        evaluations.patient_key,
+        evaluations.criterion_id,
+        evaluations.status,
+        evaluations.valid_until,
+        evaluations.next_step,
         criteria.ordinal
     from evaluations
     inner join criteria
