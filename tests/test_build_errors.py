@@ -34,14 +34,9 @@ import pytest
 
 from trialscreen import pseudonym
 from trialscreen.dbt_output import DBT_PYTHON_ENV, DBT_WRAPPER
+from trialscreen.dbt_parse import PARSE_CACHE_FOLDER
 from trialscreen.pipeline import BUILD_ERRORS_TABLE, build
-from trialscreen.transform import (
-    DBT_PROJECT_DIR,
-    PARSE_CACHE_FOLDER,
-    PROJECT_DIR_ENV,
-    DbtBuildError,
-    run_dbt,
-)
+from trialscreen.transform import DBT_PROJECT_DIR, PROJECT_DIR_ENV, DbtBuildError, run_dbt
 from trialscreen.warehouse import Warehouse
 
 SENTINEL = "MRN-SENTINEL-4242"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trialscreen import transform
+from trialscreen import dbt_parse, transform
 
 pytestmark = pytest.mark.slow  # dbt parses the project (about 10 s)
 
@@ -26,7 +26,7 @@ def test_nights_with_other_load_ids_share_one_parse_and_filter_their_own_loads(
     tmp_path: Path,
 ) -> None:
     warehouse = str(tmp_path / "parse.duckdb")
-    transform._PARSED.clear()
+    dbt_parse._PARSED.clear()
     nights = {"full": None, "after_7": 7, "after_12": 12}
     compiled: dict[str, dict[str, str]] = {}
     for night, after in nights.items():
@@ -41,7 +41,7 @@ def test_nights_with_other_load_ids_share_one_parse_and_filter_their_own_loads(
             artifacts_dir=tmp_path / night,
         )
         compiled[night] = _compiled_tests(tmp_path / night)
-    assert len(transform._PARSED) == 1  # the three nights, one parse
+    assert len(dbt_parse._PARSED) == 1  # the three nights, one parse
 
     assert len(compiled["full"]) >= 3  # not_null and accepted_values tests of the model
     for name, sql in compiled["full"].items():
@@ -58,7 +58,7 @@ def test_the_parse_key_leaves_out_the_run_variables_only(tmp_path: Path) -> None
     night = {"screening_date": "2026-11-20", "run_id": "a", "wap": True}
 
     def key(**changes: object) -> object:
-        return transform._parse_key("build", project, target, {**night, **changes})
+        return dbt_parse._parse_key("build", project, target, {**night, **changes})
 
     assert key() == key(screening_date="2026-11-21", run_id="b", incremental_after_load_id=9)
     assert key() != key(wap=False)  # the schemas change: another parse
@@ -103,17 +103,17 @@ def test_a_parse_kept_on_disk_serves_the_next_process(
     cache = tmp_path / "cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     parsed: list[Path | None] = []
-    keep = transform._keep_parse
+    keep = dbt_parse._keep_parse
 
     def keep_and_count(manifest: object, saved: Path | None) -> None:
         parsed.append(saved)  # called after a full parse only
         keep(manifest, saved)
 
-    monkeypatch.setattr(transform, "_keep_parse", keep_and_count)
+    monkeypatch.setattr(dbt_parse, "_keep_parse", keep_and_count)
     night = {"screening_date": "2026-11-20", "run_id": "kept", "wap": True}
     compiled: dict[str, dict[str, str]] = {}
     for run in ("first", "second", "unreadable", "other_warehouse"):
-        transform._PARSED.clear()  # what a new process starts with
+        dbt_parse._PARSED.clear()  # what a new process starts with
         kept = list(cache.rglob("*.msgpack"))
         if run == "unreadable":
             kept[0].write_bytes(b"not a manifest")

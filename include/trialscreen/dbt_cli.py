@@ -9,7 +9,7 @@ starts over when the vars or the profile change. That parse was about 7 s of the
 dbt build reads the kept parse").
 
 So this runs the same command through ``dbtRunner`` with the manifest that
-:func:`trialscreen.transform._parsed_manifest` keeps: parsed once per project files, target,
+:func:`trialscreen.dbt_parse._parsed_manifest` keeps: parsed once per project files, target,
 warehouse and non-run vars, and read from the cache folder after that. The command line, the
 output (dbt's own log lines, ``--log-format json`` as Cosmos asks) and the exit status are
 dbt's: 0 success, 1 a node failed, 2 dbt did not finish. Without a warehouse in the
@@ -45,7 +45,8 @@ def kept_parse(argv: list[str], workdir: str) -> Any:
     runs dbt in a temporary folder of links to the project's files), so it is the parse
     ``trialscreen run`` keeps for the same project, target, warehouse and vars."""
     from trialscreen.dbt_output import _warehouse_url
-    from trialscreen.transform import _parse_key, _parsed_manifest, dbt_target
+    from trialscreen.dbt_parse import _parse_key, _parsed_manifest
+    from trialscreen.transform import dbt_target
 
     url = _warehouse_url(dict(os.environ))
     if not argv or url is None:
