@@ -21,21 +21,9 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
-
-import yaml
-
-
-def _option(argv: list[str], name: str) -> str | None:
-    """The value of ``--name value`` or ``--name=value`` in ``argv`` (the last one given)."""
-    found = None
-    for i, arg in enumerate(argv):
-        if arg == name and i + 1 < len(argv):
-            found = argv[i + 1]
-        elif arg.startswith(name + "="):
-            found = arg.split("=", 1)[1]
-    return found
 
 
 def kept_parse(argv: list[str], workdir: str) -> Any:
@@ -44,23 +32,23 @@ def kept_parse(argv: list[str], workdir: str) -> Any:
     The parse is keyed on the project the command's ``--project-dir`` is a copy of (Cosmos
     runs dbt in a temporary folder of links to the project's files), so it is the parse
     ``trialscreen run`` keeps for the same project, target, warehouse and vars."""
-    from trialscreen.dbt_output import _warehouse_url
+    from trialscreen.dbt_output import _warehouse_url, cli_option, cli_vars
     from trialscreen.dbt_parse import _parse_key, _parsed_manifest
     from trialscreen.transform import dbt_target
 
     url = _warehouse_url(dict(os.environ))
     if not argv or url is None:
         return None
-    copy = Path(_option(argv, "--project-dir") or os.getcwd())
+    copy = Path(cli_option(argv, "--project-dir") or os.getcwd())
     project = (copy / "dbt_project.yml").resolve().parent  # the links' target
-    dbt_vars = yaml.safe_load(_option(argv, "--vars") or "{}") or {}
-    if not isinstance(dbt_vars, dict):
+    dbt_vars = cli_vars(argv)
+    if dbt_vars is None:
         return None
     target = dbt_target(url)
     key = _parse_key(argv[0], project, target, dbt_vars)
     common = ["--project-dir", str(project), "--target", target.target]
     for flag in ("--profiles-dir", "--profile"):
-        if (value := _option(argv, flag)) is not None:
+        if (value := cli_option(argv, flag)) is not None:
             common += [flag, value]
     # the parse writes nothing into the project (its files may be read-only) and prints
     # nothing: the command that follows prints what dbt prints
@@ -78,8 +66,6 @@ def kept_parse(argv: list[str], workdir: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tempfile
-
     from dbt.cli.main import dbtRunner
 
     args = list(sys.argv[1:] if argv is None else argv)

@@ -130,15 +130,29 @@ def _lines(
         yield f"{stamp}  {msg}" if stamp else msg
 
 
-def _run_id(argv: list[str]) -> str | None:
+def cli_option(argv: list[str], name: str) -> str | None:
+    """The value of ``--name value`` or ``--name=value`` in dbt's ``argv`` (the last given,
+    as dbt reads it)."""
+    found = None
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith(name + "="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def cli_vars(argv: list[str]) -> dict[str, Any] | None:
+    """The ``--vars`` of dbt's ``argv`` ({} without; None when they are not a mapping)."""
     import yaml
 
-    for flag, value in zip(argv, argv[1:], strict=False):
-        if flag == "--vars":
-            loaded = yaml.safe_load(value)
-            if isinstance(loaded, dict) and loaded.get("run_id"):
-                return str(loaded["run_id"])
-    return None
+    loaded = yaml.safe_load(cli_option(argv, "--vars") or "{}") or {}
+    return loaded if isinstance(loaded, dict) else None
+
+
+def _run_id(argv: list[str]) -> str | None:
+    run_id = (cli_vars(argv) or {}).get("run_id")
+    return str(run_id) if run_id else None
 
 
 def _warehouse_url(env: dict[str, str]) -> str | None:
