@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from trialscreen import ingest as ingest_module
 from trialscreen import logs, schema
 from trialscreen.ingest import ingest
 from trialscreen.warehouse import Warehouse
@@ -422,3 +423,35 @@ def test_the_ingest_maps_large_buffers_on_their_own(mode: str, mapped: str) -> N
         check=True,
     )
     assert done.stdout.strip() == mapped
+
+
+def test_tables_of_an_older_release_get_their_new_columns_and_a_complete_one_no_ddl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ensure_tables adds the columns a newer release defined (timestamps' offsets backfilled
+    with 0, as landed before offsets were kept); on a warehouse that has them all it reads
+    the catalog and executes nothing."""
+    from trialscreen.ingest import ensure_tables
+
+    db = tmp_path / "older.duckdb"
+    with Warehouse.connect(db) as wh:
+        ensure_tables(wh)
+        wh.execute("alter table raw.hl7_observations drop column effective_at_offset_min")
+        wh.execute("alter table audit.loads drop column " + wh.column_names("audit.loads")[-1])
+        wh.execute(
+            "insert into raw.hl7_observations (record_id, effective_at) "
+            "values ('landed-before-offsets', timestamp '2026-01-02 03:04:05')"
+        )
+        ensure_tables(wh)
+        offset = wh.scalar(
+            "select effective_at_offset_min from raw.hl7_observations "
+            "where record_id = 'landed-before-offsets'"
+        )
+        assert offset == 0
+        assert len(wh.column_names("audit.loads")) == len(ingest_module.LOADS_COLUMNS)
+
+        def no_ddl(sql: str, params: object = None) -> None:
+            pytest.fail(f"a complete warehouse was changed: {sql}")
+
+        monkeypatch.setattr(wh, "execute", no_ddl)
+        ensure_tables(wh)

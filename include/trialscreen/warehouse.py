@@ -29,7 +29,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date
@@ -315,6 +315,22 @@ class Warehouse:
                 [schema, name],
             )
         ]
+
+    def columns_by_table(self, schemas: Iterable[str]) -> dict[str, set[str]]:
+        """``schema.table`` -> its columns, for every table of ``schemas`` (one catalog read;
+        a table the session may not see is left out)."""
+        names = sorted(identifier(s) for s in schemas)
+        if not names:
+            return {}
+        marks = ", ".join([self.param] * len(names))
+        out: dict[str, set[str]] = {}
+        for schema, table, column in self.query(
+            "select table_schema, table_name, column_name from information_schema.columns "
+            f"where table_schema in ({marks})",
+            names,
+        ):
+            out.setdefault(f"{schema}.{table}", set()).add(column)
+        return out
 
     def table_exists(self, table: str) -> bool:
         schema, name = table.split(".", 1)

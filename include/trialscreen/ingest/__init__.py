@@ -181,18 +181,36 @@ class FeedCounts:
         return row
 
 
+def _tables() -> dict[str, dict[str, pl.DataType]]:
+    """Every table :func:`ensure_tables` makes, with its columns."""
+    tables = {
+        f"raw.{schema.raw_table(feed, entity)}": {**columns, **schema.LOAD_COLUMNS}
+        for feed in schema.FEEDS
+        for entity, columns in schema.TABLE_COLUMNS.items()
+    }
+    tables[QUARANTINE_TABLE] = QUARANTINE_TABLE_COLUMNS
+    tables[REGISTRY_TABLE] = REGISTRY_COLUMNS
+    tables[FEED_COUNTS_TABLE] = FEED_COUNT_COLUMNS
+    tables[LOADS_TABLE] = LOADS_COLUMNS
+    return tables
+
+
 def ensure_tables(wh: Warehouse) -> None:
-    """Create the raw, quarantine and audit tables this module writes (idempotent)."""
+    """Create the raw, quarantine and audit tables this module writes (idempotent). A run
+    calls it five times or more: when every table has every column, one read of the catalog
+    is all it does (docs/decisions.md, "The catalog read once")."""
+    tables = _tables()
+    present = wh.columns_by_table({table.split(".", 1)[0] for table in tables})
+    if all(set(columns) <= present.get(table, set()) for table, columns in tables.items()):
+        return
     for feed in schema.FEEDS:
-        for entity, columns in schema.TABLE_COLUMNS.items():
+        for entity in schema.TABLE_COLUMNS:
             table = f"raw.{schema.raw_table(feed, entity)}"
             missing_offsets = _missing_offset_columns(wh, table, entity)
-            wh.ensure_table(table, {**columns, **schema.LOAD_COLUMNS})
+            wh.ensure_table(table, tables[table])
             _backfill_offsets(wh, table, missing_offsets)
-    wh.ensure_table(QUARANTINE_TABLE, QUARANTINE_TABLE_COLUMNS)
-    wh.ensure_table(REGISTRY_TABLE, REGISTRY_COLUMNS)
-    wh.ensure_table(FEED_COUNTS_TABLE, FEED_COUNT_COLUMNS)
-    wh.ensure_table(LOADS_TABLE, LOADS_COLUMNS)
+    for table in (QUARANTINE_TABLE, REGISTRY_TABLE, FEED_COUNTS_TABLE, LOADS_TABLE):
+        wh.ensure_table(table, tables[table])
 
 
 def _missing_offset_columns(wh: Warehouse, table: str, entity: str) -> list[str]:
