@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from trialscreen import ingest as ingest_module
 from trialscreen import logs, schema
 from trialscreen.ingest import ingest
 from trialscreen.warehouse import Warehouse
@@ -431,7 +430,7 @@ def test_tables_of_an_older_release_get_their_new_columns_and_a_complete_one_no_
     """ensure_tables adds the columns a newer release defined (timestamps' offsets backfilled
     with 0, as landed before offsets were kept); on a warehouse that has them all it reads
     the catalog and executes nothing."""
-    from trialscreen.ingest import ensure_tables
+    from trialscreen.ingest import LOADS_COLUMNS, ensure_tables
 
     db = tmp_path / "older.duckdb"
     with Warehouse.connect(db) as wh:
@@ -448,7 +447,7 @@ def test_tables_of_an_older_release_get_their_new_columns_and_a_complete_one_no_
             "where record_id = 'landed-before-offsets'"
         )
         assert offset == 0
-        assert len(wh.column_names("audit.loads")) == len(ingest_module.LOADS_COLUMNS)
+        assert len(wh.column_names("audit.loads")) == len(LOADS_COLUMNS)
 
         def no_ddl(sql: str, params: object = None) -> None:
             pytest.fail(f"a complete warehouse was changed: {sql}")

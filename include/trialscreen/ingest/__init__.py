@@ -197,7 +197,7 @@ def _tables() -> dict[str, dict[str, pl.DataType]]:
 
 def ensure_tables(wh: Warehouse) -> None:
     """Create the raw, quarantine and audit tables this module writes (idempotent). A run
-    calls it five times or more: when every table has every column, one read of the catalog
+    calls it six times a night: when every table has every column, one read of the catalog
     is all it does (docs/decisions.md, "The catalog read once")."""
     tables = _tables()
     present = wh.columns_by_table({table.split(".", 1)[0] for table in tables})
@@ -206,20 +206,19 @@ def ensure_tables(wh: Warehouse) -> None:
     for feed in schema.FEEDS:
         for entity in schema.TABLE_COLUMNS:
             table = f"raw.{schema.raw_table(feed, entity)}"
-            missing_offsets = _missing_offset_columns(wh, table, entity)
+            missing_offsets = _missing_offset_columns(present.get(table), entity)
             wh.ensure_table(table, tables[table])
             _backfill_offsets(wh, table, missing_offsets)
     for table in (QUARANTINE_TABLE, REGISTRY_TABLE, FEED_COUNTS_TABLE, LOADS_TABLE):
         wh.ensure_table(table, tables[table])
 
 
-def _missing_offset_columns(wh: Warehouse, table: str, entity: str) -> list[str]:
-    """Timestamp columns of an existing raw table that have no ``_offset_min`` partner yet."""
-    wanted = schema.timestamp_columns(entity)
-    if not wanted or not wh.table_exists(table):
+def _missing_offset_columns(present: set[str] | None, entity: str) -> list[str]:
+    """Timestamp columns of an existing raw table (``present``: its columns, None when it does
+    not exist) that have no ``_offset_min`` partner yet."""
+    if present is None:
         return []
-    present = set(wh.column_names(table))
-    return [c for c in wanted if f"{c}_offset_min" not in present]
+    return [c for c in schema.timestamp_columns(entity) if f"{c}_offset_min" not in present]
 
 
 def _backfill_offsets(wh: Warehouse, table: str, columns: list[str]) -> None:
