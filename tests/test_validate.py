@@ -17,6 +17,7 @@ import pytest
 
 from trialscreen import ingest
 from trialscreen.pipeline import RUNS_COLUMNS, RUNS_TABLE
+from trialscreen.validate import ValidationOutcome
 from trialscreen.warehouse import Warehouse
 
 SCREENING_DATE = date(2026, 11, 2)
@@ -489,8 +490,6 @@ def test_row_count_collapse_against_published_run_blocks(collapsed):
 
 
 def test_outcome_round_trips_through_json(broken):
-    from trialscreen.validate import ValidationOutcome
-
     again = ValidationOutcome.from_json(broken.as_json())
     assert again.success is False
     assert again.blocking_failures == broken.blocking_failures
@@ -710,6 +709,45 @@ def test_a_gate_that_raises_still_builds_the_pages_of_the_assets_that_ran(tmp_pa
     assert not (site / "validations" / "marts" / "probe_bad").exists()
     assert "static/vendor/bootstrap-4.3.1/bootstrap.min.css" in pages[0].read_text()
     assert "https://" not in pages[0].read_text()
+
+
+def test_a_suite_page_is_rendered_again_only_when_its_suite_changed(tmp_path, monkeypatch):
+    """docs/decisions.md#gate-cpu: a gate stores an asset's GX suite, and renders its page,
+    when the suite file changed it (or the page is missing); every night's validation
+    result gets its page. Here a second night with the same suites leaves both suite
+    pages as they were; a third, with one expectation's bounds changed, renders that
+    asset's page with the new bounds and its result against them, and leaves the other."""
+    from trialscreen.validate import validate
+
+    suite = PROBE_SUITE.split("  - name: marts.probe_next")[1]
+    text = "suite: probe\nassets:\n  - name: marts.probe_next" + suite
+    url = _probe_warehouse(tmp_path, monkeypatch, text, "(1, 'one'), (5, 'five')")
+    text += "  - name: marts.probe_other\n    table: marts.probe\n    columns: {n: int}\n"
+    text += "    expectations:\n      - {type: expect_table_row_count_to_equal, kwargs: {value: 2},"
+    text += " blocking: true}\n"
+    (tmp_path / "suites" / "probe.yml").write_text(text)
+    site = tmp_path / "reports" / "data_docs" / "gx" / "uncommitted" / "data_docs" / "local_site"
+    changed, other = (
+        site / "expectations" / "marts" / f"{n}.html" for n in ("probe_next", "probe_other")
+    )
+
+    def night(run_id: str) -> tuple[ValidationOutcome, int, int]:
+        outcome = validate(url, tmp_path / "reports", run_id, SCREENING_DATE, suites=["probe"])
+        return outcome, changed.stat().st_mtime_ns, other.stat().st_mtime_ns
+
+    first, *first_times = night("run-1")
+    assert first.warnings and first.warnings[0]["observed"] == "1"
+    second, *second_times = night("run-2")
+    assert second_times == first_times
+    before = changed.read_text()
+    (tmp_path / "suites" / "probe.yml").write_text(text.replace("min_value: 2}", "min_value: 1}"))
+    third, changed_at, other_at = night("run-3")
+    assert third.warnings == []  # the minimum, 1, is now within bounds
+    assert changed_at != first_times[0] and other_at == first_times[1]
+    assert changed.read_text() != before
+    for outcome in (first, second, third):
+        for asset in outcome.assets:
+            assert (site / asset["docs_page"]).is_file(), asset
 
 
 _GATE_THEN_EXIT = """

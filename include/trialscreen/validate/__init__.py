@@ -13,8 +13,8 @@ columns of raw tables are selected as presence flags, so no MRN, name, birth dat
 reaches GX or its Data Docs. A missing table is validated as an empty pandas frame.
 
 Data Docs accumulate in a file context under ``<reports_dir>/data_docs``. Each asset is one
-GX expectation suite, validation definition and checkpoint named after the asset
-(``marts.screening_results``).
+GX expectation suite named after the asset (``marts.screening_results``), stored when its
+suite file changes it; each night's validation of it is one stored validation result.
 
 ``schema_map`` lets the caller validate candidate tables before publish: with
 ``{"marts": "marts_candidate"}`` the asset ``marts.screening_results`` is read from

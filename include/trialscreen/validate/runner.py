@@ -18,6 +18,7 @@ after the last one (:func:`_build_data_docs`, docs/decisions.md#gate-cpu).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -285,6 +286,8 @@ def _quiet_gx() -> None:
 # password) never lands in the context's great_expectations.yml
 GX_URL_ENV = "TRIALSCREEN_GX_WAREHOUSE_URL"
 GX_DATASOURCE = "warehouse"
+# in a stored GX suite's meta: what it was stored from (runner._suite_fingerprint)
+SUITE_FINGERPRINT = "trialscreen_fingerprint"
 
 
 @contextmanager
@@ -421,64 +424,118 @@ def _batch_definition(ctx: Any, suite: Suite, asset: Asset, sql: str | None, war
     return ctx.data_sources.get(suite.name).get_asset(asset.name).get_batch_definition("whole")
 
 
+def _suite_fingerprint(suite: Suite, asset: Asset) -> str:
+    """What the asset's stored GX suite must say: its expectations (type, arguments,
+    blocking, description) and the asset's description, in order."""
+    content = {
+        "suite": suite.name,
+        "description": asset.description,
+        "expectations": [[e.type, e.kwargs, e.blocking, e.description] for e in asset.expectations],
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _stored_suite(ctx: Any, suite: Suite, asset: Asset) -> tuple[Any, bool]:
+    """The asset's GX expectation suite as the context stores it (its Data Docs page is
+    rendered from the store), stored again only when the suite file changed it: GX's own
+    ``add_or_update`` compares every expectation with the stored one, and the checkpoint's
+    freshness checks compare them again (docs/decisions.md#gate-cpu). Returns the suite and
+    whether it was stored now."""
+    import great_expectations as gx
+    from great_expectations.exceptions import DataContextError
+
+    fingerprint = _suite_fingerprint(suite, asset)
+    try:
+        stored = ctx.suites.get(asset.name)
+    except DataContextError:
+        stored = None
+    if stored is not None and stored.meta.get(SUITE_FINGERPRINT) == fingerprint:
+        return stored, False
+    stored = ctx.suites.add_or_update(
+        gx.ExpectationSuite(
+            name=asset.name,
+            expectations=[_gx_expectation(e) for e in asset.expectations],
+            meta={
+                "trialscreen_suite": suite.name,
+                "description": asset.description,
+                SUITE_FINGERPRINT: fingerprint,
+            },
+        )
+    )
+    return stored, True
+
+
 def _run_asset(
     ctx: Any,
+    site: Path,
     suite: Suite,
     asset: Asset,
     batch: Any,
     frame: pd.DataFrame | None,
     run_id: str,
 ) -> tuple[list[dict[str, Any]], list[Any]]:
-    """One checkpoint run (a query asset, or a dataframe asset given ``frame``); returns
-    per-expectation rows and the identifiers of what its Data Docs pages render (the
-    validation result and the suite), built once for the whole gate by
-    :func:`_build_data_docs`."""
-    import great_expectations as gx
+    """One validation of the asset's suite on its batch (a query asset, or a dataframe asset
+    given ``frame``), its result stored for Data Docs; returns per-expectation rows and the
+    identifiers of what its Data Docs pages render (the validation result and the suite),
+    built once for the whole gate by :func:`_build_data_docs`; the suite's page only when
+    the suite was stored now or its page is missing (it shows the suite, not the night).
+    What GX's
+    ``ValidationDefinition.run`` does, without storing a checkpoint and a validation
+    definition per asset and night and checking both against the store (a quarter of the
+    gate's CPU on a small warehouse; nothing reads them)."""
+    from great_expectations.constants import DATAFRAME_REPLACEMENT_STR
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
     )
+    from great_expectations.validator.v1_validator import Validator
 
-    gx_suite = gx.ExpectationSuite(
-        name=asset.name,
-        expectations=[_gx_expectation(e) for e in asset.expectations],
-        meta={"trialscreen_suite": suite.name, "description": asset.description},
-    )
-    # one definition per kind of batch: a definition GX stored names its datasource, and an
-    # asset found missing one night (an empty frame) is queried on the warehouse the next
-    name = asset.name if frame is not None else f"{asset.name}@{GX_DATASOURCE}"
-    # the checkpoint's add_or_update stores its validation definition and that one's suite
-    checkpoint = ctx.checkpoints.add_or_update(
-        gx.Checkpoint(
-            name=name,
-            validation_definitions=[gx.ValidationDefinition(name=name, data=batch, suite=gx_suite)],
-            actions=[],  # Data Docs: once per gate, not once per asset (_build_data_docs)
-            result_format="SUMMARY",
-        )
-    )
-    result = checkpoint.run(
+    gx_suite, stored_now = _stored_suite(ctx, suite, asset)
+    validator = Validator(
+        batch_definition=batch,
         batch_parameters={"dataframe": frame} if frame is not None else None,
-        run_id=RunIdentifier(run_name=run_id),
+        result_format="SUMMARY",
+    )
+    result = validator.validate_expectation_suite(gx_suite)
+    gx_run = RunIdentifier(run_name=run_id)
+    result.meta.update(
+        {
+            "run_id": gx_run,
+            "validation_time": gx_run.run_time,
+            "batch_parameters": {"dataframe": DATAFRAME_REPLACEMENT_STR}
+            if frame is not None
+            else None,
+        }
+    )
+    suite_id = ExpectationSuiteIdentifier(name=gx_suite.name)
+    result_id = ValidationResultIdentifier(
+        expectation_suite_identifier=suite_id,
+        run_id=gx_run,
+        batch_identifier=validator.active_batch_id,
+    )
+    ctx.validation_results_store.store_validation_results(
+        suite_validation_result=result,
+        suite_validation_result_identifier=result_id,
+        expectation_suite_identifier=suite_id,
     )
     rows: list[dict[str, Any]] = []
-    rendered: list[Any] = []
-    for result_id, run_result in result.run_results.items():
-        rendered += [result_id, ExpectationSuiteIdentifier(name=run_result.suite_name)]
-        for item in run_result.results:
-            data = item.to_json_dict()
-            config = data["expectation_config"]
-            rows.append(
-                {
-                    "success": bool(data["success"]),
-                    "type": config["type"],
-                    "kwargs": config.get("kwargs") or {},
-                    "meta": config.get("meta") or {},
-                    "observed": _observed(
-                        data.get("result") or {}, _exception_message(data.get("exception_info"))
-                    ),
-                }
-            )
-    return rows, rendered
+    for item in result.results:
+        data = item.to_json_dict()
+        config = data["expectation_config"]
+        rows.append(
+            {
+                "success": bool(data["success"]),
+                "type": config["type"],
+                "kwargs": config.get("kwargs") or {},
+                "meta": config.get("meta") or {},
+                "observed": _observed(
+                    data.get("result") or {}, _exception_message(data.get("exception_info"))
+                ),
+            }
+        )
+    suite_page = site / _suite_page(asset)
+    return rows, [result_id] + ([suite_id] if stored_now or not suite_page.exists() else [])
 
 
 def _build_data_docs(
@@ -523,12 +580,17 @@ def _docs_page(site: Path, asset: Asset, run_id: str) -> str | None:
     return pages[-1].relative_to(site).as_posix() if pages else None
 
 
+def _suite_page(asset: Asset) -> str:
+    """The asset's suite page (site-relative): ``expectations/<name, dots as folders>.html``."""
+    return Path("expectations", *asset.name.split(".")).as_posix() + ".html"
+
+
 def _built_pages(checked: Sequence[tuple[Suite, Asset, Any, AssetRead]]) -> list[str]:
     """The pages :func:`_build_data_docs` wrote for this gate (site-relative): each asset's
     validation page and its suite's page, ``expectations/<suite name, dots as folders>.html``."""
     pages: list[str] = []
     for _, asset, _, info in checked:
-        pages.append(Path("expectations", *asset.name.split(".")).as_posix() + ".html")
+        pages.append(_suite_page(asset))
         if info.docs_page:
             pages.append(info.docs_page)
     return pages
@@ -585,7 +647,7 @@ def validate(
         for suite, asset, sql, frame, info in reads:
             batch = _batch_definition(ctx, suite, asset, sql, warehouse)
             pandas_frame = None if sql is not None else _to_pandas(frame)
-            rows, ids = _run_asset(ctx, suite, asset, batch, pandas_frame, run_id)
+            rows, ids = _run_asset(ctx, site, suite, asset, batch, pandas_frame, run_id)
             rendered += ids
             checked.append((suite, asset, rows, info))
         failing = False
