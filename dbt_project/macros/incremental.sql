@@ -34,6 +34,15 @@
     {{ return('table' if target.type == 'spark' else 'incremental') }}
 {%- endmacro %}
 
+{#- False on an incremental night when no raw table has a row of a load newer than
+    `var('incremental_after_load_id')` (trialscreen.pipeline.plan_build reads the raw tables'
+    load ids and passes `incremental_new_loads: false`): no patient can have changed, and the
+    models say so as constants the database folds away instead of reading all of staging to
+    find an empty set (docs/decisions.md, "A night with nothing new"). -#}
+{% macro incremental_has_new_loads() -%}
+    {{ return(var('incremental_new_loads', true) not in [false, 'false', 'False']) }}
+{%- endmacro %}
+
 {#- True when this build updates an existing table for the changed patients only. -#}
 {% macro is_incremental_night() -%}
     {{ return(is_incremental() and incremental_after_load_id() is not none) }}
@@ -46,16 +55,19 @@
 {% macro incremental_delete_changed() -%}
     {%- if is_incremental() and incremental_after_load_id() is none -%}
         delete from {{ this }}
-    {%- elif is_incremental() -%}
+    {%- elif is_incremental() and incremental_has_new_loads() -%}
         delete from {{ this }}
         where patient_mrn in (select changed.patient_mrn from {{ ref('int_changed_patients') }} as changed)
     {%- endif -%}
 {%- endmacro %}
 
 {#- `and <condition>` restricting `<alias>.patient_mrn` to the changed patients on an
-    incremental night; nothing otherwise. -#}
+    incremental night (none when nothing new was loaded: a constant false); nothing
+    otherwise. -#}
 {% macro changed_patients_filter(alias) -%}
-    {%- if is_incremental_night() %}
+    {%- if is_incremental_night() and not incremental_has_new_loads() %}
+        and 1 = 0
+    {%- elif is_incremental_night() %}
         and {{ alias }}.patient_mrn in (
             select changed.patient_mrn from {{ ref('int_changed_patients') }} as changed
         )

@@ -42,7 +42,9 @@ def _vars_args(dbt_vars: Mapping[str, Any] | None) -> list[str]:
 # connection identity (what dbt writes into the nodes: the DuckDB file's name, the PostgreSQL
 # database) and the same other vars (``wap`` changes the schemas, ``criterion_rules`` the
 # models).
-RUN_VARS = frozenset({"screening_date", "run_id", "timezone", "incremental_after_load_id"})
+RUN_VARS = frozenset(
+    {"screening_date", "run_id", "timezone", "incremental_after_load_id", "incremental_new_loads"}
+)
 _PARSE_CACHE_SIZE = 4
 _PARSED: dict[tuple[Any, ...], Any] = {}
 _PARSED_LOCK = threading.Lock()

@@ -15,8 +15,9 @@ The nights (a 40-patient generated population, then small hand-written drops):
    published; the operator removes the row;
 4. nothing delivered: the last build was not published, so this night rebuilds whole, and
    publishes;
-5. incremental, 40 days later, night 1's files delivered again (no new rows): every window
-   slides past results that counted, and the CSV patient's birthday passed.
+5. incremental, 40 days later, night 1's files delivered again (no new rows, so the
+   row-level models recompute nothing): every window slides past results that counted, and
+   the CSV patient's birthday passed.
 
 The ``--full-refresh`` sequence lands the same files under the same run ids; it skips the
 blocked night (a blocked night publishes nothing) and lands night 3's file on night 4. Night 1
@@ -183,6 +184,7 @@ def _sequences(
                     "select run_id, full_refresh, after_load_id, reason from audit.build_state"
                 )
             }
+            out["new_loads"] = dict(wh.query("select run_id, new_loads from audit.build_state"))
             out["nodes"] = wh.query(
                 "select run_id, resource_type, status, count(*), min(seconds), "
                 "sum(case when unique_id = 'model.trialscreen.int_observations' then 1 else 0 end) "
@@ -322,6 +324,10 @@ def test_the_nights_were_incremental_where_they_could_be(nights) -> None:
     assert plans[RUN_IDS[3]][:2] == (False, 2)
     assert plans[RUN_IDS[4]] == (True, None, "the last build was not published")
     assert plans[RUN_IDS[5]][0] is False
+    # night 5's files were all landed before: no raw row is newer than night 4's build, and
+    # the row-level models recompute nothing (docs/decisions.md "A night with nothing new");
+    # its marts still equal the full rebuild's (windows slid, a birthday passed)
+    assert [nights["new_loads"][RUN_IDS[n]] for n in (2, 3, 4, 5)] == [True, True, None, False]
 
 
 def test_every_build_records_where_its_time_went(nights) -> None:

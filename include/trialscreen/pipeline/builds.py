@@ -41,6 +41,9 @@ BUILD_STATE_COLUMNS: dict[str, pl.DataType] = {
     "after_load_id": pl.Int64(),  # null: a full rebuild
     "through_load_id": pl.Int64(),  # every load up to this one is in the incremental models
     "reason": pl.String(),  # why a full rebuild (PHI-free), null when incremental
+    # incremental: did a raw row of a newer load exist (false: nothing was recomputed row by
+    # row, docs/decisions.md "A night with nothing new"); null on a full rebuild
+    "new_loads": pl.Boolean(),
 }
 # One row per dbt node of each nightly build by `trialscreen run` (seeds, models, tests):
 # where a night's build time goes, at any size (docs/decisions.md, "Where a build's time
@@ -134,6 +137,8 @@ class BuildPlan:
     through_load_id: int
     after_load_id: int | None  # None: rebuild (full refresh)
     reason: str | None  # why a rebuild
+    # an incremental night: does a raw table hold a row of a load after after_load_id?
+    new_loads: bool = True
 
     @property
     def full_refresh(self) -> bool:
@@ -216,7 +221,36 @@ def plan_build(warehouse: str | Path, run_id: str, full_refresh: bool = False) -
     after = int(last[0][1] or 0)
     if own is not None and int(own) <= after:
         after = int(own) - 1
-    return BuildPlan(fingerprint, through, after, None)
+    with Warehouse.connect(warehouse) as wh:
+        return BuildPlan(fingerprint, through, after, None, _rows_after(wh, after))
+
+
+def _rows_after(wh: Warehouse, after: int) -> bool:
+    """Whether a raw table holds a row of a load after ``after``. Every run allocates a load
+    id, files or not: a run since that landed records says yes at once (the feeds' counts);
+    otherwise the raw tables' largest load ids decide (a row may have come without its
+    run's counts: an operator's repair)."""
+    from trialscreen.ingest import FEED_COUNTS_TABLE, LOADS_TABLE
+
+    landed = wh.scalar(
+        f"select count(*) from {LOADS_TABLE} l inner join {FEED_COUNTS_TABLE} c "
+        f"on c.run_id = l.run_id where l.load_id > {wh.param} and c.loaded > 0",
+        [after],
+    )
+    return bool(landed) or _newest_raw_load(wh) > after
+
+
+def _newest_raw_load(wh: Warehouse) -> int:
+    """The largest load id of any raw table (every table of the raw schema with a
+    ``load_id``: what staging reads), 0 when none: an operator's insert without an
+    ``audit.loads`` row counts as well. One query of each table's largest load id."""
+    tables = sorted(
+        table for table, columns in wh.columns_by_table(["raw"]).items() if "load_id" in columns
+    )
+    if not tables:
+        return 0
+    largest = " union all ".join(f"select max(load_id) as load_id from {t}" for t in tables)
+    return int(wh.scalar(f"select coalesce(max(load_id), 0) from ({largest}) as raw_loads") or 0)
 
 
 def _record_build(warehouse: str | Path, run_id: str, plan: BuildPlan) -> None:
@@ -230,14 +264,21 @@ def _record_build(warehouse: str | Path, run_id: str, plan: BuildPlan) -> None:
             "after_load_id": plan.after_load_id,
             "through_load_id": plan.through_load_id,
             "reason": plan.reason,
+            "new_loads": None if plan.full_refresh else plan.new_loads,
         }
         wh.load_frame(BUILD_STATE_TABLE, pl.DataFrame([row], schema=BUILD_STATE_COLUMNS))
 
 
 def plan_vars(plan: BuildPlan) -> dict[str, Any]:
     """The dbt variables a build plan adds to :func:`dbt_vars` (``trialscreen run`` and the
-    DAG alike): the load id the incremental models continue from; none on a full rebuild."""
-    return {} if plan.after_load_id is None else {"incremental_after_load_id": plan.after_load_id}
+    DAG alike): the load id the incremental models continue from, and whether any raw row
+    is newer (macros/incremental.sql); none on a full rebuild."""
+    if plan.after_load_id is None:
+        return {}
+    return {
+        "incremental_after_load_id": plan.after_load_id,
+        "incremental_new_loads": plan.new_loads,
+    }
 
 
 def record_build(warehouse: str | Path, run_id: str, plan: BuildPlan) -> None:

@@ -1,7 +1,8 @@
 -- int_changed_patients: on an incremental night (macros/incremental.sql), every patient whose
 -- rows in int_observations, int_conditions or int_medications a load newer than
 -- var('incremental_after_load_id') can have changed; those models recompute these patients
--- only. Empty when the variable is absent (the models are then rebuilt whole).
+-- only. Empty when the variable is absent (the models are then rebuilt whole), and when no
+-- raw table has a row of a newer load (var('incremental_new_loads') false: nothing to read).
 --
 -- A patient changes when a new load brings
 --   * a version of one of their records, or a coding of it: the patient of every version of
@@ -26,7 +27,7 @@
 -- depends_on: {{ ref('stg_hl7__patient_merges') }}, {{ ref('stg_csv__patient_merges') }}
 -- depends_on: {{ ref('stg_fhir__patients') }}
 
-{%- if after is none %}
+{%- if after is none or not incremental_has_new_loads() %}
 
 select cast(null as {{ dbt.type_string() }}) as patient_mrn
 where 1 = 0
