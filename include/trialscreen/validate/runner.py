@@ -442,7 +442,7 @@ def _stored_suite(ctx: Any, suite: Suite, asset: Asset) -> tuple[Any, bool]:
     freshness checks compare them again (docs/decisions.md#gate-cpu). Returns the suite and
     whether it was stored now."""
     import great_expectations as gx
-    from great_expectations.exceptions import DataContextError
+    from great_expectations.exceptions.exceptions import DataContextError
 
     fingerprint = _suite_fingerprint(suite, asset)
     try:
@@ -521,7 +521,7 @@ def _run_asset(
     )
     rows: list[dict[str, Any]] = []
     for item in result.results:
-        data = item.to_json_dict()
+        data: dict[str, Any] = dict(item.to_json_dict())
         config = data["expectation_config"]
         rows.append(
             {
