@@ -479,10 +479,9 @@ def _run_asset(
     identifiers of what its Data Docs pages render (the validation result and the suite),
     built once for the whole gate by :func:`_build_data_docs`; the suite's page only when
     the suite was stored now or its page is missing (it shows the suite, not the night).
-    What GX's
-    ``ValidationDefinition.run`` does, without storing a checkpoint and a validation
-    definition per asset and night and checking both against the store (a quarter of the
-    gate's CPU on a small warehouse; nothing reads them)."""
+    What GX's ``ValidationDefinition.run`` does, without storing a checkpoint and a
+    validation definition per asset and night and checking both against the store (a
+    quarter of the gate's CPU on a small warehouse; nothing reads them)."""
     from great_expectations.constants import DATAFRAME_REPLACEMENT_STR
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.resource_identifiers import (
