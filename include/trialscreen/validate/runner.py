@@ -562,7 +562,7 @@ def _build_data_docs(
             ctx.build_data_docs(resource_identifiers=rendered)
         for _, asset, _, info in checked:
             info.docs_page = _docs_page(site, asset, run_id)
-        localize_site(site, _built_pages(checked))
+        localize_site(site, _built_pages(checked, rendered))
     except Exception as exc:
         if not failing:
             raise
@@ -584,12 +584,22 @@ def _suite_page(asset: Asset) -> str:
     return Path("expectations", *asset.name.split(".")).as_posix() + ".html"
 
 
-def _built_pages(checked: Sequence[tuple[Suite, Asset, Any, AssetRead]]) -> list[str]:
+def _built_pages(
+    checked: Sequence[tuple[Suite, Asset, Any, AssetRead]], rendered: Sequence[Any]
+) -> list[str]:
     """The pages :func:`_build_data_docs` wrote for this gate (site-relative): each asset's
-    validation page and its suite's page, ``expectations/<suite name, dots as folders>.html``."""
+    validation page, and its suite's page, ``expectations/<suite name, dots as folders>.html``,
+    when ``rendered`` (the identifiers built) names the suite: a suite unchanged since an
+    earlier gate kept its page, localized then."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+    )
+
+    suites = {i.name for i in rendered if isinstance(i, ExpectationSuiteIdentifier)}
     pages: list[str] = []
     for _, asset, _, info in checked:
-        pages.append(_suite_page(asset))
+        if asset.name in suites:
+            pages.append(_suite_page(asset))
         if info.docs_page:
             pages.append(info.docs_page)
     return pages
