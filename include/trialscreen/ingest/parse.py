@@ -90,14 +90,14 @@ def _parsers() -> dict[str, tuple[Callable[[Path], bool], Parser, ManyParser]]:
     """Per feed: which files it claims, and how to parse one file or many (batched)."""
     from trialscreen.feeds import fhir
     from trialscreen.feeds.csv import is_csv_file, parse_csv_file
-    from trialscreen.feeds.hl7v2 import is_hl7_file, parse_hl7_file
+    from trialscreen.feeds.hl7v2 import is_hl7_file, parse_hl7_file, parse_hl7_files
 
     fhir_many: ManyParser = getattr(fhir, "parse_fhir_files", None) or _default_many(
         fhir.parse_fhir_file
     )
     return {
         "fhir": (fhir.is_fhir_file, fhir.parse_fhir_file, fhir_many),
-        "hl7": (is_hl7_file, parse_hl7_file, _default_many(parse_hl7_file)),
+        "hl7": (is_hl7_file, parse_hl7_file, parse_hl7_files),
         "csv": (is_csv_file, parse_csv_file, _default_many(parse_csv_file)),
     }
 

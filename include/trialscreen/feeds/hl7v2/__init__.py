@@ -59,12 +59,16 @@ Value decisions (the staging layer relies on them):
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import polars as pl
+
 from trialscreen import limits
 from trialscreen.feeds import ParsedFile, bounded
+from trialscreen.feeds.hl7v2.columnar import columnar_file, split_files
+from trialscreen.feeds.hl7v2.oru import _MessageParser
 from trialscreen.feeds.hl7v2.rows import (
     FEED,
     FILE_PAYLOAD_LIMIT,
@@ -72,6 +76,7 @@ from trialscreen.feeds.hl7v2.rows import (
     PATIENT_COLUMNS,
     _file_quarantine,
     _FileBuilder,
+    assemble,
 )
 from trialscreen.feeds.hl7v2.syntax import Encoding, _is_msh, _messages, _segments, unescape
 from trialscreen.feeds.hl7v2.values import (
@@ -90,6 +95,7 @@ __all__ = [
     "parse_date",
     "parse_hl7_bytes",
     "parse_hl7_file",
+    "parse_hl7_files",
     "parse_reference_range",
     "parse_ts",
     "unescape",
@@ -105,38 +111,112 @@ def is_hl7_file(path: Path) -> bool:
 
 def parse_hl7_file(path: Path, root: Path) -> ParsedFile:
     """Parse one HL7 file; ``source_file`` is its path relative to ``root`` (posix)."""
+    return next(parse_hl7_files([path], root))
+
+
+# a run of files parsed together: up to this many bytes or files (the ingest's units of work
+# are smaller: ingest.parse.UNIT_BYTES, UNIT_FILES)
+BATCH_BYTES = 16 << 20
+BATCH_FILES = 1000
+
+
+def parse_hl7_files(paths: Sequence[Path], root: Path) -> Iterator[ParsedFile]:
+    """``parse_hl7_file`` for each path, in order: the regular messages of a run of files are
+    parsed together (``columnar.py``), each file's result the same as alone."""
+    batch: list[tuple[str, bytes | ParsedFile]] = []
+    size = 0
+    for path in map(Path, paths):
+        source_file, read = _read(path, Path(root))
+        batch.append((source_file, read))
+        size += len(read) if isinstance(read, bytes) else 0
+        if size >= BATCH_BYTES or len(batch) >= BATCH_FILES:
+            yield from _parse_or_alone(batch)
+            batch, size = [], 0
+    yield from _parse_or_alone(batch)
+
+
+def _parse_or_alone(batch: list[tuple[str, bytes | ParsedFile]]) -> Iterator[ParsedFile]:
+    """The batch's results; when parsing the batch raises (a parser bug), each file alone, so
+    the files before the failing one are yielded and the failure is raised at its file (the
+    ingest quarantines that file and goes on: ``ingest.parse._contained``)."""
+    try:
+        results = _parse_batch(batch)
+    except Exception:
+        if len(batch) == 1:
+            raise
+        for item in batch:
+            yield _parse_batch([item])[0]
+        return
+    yield from results
+
+
+def _read(path: Path, root: Path) -> tuple[str, bytes | ParsedFile]:
+    """(source_file, the file's bytes or its file-scope quarantine)."""
     try:
         source_file = path.relative_to(root).as_posix()
     except ValueError:
         source_file = path.as_posix()
     try:
-        data = bounded.read_file(path)  # within the file limit; never a symlink or a FIFO
+        return source_file, bounded.read_file(path)  # within the limit; no symlink, no FIFO
     except bounded.RefusedInput as exc:
-        return _file_quarantine(source_file, exc.reason, exc.partial)
+        return source_file, _file_quarantine(source_file, exc.reason, exc.partial)
     except OSError as exc:
-        return _file_quarantine(source_file, f"file cannot be read ({type(exc).__name__})", b"")
-    return parse_hl7_bytes(data, source_file)
+        reason = f"file cannot be read ({type(exc).__name__})"
+        return source_file, _file_quarantine(source_file, reason, b"")
 
 
-def parse_hl7_bytes(data: bytes, source_file: str) -> ParsedFile:
-    """Parse the bytes of one HL7 file (any number of messages)."""
-    text = data.decode("utf-8", errors="replace")
-    segments = _segments(text)
-    if not any(_is_msh(s) for s in segments):
-        reason = "file is empty" if not segments else "no MSH segment found: not an HL7 v2 file"
-        return _file_quarantine(source_file, reason, data)
-    builder = _FileBuilder(source_file)
+def parse_hl7_bytes(data: bytes, source_file: str, *, columnar: bool = True) -> ParsedFile:
+    """Parse the bytes of one HL7 file (any number of messages). The regular ORU messages
+    are parsed a column at a time (``columnar.py``), the others walked one by one; with
+    ``columnar=False`` every message is walked (the reference the columnar path is tested
+    against)."""
+    return _parse_batch([(source_file, data)], columnar=columnar)[0]
+
+
+def _parse_batch(
+    batch: Sequence[tuple[str, bytes | ParsedFile]], *, columnar: bool = True
+) -> list[ParsedFile]:
+    results: list[ParsedFile | None] = []
+    # (index in results, source_file, segments, whether its regular messages are columnar)
+    texts: list[tuple[int, str, list[str], bool]] = []
+    for source_file, data in batch:
+        if isinstance(data, ParsedFile):
+            results.append(data)
+            continue
+        text = data.decode("utf-8", errors="replace")
+        segments = _segments(text)
+        if not any(_is_msh(s) for s in segments):
+            reason = "file is empty" if not segments else "no MSH segment found: not an HL7 v2 file"
+            results.append(_file_quarantine(source_file, reason, data))
+            continue
+        texts.append((len(results), source_file, segments, columnar and columnar_file(text)))
+        results.append(None)
     limit = limits.current().max_record_bytes
+    builders = [_FileBuilder(source_file) for _, source_file, _, _ in texts]
+    others = [[] if whole else _messages(segments) for _, _, segments, whole in texts]
+    regular: dict[str, pl.DataFrame] = {}
     with _gc_paused():
-        for position, message in _messages(segments):
-            size = _message_bytes(message, limit)
-            if size > limit:  # quarantined alone, never parsed; the file goes on
-                payload = "\r".join(message)[:FILE_PAYLOAD_LIMIT]
-                error = limits.record_too_large("message", size, limit)
-                builder.quarantine_record(position, error, payload)
-                continue
-            builder.add_message(position, message)
-    return builder.result()
+        fast = [k for k, text in enumerate(texts) if text[3]]
+        if fast:
+            walker = _MessageParser(_FileBuilder(""), 1, [])
+            files = [texts[k][2] for k in fast]
+            split = split_files(files, [builders[k].source_file for k in fast], walker, limit)
+            regular = split.in_batch(fast)
+            for k, records, messages in zip(fast, split.records, split.others, strict=True):
+                builders[k].records_in = records
+                others[k] = messages
+        for builder, messages in zip(builders, others, strict=True):
+            for position, message in messages:
+                size = _message_bytes(message, limit)
+                if size > limit:  # quarantined alone, never parsed; the file goes on
+                    payload = "\r".join(message)[:FILE_PAYLOAD_LIMIT]
+                    error = limits.record_too_large("message", size, limit)
+                    builder.quarantine_record(position, error, payload)
+                    continue
+                builder.add_message(position, message)
+        for (index, _, _, _), parsed in zip(texts, assemble(builders, regular), strict=True):
+            results[index] = parsed
+    return [r for r in results if r is not None]
 
 
 def _message_bytes(message: list[str], limit: int) -> int:

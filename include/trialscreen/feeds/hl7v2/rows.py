@@ -113,34 +113,73 @@ class _FileBuilder:
         self.records_in = records_before
 
     def result(self) -> ParsedFile:
-        tables = {
-            "patients": self._frame("patients", PATIENT_COLUMNS, self.patients),
-            "observations": self._frame("observations", OBSERVATION_COLUMNS, self.observations),
-            "patient_merges": self._frame("patient_merges", MERGE_COLUMNS, self.merges),
-        }
-        quarantined = (
-            schema.quarantine_frame(self.quarantine)
-            if self.quarantine
-            else pl.DataFrame(schema=schema.QUARANTINE_COLUMNS)
-        )
-        return ParsedFile(
-            feed=FEED,
-            source_file=self.source_file,
-            tables=tables,
-            quarantined=quarantined,
-            records_in=self.records_in,
-            ignored=dict(self.ignored),
-        )
+        """This file's rows, conformed to the raw contract (one file's ``assemble``)."""
+        return assemble([self], {})[0]
 
-    def _frame(
-        self, entity: str, names: tuple[str, ...], rows: list[tuple[object, ...]]
-    ) -> pl.DataFrame:
-        if not rows:
-            return schema.empty_frame(entity)
-        types = schema.RAW_COLUMNS[entity]
-        columns = dict(zip(names, map(list, zip(*rows, strict=True)), strict=True))
-        frame = pl.DataFrame(columns, schema={n: types[n] for n in names})
-        extra = [pl.lit(self.source_file).alias("source_file"), pl.col("mrn").alias("patient_ref")]
-        if entity == "observations":
-            extra.append(pl.lit("laboratory").alias("category"))
-        return schema.conform(entity, frame.with_columns(extra))
+    def rows(self, entity: str) -> list[tuple[object, ...]]:
+        return {"patients": self.patients, "observations": self.observations,
+                "patient_merges": self.merges}[entity]  # fmt: skip
+
+
+ENTITY_COLUMNS = {
+    "patients": PATIENT_COLUMNS,
+    "observations": OBSERVATION_COLUMNS,
+    "patient_merges": MERGE_COLUMNS,
+}
+
+
+def assemble(builders: list[_FileBuilder], columnar: dict[str, pl.DataFrame]) -> list[ParsedFile]:
+    """Each builder's file as a ``ParsedFile``: the walked rows of all files in one frame per
+    entity, conformed once, with ``columnar``'s (the regular messages' rows, conformed, with
+    the file's index in ``file``), each file's rows in file order (each part is in order, and
+    a message is on one path). Polars' cost is per call: a call per file would cost more
+    than the rows."""
+    tables: list[dict[str, pl.DataFrame]] = [{} for _ in builders]
+    names = pl.DataFrame(
+        {"file": range(len(builders)), "source_file": [b.source_file for b in builders]},
+        schema={"file": pl.Int64, "source_file": pl.String},
+    )
+    for entity, columns in ENTITY_COLUMNS.items():
+        parts = []
+        walked = [(k, *row) for k, b in enumerate(builders) for row in b.rows(entity)]
+        if walked:
+            types = schema.RAW_COLUMNS[entity]
+            frame = pl.DataFrame(
+                dict(zip(("file", *columns), map(list, zip(*walked, strict=True)), strict=True)),
+                schema={"file": pl.Int64, **{n: types[n] for n in columns}},
+            ).join(names, on="file", how="left", maintain_order="left")
+            parts.append(conformed(entity, frame).with_columns(frame.get_column("file")))
+        found = columnar.get(entity)
+        if found is not None and found.height:
+            parts.append(found)
+        if not parts:
+            continue
+        frame = parts[0]
+        if len(parts) > 1:
+            frame = pl.concat(parts).sort("file", "source_position", maintain_order=True)
+        by_file = frame.partition_by("file", as_dict=True, include_key=False, maintain_order=True)
+        for (k,), part in by_file.items():
+            tables[int(k)][entity] = part
+    return [
+        ParsedFile(
+            feed=FEED,
+            source_file=b.source_file,
+            tables={e: t[e] if e in t else schema.empty_frame(e) for e in ENTITY_COLUMNS},
+            quarantined=(
+                schema.quarantine_frame(b.quarantine)
+                if b.quarantine
+                else pl.DataFrame(schema=schema.QUARANTINE_COLUMNS)
+            ),
+            records_in=b.records_in,
+            ignored=dict(b.ignored),
+        )
+        for b, t in zip(builders, tables, strict=True)
+    ]
+
+
+def conformed(entity: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """A frame of parser columns (and ``source_file``) in the raw contract."""
+    extra = [pl.col("mrn").alias("patient_ref")]
+    if entity == "observations":
+        extra.append(pl.lit("laboratory").alias("category"))
+    return schema.conform(entity, frame.with_columns(extra))
