@@ -891,8 +891,8 @@ def test_a_file_that_makes_the_parser_raise_is_quarantined_and_the_run_goes_on(
         return wrapped
 
     monkeypatch.setattr(fhir, "_collect_json", raising(fhir._collect_json))
-    # HL7: the framing of each file's text, inside the batch of files parsed together
-    monkeypatch.setattr(hl7v2, "_segments", raising(hl7v2._segments))
+    # HL7: a step of each file's text, inside the batch of files parsed together
+    monkeypatch.setattr(hl7v2, "columnar_file", raising(hl7v2.columnar_file))
     monkeypatch.setattr(csv, "parse_csv_file", raising(csv.parse_csv_file))
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": []}
     for name in ("A.json", "C.json"):

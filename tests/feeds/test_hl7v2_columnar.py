@@ -16,7 +16,6 @@ from trialscreen.feeds import ParsedFile
 from trialscreen.feeds.hl7v2 import columnar, parse_hl7_bytes, parse_hl7_files
 from trialscreen.feeds.hl7v2.oru import _MessageParser
 from trialscreen.feeds.hl7v2.rows import _FileBuilder
-from trialscreen.feeds.hl7v2.syntax import _segments
 from trialscreen.synth import generate
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "hl7v2-oru-samples"
@@ -67,9 +66,7 @@ EDGES: list[tuple[str, list[str]]] = [
     ("blank set id and status", [PID, "OBX|| NM |1-1^X^LN||5|mg|||||  "]),
     ("method and site", [PID, OBX + "|||M1^Method^SCT|||S1^Site^SCT"]),
     ("fields past OBX-21", [PID, OBX + "|||||||||a|b|c"]),
-    ("run-on OBX", [PID, OBX + "| OBX|2|NM|777-3^PLT^LN||200|10*9/L|||||F"]),
     ("unicode spaces", [PID, "OBX|1|NM|1-1^X^LN||\u00a05\u00a0|mg|||||\u2003F"]),
-    ("control character", [PID, "OBX|1|NM|1-1^X^LN||5\x1f|mg|||||F"]),
     ("flag repetitions", [PID, "OBX|1|NM|1-1^X^LN||5|mg||H~A^x|||F"]),
     ("NTE and ORC segments", ["ORC|RE|1", PID, "NTE|1||a \\T\\ b", OBR, OBX, "NTE|2||x"]),
     (
@@ -77,6 +74,11 @@ EDGES: list[tuple[str, list[str]]] = [
         [PID, OBX],
     ),
     ("empty facility and time", [PID, OBX]),
+]
+# whole files the walker reads (columnar.columnar_file): text only Python splits or trims
+WALKED_FILES: list[tuple[str, list[str]]] = [
+    ("run-on OBX", [PID, OBX + "| OBX|2|NM|777-3^PLT^LN||200|10*9/L|||||F"]),
+    ("control character", [PID, "OBX|1|NM|1-1^X^LN||5\x1f|mg|||||F"]),
 ]
 HEADERS = {  # messages whose header is the edge
     "ORU without trigger": "MSH|^~\\&|LAB||TS|HOSP|||ORU|{id}|P|2.5.1",
@@ -120,9 +122,10 @@ def _walked(path: Path, root: Path) -> ParsedFile:
 
 def _regular_share(paths: list[Path]) -> float:
     """Of the files' messages, the share parsed by the columnar path."""
-    files = [_segments(p.read_bytes().decode("utf-8", errors="replace")) for p in paths]
+    texts = [p.read_bytes().decode("utf-8", errors="replace") for p in paths]
+    texts = [text for text in texts if columnar.columnar_file(text)]
     walker = _MessageParser(_FileBuilder(""), 1, [])
-    split = columnar.split_files(files, [p.name for p in paths], walker, 1 << 30)
+    split = columnar.split_files(texts, [str(k) for k in range(len(texts))], walker, 1 << 30)
     walked = sum(len(messages) for messages in split.others)
     regular = split.tables["patients"].height
     return regular / (regular + walked)
@@ -155,6 +158,15 @@ def test_each_edge_alone_parses_the_same(what: str, tmp_path: Path) -> None:
     _assert_same(parse_hl7_bytes(path.read_bytes(), "one.hl7"), _walked(path, tmp_path))
 
 
+@pytest.mark.parametrize("what", [what for what, _ in WALKED_FILES])
+def test_a_file_only_the_walker_can_read_is_walked_whole(what: str, tmp_path: Path) -> None:
+    path = tmp_path / "one.hl7"
+    text = _message(1, "plain", EDGES[0][1]) + "\r" + _message(2, what, dict(WALKED_FILES)[what])
+    path.write_bytes(text.encode())
+    assert not columnar.columnar_file(text)
+    _assert_same(parse_hl7_bytes(path.read_bytes(), "one.hl7"), _walked(path, tmp_path))
+
+
 def test_the_external_samples_parse_the_same_batched_and_walked() -> None:
     paths = sorted(p for p in SAMPLES.rglob("*") if p.is_file() and p.suffix in (".hl7", ".txt"))
     assert len(paths) > 40
@@ -184,14 +196,14 @@ def test_a_batch_that_fails_yields_the_files_before_the_failure(
     import trialscreen.feeds.hl7v2 as hl7v2
 
     failing = population[2]
-    original = hl7v2._segments
+    original = hl7v2.columnar_file  # called for each file of the batch
 
-    def segments(text: str) -> list[str]:
+    def check(text: str) -> bool:
         if text == failing.read_bytes().decode("utf-8", errors="replace"):
             raise ValueError("injected")
         return original(text)
 
-    monkeypatch.setattr(hl7v2, "_segments", segments)
+    monkeypatch.setattr(hl7v2, "columnar_file", check)
     results = parse_hl7_files(population[:5], failing.parent.parent)
     assert [next(results).source_file for _ in range(2)] == [
         f"hl7/{p.name}" for p in population[:2]

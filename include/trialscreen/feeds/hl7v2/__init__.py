@@ -177,35 +177,39 @@ def _parse_batch(
     batch: Sequence[tuple[str, bytes | ParsedFile]], *, columnar: bool = True
 ) -> list[ParsedFile]:
     results: list[ParsedFile | None] = []
-    # (index in results, source_file, segments, whether its regular messages are columnar)
-    texts: list[tuple[int, str, list[str], bool]] = []
+    walked: list[tuple[int, _FileBuilder, list[tuple[int, list[str]]]]] = []
+    split: list[tuple[int, _FileBuilder, str, bytes]] = []  # files for columnar.py
     for source_file, data in batch:
         if isinstance(data, ParsedFile):
             results.append(data)
             continue
+        results.append(None)
         text = data.decode("utf-8", errors="replace")
+        if columnar and "MSH" in text and columnar_file(text):
+            split.append((len(results) - 1, _FileBuilder(source_file), text, data))
+            continue
         segments = _segments(text)
         if not any(_is_msh(s) for s in segments):
-            reason = "file is empty" if not segments else "no MSH segment found: not an HL7 v2 file"
-            results.append(_file_quarantine(source_file, reason, data))
+            results[-1] = _not_hl7(source_file, segments, data)
             continue
-        texts.append((len(results), source_file, segments, columnar and columnar_file(text)))
-        results.append(None)
+        walked.append((len(results) - 1, _FileBuilder(source_file), _messages(segments)))
     limit = limits.current().max_record_bytes
-    builders = [_FileBuilder(source_file) for _, source_file, _, _ in texts]
-    others = [[] if whole else _messages(segments) for _, _, segments, whole in texts]
     regular: dict[str, pl.DataFrame] = {}
     with _gc_paused():
-        fast = [k for k, text in enumerate(texts) if text[3]]
-        if fast:
+        if split:
             walker = _MessageParser(_FileBuilder(""), 1, [])
-            files = [texts[k][2] for k in fast]
-            split = split_files(files, [builders[k].source_file for k in fast], walker, limit)
-            regular = split.in_batch(fast)
-            for k, records, messages in zip(fast, split.records, split.others, strict=True):
-                builders[k].records_in = records
-                others[k] = messages
-        for builder, messages in zip(builders, others, strict=True):
+            texts = [text for _, _, text, _ in split]
+            parts = split_files(texts, [b.source_file for _, b, _, _ in split], walker, limit)
+            regular = parts.in_batch([len(walked) + k for k in range(len(split))])
+            headerless = set(parts.headerless)
+            for k, ((index, builder, _, data), records, messages) in enumerate(
+                zip(split, parts.records, parts.others, strict=True)
+            ):
+                if k in headerless:  # "MSH" was in its text, never as a header
+                    results[index] = _not_hl7(builder.source_file, [""], data)
+                builder.records_in = records
+                walked.append((index, builder, messages))
+        for _, builder, messages in walked:
             for position, message in messages:
                 size = _message_bytes(message, limit)
                 if size > limit:  # quarantined alone, never parsed; the file goes on
@@ -214,9 +218,16 @@ def _parse_batch(
                     builder.quarantine_record(position, error, payload)
                     continue
                 builder.add_message(position, message)
-        for (index, _, _, _), parsed in zip(texts, assemble(builders, regular), strict=True):
-            results[index] = parsed
+        builders = [builder for _, builder, _ in walked]
+        for (index, _, _), parsed in zip(walked, assemble(builders, regular), strict=True):
+            if results[index] is None:
+                results[index] = parsed
     return [r for r in results if r is not None]
+
+
+def _not_hl7(source_file: str, segments: list[str], data: bytes) -> ParsedFile:
+    reason = "file is empty" if not segments else "no MSH segment found: not an HL7 v2 file"
+    return _file_quarantine(source_file, reason, data)
 
 
 def _message_bytes(message: list[str], limit: int) -> int:

@@ -25,16 +25,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from trialscreen import schema
 from trialscreen.feeds.hl7v2.oru import _MessageParser
 from trialscreen.feeds.hl7v2.rows import conformed
-from trialscreen.feeds.hl7v2.syntax import _is_msh
+from trialscreen.feeds.hl7v2.syntax import BATCH_SEGMENTS, _is_msh
 from trialscreen.feeds.hl7v2.values import parse_date, parse_reference_range, parse_ts_sent
 
 STANDARD_MSH = "MSH|^~\\&|"
@@ -58,11 +56,12 @@ class Split:
     """A batch of files split: the regular messages' patients and observations, conformed
     to the raw contract with each row's file (its index in the batch) in ``file``; per file,
     how many records those rows are and the other messages, ``(position, segments)`` in file
-    order, for the walker."""
+    order, for the walker; the files that have no message at all."""
 
     tables: dict[str, pl.DataFrame]
     records: list[int]
     others: list[list[Message]]
+    headerless: list[int]  # files with no MSH segment: not HL7 (quarantined by the caller)
 
     def in_batch(self, indices: Sequence[int]) -> dict[str, pl.DataFrame]:
         """The tables with ``file`` renumbered: split file k is file ``indices[k]``."""
@@ -76,17 +75,16 @@ class Split:
 
 
 def split_files(
-    files: Sequence[list[str]],
+    texts: Sequence[str],
     source_files: Sequence[str],
     walker: _MessageParser,
     size_limit: int,
 ) -> Split:
-    """Split the files' segments (one list per file) into regular messages, parsed here,
+    """Split the files' texts (each ``columnar_file``) into regular messages, parsed here,
     and the others. The files are split together: polars' cost is per call, not per row.
     ``walker`` is a parser with the standard separators whose lookup methods decide the
     values (it is never run)."""
-    segments = list(chain.from_iterable(files))
-    frame = _segments_frame(segments, [len(f) for f in files])
+    frame = _segments_frame(texts)
     messages = _messages_frame(frame, walker, size_limit)
     pid = _patients(frame, messages, walker)
     obx = _observations(frame, messages, pid, walker)
@@ -97,20 +95,23 @@ def split_files(
         .get_column("msg")
         .implode()
     )
-    names = pl.DataFrame({"file": range(len(files)), "source_file": source_files},
+    names = pl.DataFrame({"file": range(len(texts)), "source_file": source_files},
                          schema={"file": pl.Int64, "source_file": pl.String})  # fmt: skip
     tables = {
         "patients": _patient_rows(pid.filter(pl.col("msg").is_in(regular))),
         "observations": _observation_rows(obx.filter(pl.col("msg").is_in(regular))),
     }
-    records = [0] * len(files)
+    records = [0] * len(texts)
+    with_header = set(frame.filter(pl.col("is_msh")).get_column("file").unique().to_list())
+    headerless = [k for k in range(len(texts)) if k not in with_header]
     for table in tables.values():
         for file, count in table.group_by("file").len().iter_rows():
             records[file] += count
     return Split(
         {entity: _conformed(entity, rows, names) for entity, rows in tables.items()},
         records,
-        _other_messages(segments, frame, regular, len(files)),
+        _other_messages(frame, regular, len(texts)),
+        headerless,
     )
 
 
@@ -122,14 +123,32 @@ def _conformed(entity: str, rows: pl.DataFrame, names: pl.DataFrame) -> pl.DataF
     return conformed(entity, rows).with_columns(rows.get_column("file"))
 
 
-def _segments_frame(segments: list[str], lengths: list[int]) -> pl.DataFrame:
-    """One row per segment: its index, text, name, file (index in the batch) and message:
-    ``msg`` unique in the batch, ``position`` in its file (0 = before the first MSH, as the
-    walker numbers them)."""
-    frame = pl.DataFrame(
-        {"seg": segments, "file": np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)},
-        schema={"seg": pl.String, "file": pl.Int64},
-    ).with_row_index("i")
+def _segments_frame(texts: Sequence[str]) -> pl.DataFrame:
+    """One row per segment of the texts: its index, text, name, file (index in the batch)
+    and message: ``msg`` unique in the batch, ``position`` in its file (0 = before the first
+    MSH, as the walker numbers them). The framing is the walker's (``syntax._segments``):
+    BOM and MLLP bytes removed, any line end, blank lines and batch envelopes dropped, leading
+    whitespace trimmed (``columnar_file`` keeps out the characters Python and polars trim
+    differently)."""
+    # one pass; where a removed byte stood between CR and LF, the line end becomes two and
+    # the blank segment between them is dropped like any blank line
+    text = pl.col("seg").str.replace_many(
+        ["\ufeff", "\x0b", "\x1c", "\r\n", "\n"], ["", "", "", "\r", "\r"]
+    )
+    frame = (
+        pl.DataFrame(
+            {"seg": texts, "file": range(len(texts))}, schema={"seg": pl.String, "file": pl.Int64}
+        )  # fmt: skip
+        .select(text.str.split("\r"), "file")
+        .explode("seg")
+        .filter(pl.col("seg").str.strip_chars() != "")
+        .with_columns(pl.col("seg").str.strip_chars_start())
+    )
+    frame = frame.with_row_index("i")
+    envelopes = frame.filter(pl.col("seg").str.slice(0, 3).is_in(list(BATCH_SEGMENTS)))
+    if envelopes.height:  # rare: judged as the walker judges them, then dropped
+        drop = [i for i, seg in envelopes.select("i", "seg").iter_rows() if _envelope(seg)]
+        frame = frame.filter(~pl.col("i").is_in(drop)).drop("i").with_row_index("i")
     # the standard header is a header; any other text starting MSH is judged by the walker's
     # own test
     candidates = frame.filter(
@@ -383,9 +402,12 @@ def _observation_rows(obx: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _other_messages(
-    segments: list[str], frame: pl.DataFrame, regular: pl.Series, files: int
-) -> list[list[Message]]:
+def _envelope(segment: str) -> bool:
+    """``syntax._segments``' test for a batch envelope segment (its name is one)."""
+    return len(segment) == 3 or not segment[3].isalnum()
+
+
+def _other_messages(frame: pl.DataFrame, regular: pl.Series, files: int) -> list[list[Message]]:
     """Per file, the messages the walker reads: ``(position, segments)`` in file order."""
     spans = (
         frame.filter(~pl.col("msg").is_in(regular))
@@ -395,8 +417,9 @@ def _other_messages(
         .select("file", "position", "first", "last")
     )
     out: list[list[Message]] = [[] for _ in range(files)]
+    segments = frame.get_column("seg")
     for file, position, first, last in spans.iter_rows():
-        out[file].append((position, segments[first : last + 1]))
+        out[file].append((position, segments.slice(first, last - first + 1).to_list()))
     return out
 
 
@@ -485,4 +508,4 @@ def _sha256_each(texts: pl.DataFrame) -> list[str]:
     """sha256 of each text of a one-column frame: the walker's ``_sha256`` of its parts
     joined by CR."""
     sha256 = hashlib.sha256
-    return [sha256(t.encode("utf-8")).hexdigest() for t in texts.to_series().to_list()]
+    return [sha256(t).hexdigest() for t in texts.to_series().cast(pl.Binary).to_list()]
