@@ -2,11 +2,13 @@
 ``ParsedFile``.
 
 Why plain string splitting: an object-per-field library parses ~2 MB/s here, splitting
-on
-the separators runs two orders of magnitude faster (docs/specification.md#stack-notes). Each
-message is read once,
-segment by segment; rows are plain tuples, turned into one polars frame per entity at the
-end of the file and passed through ``schema.conform``.
+on the separators runs two orders of magnitude faster (docs/specification.md#stack-notes).
+Regular ORU messages (the common case) are split by polars, a run of files together, with
+every value decided by the walker's own functions once per distinct text (``columnar.py``;
+docs/decisions.md#hl7-columnar); every other message is walked once, segment by segment
+(``oru.py``), its rows plain tuples turned into polars frames at the end of the batch. Both
+paths' rows go through ``schema.conform`` and land in file order; the rules below are the
+walker's, and the columnar path is tested to give the same rows.
 
 Framing tolerated: UTF-8 BOM, MLLP bytes (0x0b, 0x1c), segment ends CR / LF / CRLF, blank
 lines, batch envelopes (FHS/BHS/BTS/FTS, skipped), OBX segments run together on one line

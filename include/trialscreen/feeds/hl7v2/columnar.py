@@ -1,5 +1,5 @@
-"""The regular ORU^R01 message, a column at a time: the rows of a whole file's regular
-messages are split and assembled by polars, and every value that needs the contract's rules
+"""The regular ORU^R01 message, a column at a time: the regular messages of a run of files
+are split and assembled by polars together, and every value that needs the contract's rules
 (codes, values, units, ranges, timestamps, identifiers) is decided once per distinct text by
 the message walker's own functions (``oru.py``), so both paths land the same rows.
 
@@ -15,9 +15,10 @@ everything unusual are decided there, in one place. A regular message can produc
 quarantine row, so the invariant ``records_in == rows out + quarantined`` holds per path.
 
 Why: the walker spends 20-30 us of Python per message; split by polars and looked up per
-distinct value, the same file runs several times faster (docs/benchmarks.md, "HL7 parsing,
-a column at a time"). tests/feeds/test_hl7v2_columnar.py parses every HL7 file the tests
-know both ways and compares every row.
+distinct value, the same drop parses about three times faster (docs/decisions.md#hl7-columnar,
+docs/benchmarks.md "HL7 parsing, a column at a time"). tests/feeds/test_hl7v2_columnar.py
+parses the external samples, a generated drop and one message per edge both ways and
+compares every row.
 """
 
 from __future__ import annotations
@@ -324,21 +325,27 @@ def _observations(
     )
 
 
+# the columns the rows carry as they are (the others are computed below)
+PASSED = {
+    "patients": ("mrn", "family_name", "given_name", "birth_date", "sex", "deceased_at",
+                 "deceased_at_offset_min", "file"),
+    "observations": ("mrn", "loinc", "local_code", "local_system", "code_display",
+                     "value_numeric", "value_comparator", "value_unit", "value_unit_code",
+                     "value_code", "value_code_system", "value_text", "ref_low", "ref_high",
+                     "effective_at", "issued_at", "effective_at_offset_min",
+                     "issued_at_offset_min", "method_code", "method_system", "method_text",
+                     "body_site_code", "body_site_system", "body_site_text", "facility", "file"),
+}  # fmt: skip
+
+
 def _patient_rows(pid: pl.DataFrame) -> pl.DataFrame:
     control_id = pl.col("control_id")
     hashes = _sha256_each(pid.select(pl.concat_str("control_id", "seg", separator="\r")))
     return pid.select(
+        *PASSED["patients"],
         source_position="position",
         record_id=control_id + "|PID|1",
         record_hash=pl.Series(hashes, dtype=pl.String),
-        mrn="mrn",
-        family_name="family_name",
-        given_name="given_name",
-        birth_date="birth_date",
-        sex="sex",
-        deceased_at="deceased_at",
-        deceased_at_offset_min="deceased_at_offset_min",
-        file="file",
     )
 
 
@@ -365,40 +372,15 @@ def _observation_rows(obx: pl.DataFrame) -> pl.DataFrame:
         separator="|",
     )  # fmt: skip
     return obx.select(
+        *PASSED["observations"],
         source_position="position",
         record_id=record_id,
         record_hash=pl.Series(hashes, dtype=pl.String),
-        mrn="mrn",
-        loinc="loinc",
-        local_code="local_code",
-        local_system="local_system",
-        code_display="code_display",
         value_type="kind",
-        value_numeric="value_numeric",
-        value_comparator="value_comparator",
-        value_unit="value_unit",
-        value_unit_code="value_unit_code",
-        value_code="value_code",
-        value_code_system="value_code_system",
-        value_text="value_text",
-        ref_low="ref_low",
-        ref_high="ref_high",
         ref_text=pl.when(pl.col("ref") != "").then("ref"),
         abnormal_flag=pl.when(pl.col("flag") != "").then("flag"),
         status=pl.when(pl.col("status_raw") != "").then("status_raw"),
-        effective_at="effective_at",
-        issued_at="issued_at",
         order_id=pl.when(pl.col("filler") != "").then("filler").otherwise("control_id"),
-        effective_at_offset_min="effective_at_offset_min",
-        issued_at_offset_min="issued_at_offset_min",
-        method_code="method_code",
-        method_system="method_system",
-        method_text="method_text",
-        body_site_code="body_site_code",
-        body_site_system="body_site_system",
-        body_site_text="body_site_text",
-        facility="facility",
-        file="file",
     )
 
 
