@@ -210,3 +210,20 @@ def test_a_batch_that_fails_yields_the_files_before_the_failure(
     ]
     with pytest.raises(ValueError, match="injected"):
         next(results)
+
+
+def test_a_unit_checked_together_still_contains_a_nul(tmp_path: Path) -> None:
+    """The ingest checks a unit's rows for values no engine can keep once, together
+    (ingest.parse._clean); a NUL in one file's result still quarantines that record alone."""
+    from trialscreen.ingest.parse import parse_unit
+
+    (tmp_path / "a.hl7").write_bytes(_message(1, "plain", [PID, OBR, OBX]).encode())
+    nul = "OBX|1|ST|8-8^Note^LN||a\x00b||||||F"
+    (tmp_path / "b.hl7").write_bytes(_message(2, "plain", [PID, OBR, nul, OBX]).encode())
+    clean, dirty = (parsed for parsed, _ in parse_unit("hl7", sorted(tmp_path.iterdir()), tmp_path))
+    assert (clean.tables["observations"].height, clean.quarantined.height) == (1, 0)
+    assert (dirty.tables["observations"].height, dirty.quarantined.height) == (1, 1)
+    assert dirty.quarantined.get_column("error").to_list() == [
+        "observations record: field value_text contains a NUL byte"
+    ]
+    assert dirty.records_in == 3  # PID and two OBX: one landed patient, one OBX each way

@@ -54,6 +54,11 @@ def _any_bad(frame: pl.DataFrame) -> bool:
     return bool(any(frame.select(flags).row(0)))
 
 
+def is_clean(frame: pl.DataFrame) -> bool:
+    """Whether ``contain_values`` would move no record of this frame (of any entity)."""
+    return not frame.height or not _any_bad(frame)
+
+
 def _payload(row: dict[str, object]) -> str:
     def value(v: object) -> object:
         if isinstance(v, datetime | date):

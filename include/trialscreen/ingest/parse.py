@@ -25,9 +25,12 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
 
+import polars as pl
+
 from trialscreen import limits, schema
 from trialscreen.feeds import ParsedFile, bounded
 from trialscreen.feeds.contain import contain_values
+from trialscreen.feeds.contain import is_clean as contain_is_clean
 from trialscreen.ingest.parts import (
     Item,
     Part,
@@ -296,7 +299,9 @@ def parse_unit(feed: str, unit: Sequence[Item], root: Path) -> list[Parsed]:
         return [(_ready(_parse_part(feed, unit[0], root)), unit[0].last)]
     _, parse, many = _parsers()[feed]
     paths = [item for item in unit if isinstance(item, Path)]
-    return [(_ready(p), True) for p in _contained(feed, paths, root, parse, many)]
+    parsed = list(_contained(feed, paths, root, parse, many))
+    clean = _clean(parsed)
+    return [(_ready(p, clean), True) for p in parsed]
 
 
 def _parse_part(feed: str, part: Part, root: Path) -> ParsedFile:
@@ -316,16 +321,39 @@ def _parse_part(feed: str, part: Part, root: Path) -> ParsedFile:
         return _parse_failed(feed, part.path, root, exc)
 
 
-def _ready(parsed: ParsedFile) -> ParsedFile:
-    """Values no engine can keep contained, tables conformed to the raw contract (done by
-    the worker, so the writer only concatenates)."""
-    parsed = contain_values(parsed)
+def _ready(parsed: ParsedFile, clean: bool = False) -> ParsedFile:
+    """Values no engine can keep contained (unless ``clean``: the unit's rows were checked
+    together), tables conformed to the raw contract (done by the worker, so the writer only
+    concatenates; a frame already in the contract is kept as it is)."""
+    if not clean:
+        parsed = contain_values(parsed)
     parsed.tables = {
-        entity: schema.conform(entity, frame)
+        entity: frame if _conforms(entity, frame) else schema.conform(entity, frame)
         for entity, frame in parsed.tables.items()
         if frame.height
     }
     return parsed
+
+
+def _conforms(entity: str, frame: pl.DataFrame) -> bool:
+    return list(frame.schema.items()) == list(schema.TABLE_COLUMNS[entity].items())
+
+
+def _clean(files: Sequence[ParsedFile]) -> bool:
+    """Whether no record of these files holds a value to contain, checked once over each
+    entity's rows of all of them (a unit of many small files paid a check per file and
+    entity). False when their frames differ in shape: each file is then checked alone."""
+    if len(files) < 2:
+        return False
+    for entity in schema.ENTITIES:
+        frames = [p.tables[entity] for p in files if entity in p.tables and p.tables[entity].height]
+        if not frames:
+            continue
+        if any(f.schema != frames[0].schema for f in frames[1:]):
+            return False
+        if not contain_is_clean(pl.concat(frames, rechunk=False)):
+            return False
+    return True
 
 
 def parse_pool(workers: int) -> ProcessPoolExecutor:
