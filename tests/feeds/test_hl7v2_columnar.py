@@ -69,11 +69,33 @@ EDGES: list[tuple[str, list[str]]] = [
     ("unicode spaces", [PID, "OBX|1|NM|1-1^X^LN||\u00a05\u00a0|mg|||||\u2003F"]),
     ("flag repetitions", [PID, "OBX|1|NM|1-1^X^LN||5|mg||H~A^x|||F"]),
     ("NTE and ORC segments", ["ORC|RE|1", PID, "NTE|1||a \\T\\ b", OBR, OBX, "NTE|2||x"]),
+    *(
+        (f"observation time {t!r}", [PID, OBX[:-14] + t])
+        for t in (
+            "2026",
+            "202611231530",
+            "20260230",
+            "20261123153060",
+            "00001123",
+            "00010101",
+            "99991231235959",
+            "20261123153000+1900",
+            "20261123153000+0060",
+            "20261123153000-1800",
+            "\u0662\u0660\u0662\u0666\u0661\u0661\u0662\u0663",
+            "20261123153000.12345678",
+            "20261123153000.5-0330",
+            "2026112315300",
+            "x",
+        )
+    ),
     (
         "ORU without trigger",
         [PID, OBX],
     ),
     ("empty facility and time", [PID, OBX]),
+    ("issued time with spaces and offset", [PID, OBX]),
+    ("unreadable issued time", [PID, OBX]),
 ]
 # whole files the walker reads (columnar.columnar_file): text only Python splits or trims
 WALKED_FILES: list[tuple[str, list[str]]] = [
@@ -83,6 +105,10 @@ WALKED_FILES: list[tuple[str, list[str]]] = [
 HEADERS = {  # messages whose header is the edge
     "ORU without trigger": "MSH|^~\\&|LAB||TS|HOSP|||ORU|{id}|P|2.5.1",
     "empty facility and time": "MSH|^~\\&|||TS|HOSP|||ORU^R01|{id}|P|2.5.1",
+    "issued time with spaces and offset": (
+        "MSH|^~\\&|LAB|HOSP|TS|HOSP| 20261123203000-0500 ||ORU^R01|{id}|P|2.5.1"
+    ),
+    "unreadable issued time": "MSH|^~\\&|LAB|HOSP|TS|HOSP|2026-11-23||ORU^R01|{id}|P|2.5.1",
 }
 OTHER_MESSAGES = [
     "MSH|^~\\&|ADT|HOSP|TS|HOSP|20261123||ADT^A01|A1|P|2.5\rPID|1||MRN1^^^H^MR",

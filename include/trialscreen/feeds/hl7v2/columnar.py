@@ -35,6 +35,7 @@ from trialscreen.feeds.hl7v2.oru import _MessageParser
 from trialscreen.feeds.hl7v2.rows import conformed
 from trialscreen.feeds.hl7v2.syntax import BATCH_SEGMENTS, _is_msh
 from trialscreen.feeds.hl7v2.values import parse_date, parse_reference_range, parse_ts_sent
+from trialscreen.feeds.timestamps import representable_expr
 
 STANDARD_MSH = "MSH|^~\\&|"
 # Python's str.strip() trims these, polars' strip_chars() does not: a file with one is walked
@@ -197,7 +198,7 @@ def _messages_frame(frame: pl.DataFrame, walker: _MessageParser, size_limit: int
         control_id=field(9, null_on_oob=True).fill_null(""),
     ).drop("fields")
     kind = _lookup(msh["msh9"], lambda v: (walker._message_type(v) or "",), {"kind": pl.String})
-    issued = _lookup(msh["issued_raw"], _timestamp, _TIMESTAMP)
+    issued = _timestamps(msh["issued_raw"])
     msh = pl.concat([msh, kind, issued.rename(_ISSUED)], how="horizontal")
     return per_message.join(msh, on="msg", how="inner").select(
         "msg",
@@ -234,7 +235,7 @@ def _patients(frame: pl.DataFrame, messages: pl.DataFrame, walker: _MessageParse
     mrn = _lookup(pid["pid3"], lambda v: (walker._mrn(v),), {"mrn": pl.String})
     name = _lookup(pid["pid5"], walker._name, {"family_name": pl.String, "given_name": pl.String})
     birth = _lookup(pid["birth_raw"], lambda v: (parse_date(v),), {"birth_date": pl.Date})
-    deceased = _lookup(pid["deceased_raw"], _timestamp, _TIMESTAMP).rename(_DECEASED)
+    deceased = _timestamps(pid["deceased_raw"]).rename(_DECEASED)
     pid = pl.concat([pid, mrn, name, birth, deceased], how="horizontal")
     return pid.join(messages, on="msg", how="inner", maintain_order="left").with_columns(
         ok=pl.col("mrn").is_not_null()
@@ -311,7 +312,7 @@ def _observations(
     value = _lookup(obx["value_type"] + "|" + obx["obx5"], _value(walker), _VALUE)
     unit = _lookup(obx["obx6"], _unit(walker), _UNIT)
     ranges = _lookup(obx["ref"], _reference_range, _RANGE)
-    effective = _lookup(obx["time_raw"], _timestamp, _TIMESTAMP).rename(_EFFECTIVE)
+    effective = _timestamps(obx["time_raw"]).rename(_EFFECTIVE)
     method = _lookup(obx["obx17"], walker._coded_element, _coded("method"))
     site = _lookup(obx["obx20"], walker._coded_element, _coded("body_site"))
     obx = pl.concat([obx, code, value, unit, ranges, effective, method, site], how="horizontal")
@@ -434,6 +435,59 @@ def _coded(prefix: str) -> dict[str, pl.DataType]:
 def _timestamp(raw: str) -> tuple[Any, Any]:
     sent = parse_ts_sent(raw) if raw else None
     return sent if sent is not None else (None, None)
+
+
+# values.parse_ts_sent's pattern with ASCII digits only: anything else is decided by it
+_TS_ASCII = (
+    r"^([0-9]{4})([0-9]{2})?([0-9]{2})?([0-9]{2})?([0-9]{2})?([0-9]{2})?"
+    r"(?:\.([0-9]{1,6})[0-9]*)?(?:([+-])([0-9]{2})([0-9]{2}))?$"
+)
+
+
+def _timestamps(keys: pl.Series) -> pl.DataFrame:
+    """``_timestamp`` of each key as ``at`` and ``offset_min``: the common TS read by polars
+    (calendar checked by ``strptime``, the same representable rule); a key it cannot read
+    (empty, invalid, year 0, digits other than ASCII) is decided by ``parse_ts_sent``, once
+    per distinct key."""
+    keys = keys.fill_null("")
+    distinct = keys.unique()
+    g = distinct.str.strip_chars().str.extract_groups(_TS_ASCII).struct.unnest()
+    part = [g.get_column(str(k)) for k in range(1, 11)]
+    stamp = pl.concat_str(
+        part[0],
+        *(
+            p.fill_null(default)
+            for p, default in zip(part[1:6], ("01", "01", "00", "00", "00"), strict=True)
+        ),
+    )
+    fraction = part[6].str.pad_end(6, "0").cast(pl.Int64).fill_null(0).cast(pl.Duration("us"))
+    wall = stamp.str.strptime(pl.Datetime("us"), "%Y%m%d%H%M%S", strict=False) + fraction
+    sign = pl.when(part[7] == "-").then(-1).otherwise(1)
+    minutes = part[9].cast(pl.Int32)
+    offset = (
+        pl.when(part[7].is_not_null()).then(sign * (part[8].cast(pl.Int32) * 60 + minutes))
+    ).cast(pl.Int32)
+    table = pl.DataFrame({"key": distinct}).with_columns(
+        at=wall,
+        offset_min=offset,
+        read=wall.is_not_null()
+        & (part[0] != "0000")  # Python's datetime has no year 0, nor a leap second (chrono has)
+        & (part[5].is_null() | (part[5] < "60"))
+        & (part[7].is_null() | (minutes < 60))
+        & representable_expr(wall, offset).fill_null(False),
+    )
+    unread = table.filter(~pl.col("read")).get_column("key")
+    if unread.len():
+        decided = _lookup(unread, _timestamp, _TIMESTAMP).with_columns(key=unread)
+        table = pl.concat([table.filter(pl.col("read")).drop("read"), decided], how="diagonal")
+    else:
+        table = table.drop("read")
+    return (
+        keys.rename("key")
+        .to_frame()
+        .join(table.select("key", "at", "offset_min"), on="key", how="left", maintain_order="left")
+        .drop("key")
+    )
 
 
 def _reference_range(ref: str) -> tuple[float | None, float | None]:
