@@ -190,8 +190,11 @@ def empty_frame(entity: str) -> pl.DataFrame:
 
 
 def conform(entity: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """Select and cast a parser's frame to the raw contract (missing columns become null)."""
+    """Select and cast a parser's frame to the raw contract (missing columns become null);
+    a frame already in the contract (names, order and types) is returned as it is."""
     schema = TABLE_COLUMNS[entity]
+    if list(frame.schema.items()) == list(schema.items()):
+        return frame
     missing = [
         pl.lit(None, dtype=dt).alias(c) for c, dt in schema.items() if c not in frame.columns
     ]

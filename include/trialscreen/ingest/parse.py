@@ -324,19 +324,15 @@ def _parse_part(feed: str, part: Part, root: Path) -> ParsedFile:
 def _ready(parsed: ParsedFile, clean: bool = False) -> ParsedFile:
     """Values no engine can keep contained (unless ``clean``: the unit's rows were checked
     together), tables conformed to the raw contract (done by the worker, so the writer only
-    concatenates; a frame already in the contract is kept as it is)."""
+    concatenates; ``schema.conform`` keeps a frame already in the contract as it is)."""
     if not clean:
         parsed = contain_values(parsed)
     parsed.tables = {
-        entity: frame if _conforms(entity, frame) else schema.conform(entity, frame)
+        entity: schema.conform(entity, frame)
         for entity, frame in parsed.tables.items()
         if frame.height
     }
     return parsed
-
-
-def _conforms(entity: str, frame: pl.DataFrame) -> bool:
-    return list(frame.schema.items()) == list(schema.TABLE_COLUMNS[entity].items())
 
 
 def _clean(files: Sequence[ParsedFile]) -> bool:

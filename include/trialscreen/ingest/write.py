@@ -145,9 +145,6 @@ def _insert_new_codings(
 def _concat_conformed(entity: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
     """The batch's frames of one entity as one frame of the raw contract (the parse step
     conformed each already; a frame that differs is conformed here)."""
-    wanted = schema.TABLE_COLUMNS[entity]
-    if all(list(f.schema.items()) == list(wanted.items()) for f in frames):
-        return pl.concat(frames, how="vertical")
     return pl.concat([schema.conform(entity, f) for f in frames], how="vertical")
 
 
