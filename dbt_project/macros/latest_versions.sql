@@ -28,8 +28,13 @@
         ) as unioned
         where patient_mrn is not null
         {%- if is_incremental_night() %}
-            and exists (
-                select 1
+            -- a non-correlated key list: a correlated `exists` had DuckDB materialize every
+            -- column of every staging row before the semi-join (docs/benchmarks.md,
+            -- "Session 19")
+            and (unioned.evidence_source, coalesce(unioned.record_id, '')) in (
+                select
+                    touched.evidence_source,
+                    coalesce(touched.record_id, '')
                 from (
                     select evidence_source, record_id, patient_mrn from {{ ref('stg_fhir__' ~ entity) }}
                     union all
@@ -37,8 +42,7 @@
                     union all
                     select evidence_source, record_id, patient_mrn from {{ ref('stg_csv__' ~ entity) }}
                 ) as touched
-                where touched.evidence_source = unioned.evidence_source
-                    and coalesce(touched.record_id, '') = coalesce(unioned.record_id, '')
+                where touched.patient_mrn is not null
                     {{ changed_patients_filter('touched') }}
             )
         {%- endif %}

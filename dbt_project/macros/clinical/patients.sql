@@ -10,19 +10,27 @@
 {%- endmacro %}
 
 {# The MRN a record counts for (docs/decisions.md "Patient merges and test patients"): the
-   final surviving MRN when `mrn` was retired by a merge, else `mrn` itself. Applied to every
-   staging model's patient_mrn (stg_lineage_columns), so each record of a retired MRN counts
-   for the surviving patient everywhere downstream. A scalar lookup in int_patient_merges
-   (one row per retired MRN). #}
+   final surviving MRN when the record's MRN was retired by a merge, else that MRN itself.
+   Applied to every staging model's patient_mrn (stg_lineage_columns), so each record of a
+   retired MRN counts for the surviving patient everywhere downstream. The staging model joins
+   int_patient_merges (one row per retired MRN) with join_surviving_mrn(mrn) and
+   stg_lineage_columns reads `coalesce(patient_merges.surviving_mrn, mrn)`. A join, not a
+   scalar subquery in the select list: DuckDB decorrelates that into a join whose outer side
+   (every column of every raw row) it first materializes, about a third of an incremental
+   night's int_observations at a million patients (docs/benchmarks.md, "Session 19"). #}
+{% macro join_surviving_mrn(mrn) -%}
+    left join (
+        select
+            retired_mrn,
+            max(surviving_mrn) as surviving_mrn
+        from {{ ref('int_patient_merges') }}
+        group by retired_mrn
+    ) as patient_merges
+        on {{ mrn }} = patient_merges.retired_mrn
+{%- endmacro %}
+
 {% macro surviving_mrn(mrn) -%}
-    coalesce(
-        (
-            select max(patient_merges.surviving_mrn)
-            from {{ ref('int_patient_merges') }} as patient_merges
-            where patient_merges.retired_mrn = {{ mrn }}
-        ),
-        {{ mrn }}
-    )
+    coalesce(patient_merges.surviving_mrn, {{ mrn }})
 {%- endmacro %}
 
 {% macro stg_patient_merge_columns(feed) -%}

@@ -1,4 +1,5 @@
 -- stg_csv__medications: raw.csv_medications, one row per landed record, renamed, cast and cleaned.
+{%- set patient_mrn = "coalesce(" ~ clean_text('source.mrn') ~ ", " ~ clean_text('source.patient_ref') ~ ")" %}
 
 with
 
@@ -17,10 +18,11 @@ systems as (
 renamed as (
 
     select
-        {{ stg_medication_columns(feed='csv', patient_mrn="coalesce(" ~ clean_text('source.mrn') ~ ", " ~ clean_text('source.patient_ref') ~ ")") }}
+        {{ stg_medication_columns(feed='csv', patient_mrn=patient_mrn) }}
     from source
     left join systems
         on {{ clean_lower('source.code_system') }} = systems.system_alias
+    {{ join_surviving_mrn(patient_mrn) }}
 
 )
 

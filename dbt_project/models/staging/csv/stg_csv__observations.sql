@@ -1,5 +1,6 @@
 -- stg_csv__observations: raw.csv_observations, one row per landed record, renamed, cast and cleaned.
 -- The CSV contract allows an empty status: a CSV result without status is final.
+{%- set patient_mrn = "coalesce(" ~ clean_text('source.mrn') ~ ", " ~ clean_text('source.patient_ref') ~ ")" %}
 
 with
 
@@ -18,10 +19,11 @@ systems as (
 renamed as (
 
     select
-        {{ stg_observation_columns(feed='csv', patient_mrn="coalesce(" ~ clean_text('source.mrn') ~ ", " ~ clean_text('source.patient_ref') ~ ")", status_default="'final'") }}
+        {{ stg_observation_columns(feed='csv', patient_mrn=patient_mrn, status_default="'final'") }}
     from source
     left join systems
         on {{ clean_lower('source.value_code_system') }} = systems.system_alias
+    {{ join_surviving_mrn(patient_mrn) }}
 
 )
 

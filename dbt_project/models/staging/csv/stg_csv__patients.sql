@@ -1,4 +1,5 @@
 -- stg_csv__patients: raw.csv_patients, one row per landed record, renamed, cast and cleaned.
+{%- set patient_mrn = "coalesce(" ~ clean_text('source.mrn') ~ ", " ~ clean_text('source.patient_ref') ~ ")" %}
 
 with
 
@@ -11,8 +12,9 @@ source as (
 renamed as (
 
     select
-        {{ stg_patient_columns(feed='csv', patient_mrn="coalesce(" ~ clean_text('source.mrn') ~ ", " ~ clean_text('source.patient_ref') ~ ")") }}
+        {{ stg_patient_columns(feed='csv', patient_mrn=patient_mrn) }}
     from source
+    {{ join_surviving_mrn(patient_mrn) }}
 
 )
 

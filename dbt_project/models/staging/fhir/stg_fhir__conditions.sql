@@ -1,5 +1,6 @@
 -- stg_fhir__conditions: raw.fhir_conditions, one row per landed record, renamed, cast and cleaned.
 -- The FHIR subject (patient_ref = Patient.id) resolves to the MRN through stg_fhir__patients.
+{%- set patient_mrn = "coalesce(" ~ clean_text('source.mrn') ~ ", patients.patient_mrn)" %}
 
 with
 
@@ -24,12 +25,13 @@ patients as (
 renamed as (
 
     select
-        {{ stg_condition_columns(feed='fhir', patient_mrn="coalesce(" ~ clean_text('source.mrn') ~ ", patients.patient_mrn)") }}
+        {{ stg_condition_columns(feed='fhir', patient_mrn=patient_mrn) }}
     from source
     left join patients
         on {{ clean_text('source.patient_ref') }} = patients.patient_ref
     left join systems
         on {{ clean_lower('source.code_system') }} = systems.system_alias
+    {{ join_surviving_mrn(patient_mrn) }}
 
 )
 
