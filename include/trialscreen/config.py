@@ -173,8 +173,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("warehouse", "duckdb_memory", "TRIALSCREEN_DUCKDB_MEMORY", "string", "4GB",
       "DuckDB: the memory the nightly build, publish and reports may use (DuckDB spills to "
       "disk beyond it; it bounds DuckDB's buffers, not Python's)", _check_size),
-    S("warehouse", "dbt_threads", "TRIALSCREEN_DBT_THREADS", "integer", "4",
-      "dbt threads on the duckdb target: models and tests run side by side",
+    S("warehouse", "dbt_threads", "TRIALSCREEN_DBT_THREADS", "integer", "1",
+      "dbt threads on the duckdb target: models and tests run side by side when above 1",
       _check_positive),
     S("warehouse", "publish_lock_timeout", "TRIALSCREEN_PUBLISH_LOCK_TIMEOUT", "string", "60s",
       "PostgreSQL: how long publish waits for a table lock", _check_duration),
