@@ -185,15 +185,26 @@ def raw_table(feed: str, entity: str) -> str:
     return f"{feed}_{entity}"
 
 
+# Empty frames are cloned from templates: building one from a schema costs ~0.5 ms, which a
+# parser paid several times for each of 57,000 bundles of a 1M drop; a clone costs ~2 us.
+_EMPTY: dict[str, pl.DataFrame] = {}
+# each entity's column names and types, in order, for the cheap "already conformed" test
+_NAMES = {entity: list(columns) for entity, columns in TABLE_COLUMNS.items()}
+_DTYPES = {entity: list(columns.values()) for entity, columns in TABLE_COLUMNS.items()}
+
+
 def empty_frame(entity: str) -> pl.DataFrame:
-    return pl.DataFrame(schema=TABLE_COLUMNS[entity])
+    template = _EMPTY.get(entity)
+    if template is None:
+        template = _EMPTY[entity] = pl.DataFrame(schema=TABLE_COLUMNS[entity])
+    return template.clone()
 
 
 def conform(entity: str, frame: pl.DataFrame) -> pl.DataFrame:
     """Select and cast a parser's frame to the raw contract (missing columns become null);
     a frame already in the contract (names, order and types) is returned as it is."""
     schema = TABLE_COLUMNS[entity]
-    if list(frame.schema.items()) == list(schema.items()):
+    if frame.columns == _NAMES[entity] and frame.dtypes == _DTYPES[entity]:
         return frame
     missing = [
         pl.lit(None, dtype=dt).alias(c) for c, dt in schema.items() if c not in frame.columns
@@ -203,7 +214,12 @@ def conform(entity: str, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select([pl.col(c).cast(dt, strict=False) for c, dt in schema.items()])
 
 
+_EMPTY_QUARANTINE = pl.DataFrame(schema=QUARANTINE_COLUMNS)
+
+
 def quarantine_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
+    if not rows:
+        return _EMPTY_QUARANTINE.clone()
     return pl.DataFrame(rows, schema=QUARANTINE_COLUMNS)
 
 

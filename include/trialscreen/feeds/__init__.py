@@ -24,9 +24,7 @@ class ParsedFile:
     feed: str
     source_file: str
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
-    quarantined: pl.DataFrame = field(
-        default_factory=lambda: pl.DataFrame(schema=schema.QUARANTINE_COLUMNS)
-    )
+    quarantined: pl.DataFrame = field(default_factory=lambda: schema.quarantine_frame([]))
     records_in: int = 0
     ignored: dict[str, int] = field(default_factory=dict)
     # every coding of the conditions and medications in ``tables`` (``schema.CODING_COLUMNS``):

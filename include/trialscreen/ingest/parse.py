@@ -54,8 +54,8 @@ WORKERS_ENV = "TRIALSCREEN_INGEST_WORKERS"
 # Worker processes start in about a second each (a fresh interpreter importing polars): a
 # feed with fewer new bytes than this is parsed in the ingest process.
 PARALLEL_MIN_BYTES = 64 << 20
-UNIT_BYTES = 4 << 20  # bytes of (estimated decompressed) input per unit of work
-UNIT_FILES = 200  # files per unit (bundles are decoded together up to this many)
+UNIT_BYTES = 16 << 20  # bytes of (estimated decompressed) input per unit of work
+UNIT_FILES = 1000  # files per unit (bundles are decoded together up to this many)
 PART_BYTES = 16 << 20  # an NDJSON or CSV file larger (decompressed) is parsed in parts
 GZIP_EXPANSION = 12  # estimate of a feed gzip's expansion, to size units
 UNITS_AHEAD = 64  # units cut ahead of the parsing (descriptions only: no bytes)
@@ -338,16 +338,20 @@ def _ready(parsed: ParsedFile, clean: bool = False) -> ParsedFile:
 def _clean(files: Sequence[ParsedFile]) -> bool:
     """Whether no record of these files holds a value to contain, checked once over each
     entity's rows of all of them (a unit of many small files paid a check per file and
-    entity). False when their frames differ in shape: each file is then checked alone."""
+    entity). False when their frames differ in shape (``pl.concat`` refuses them; comparing
+    each frame's schema in Python cost more than the check): each file is then checked
+    alone."""
     if len(files) < 2:
         return False
     for entity in schema.ENTITIES:
         frames = [p.tables[entity] for p in files if entity in p.tables and p.tables[entity].height]
         if not frames:
             continue
-        if any(f.schema != frames[0].schema for f in frames[1:]):
+        try:
+            rows = pl.concat(frames, rechunk=False)
+        except (pl.exceptions.SchemaError, pl.exceptions.ShapeError):
             return False
-        if not contain_is_clean(pl.concat(frames, rechunk=False)):
+        if not contain_is_clean(rows):
             return False
     return True
 

@@ -144,8 +144,12 @@ def _insert_new_codings(
 
 def _concat_conformed(entity: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
     """The batch's frames of one entity as one frame of the raw contract (the parse step
-    conformed each already; a frame that differs is conformed here)."""
-    return pl.concat([schema.conform(entity, f) for f in frames], how="vertical")
+    conformed each already: they concatenate as they are, checked once; frames that differ
+    are conformed one by one)."""
+    try:
+        return schema.conform(entity, pl.concat(frames, how="vertical"))
+    except (pl.exceptions.SchemaError, pl.exceptions.ShapeError):
+        return pl.concat([schema.conform(entity, f) for f in frames], how="vertical")
 
 
 def _latest_effective(frame: pl.DataFrame) -> datetime | None:

@@ -39,6 +39,7 @@ from trialscreen.feeds.fhir.batch import (
     _nothing_was_json,
     _Reroute,
     _Slot,
+    in_file_order,
 )
 from trialscreen.feeds.fhir.decode import DTYPES
 from trialscreen.feeds.fhir.read import (
@@ -83,7 +84,7 @@ __all__ = [
 # parse_fhir_files: bundle/JSON files are collected until this many records or files, then
 # decoded together and split back per file (bounds memory; results stream per batch).
 BATCH_RECORDS = 20_000
-BATCH_FILES = 200
+BATCH_FILES = 1000
 
 
 # ---------------------------------------------------------------------------------------
@@ -224,7 +225,7 @@ def _finish(result: ParsedFile, acc: _Accumulator) -> ParsedFile:
     for entity, frames in acc.out.items():
         if frames:
             result.tables[entity] = pl.concat(frames, rechunk=False)
-    result.quarantined = _quarantine(acc.quarantine)
+    result.quarantined = _quarantine(in_file_order(acc.quarantine))
     result.ignored = dict(acc.ignored)
     result.records_in = result.rows_out + result.quarantined.height
     result.codings = acc.coding_frame()

@@ -7,6 +7,7 @@ files' groups together and slices each file's rows back out (``parse_fhir_files`
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,22 @@ from trialscreen.feeds.fhir.resources import (
 # at 32 MB/s, 10,000-line batches at 128 MB/s, 2,000-line batches at 186 MB/s (large
 # allocations are what costs; small batches reuse memory).
 CHUNK_RECORDS = 2000
+# The decoded chunks of a group are mapped together, in one query per this many records: the
+# mapping query costs a fixed ~25 ms to plan and start whatever its size, so 2,000-record
+# chunks spent most of a part's time there (80,000 Observations of the 1M population: 1.7 s
+# mapped 2,000 at a time, 0.45 s 20,000 at a time; docs/decisions.md "FHIR: decode small,
+# map large"). A part (``ingest.parse.PART_BYTES``) or a batch of bundles bounds it too.
+MAP_RECORDS = 32_000
+
+
+def in_file_order(quarantine: list[dict[str, object]]) -> list[dict[str, object]]:
+    """A file's record rejects by position: the same order however its records were chunked,
+    mapped or batched with other files'."""
+    return sorted(quarantine, key=lambda row: _position_key(row["source_position"]))
+
+
+def _position_key(position: object) -> tuple[bool, int]:
+    return (position is not None, position if isinstance(position, int) else 0)
 
 
 def _nothing_was_json(acc: _Accumulator) -> bool:
@@ -47,6 +64,29 @@ def _nothing_was_json(acc: _Accumulator) -> bool:
         and bool(acc.quarantine)
         and all(q["error"] == "line is not valid JSON" for q in acc.quarantine)
     )
+
+
+class _Decoded:
+    """A group's decoded chunks, mapped together once ``MAP_RECORDS`` have gathered."""
+
+    def __init__(self, map_frame: Callable[[str, pl.DataFrame], None], rtype: str | None):
+        self.map_frame = map_frame
+        self.rtype = rtype
+        self.frames: list[pl.DataFrame] = []
+        self.rows = 0
+
+    def add(self, frame: pl.DataFrame | None) -> None:
+        if frame is None:
+            return
+        self.frames.append(frame)
+        self.rows += frame.height
+        if self.rows >= MAP_RECORDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.frames and self.rtype is not None:
+            self.map_frame(self.rtype, pl.concat(self.frames, rechunk=False))
+        self.frames, self.rows = [], 0
 
 
 @dataclass
@@ -77,7 +117,7 @@ class _Accumulator:
         return pl.concat(frames) if frames else schema.empty_frame(schema.CODINGS)
 
     def reject(
-        self, position: int | None, error: str, payload: str, rec: int | None = None, stage: int = 0
+        self, position: int | None, error: str, payload: str, rec: int | None = None
     ) -> None:
         self.quarantine.append(
             {
@@ -91,9 +131,11 @@ class _Accumulator:
         )
 
     def run(self) -> None:
-        """Decode each group in chunks; lines of another type are re-routed to its group."""
+        """Decode each group in chunks (lines of another type are re-routed to its group),
+        then map its decoded records ``MAP_RECORDS`` at a time."""
         while self.groups:
             rtype, records = self.groups.popitem()
+            decoded = _Decoded(self._map, rtype)
             for start in range(0, len(records), CHUNK_RECORDS):
                 chunk = records[start : start + CHUNK_RECORDS]
                 raw = pl.DataFrame(
@@ -104,19 +146,19 @@ class _Accumulator:
                     },
                     schema=_LINEAGE_RAW,
                 )
-                self._route(rtype, _decode_group(raw, rtype, self))
+                decoded.add(self._route(rtype, _decode_group(raw, rtype, self)))
+            decoded.flush()
 
-    def _route(self, rtype: str | None, frame: pl.DataFrame) -> None:
+    def _route(self, rtype: str | None, frame: pl.DataFrame) -> pl.DataFrame | None:
+        """The records of ``rtype`` (None: none); the others are re-routed."""
         found = frame.get_column("resourceType")
         if rtype is not None and (found == rtype).all():  # the usual case: no split needed
-            self._map(rtype, frame)
-            return
+            return frame
         mine = frame.filter(found == rtype) if rtype else frame.clear()
         others = frame.filter(found.is_null() | (found != rtype)) if rtype else frame
         for row in others.select("resourceType", "line", "source_position", "record_hash").rows():
             self.reroute(*row)
-        if mine.height and rtype is not None:
-            self._map(rtype, mine)
+        return mine if mine.height and rtype is not None else None
 
     def reroute(self, rtype: str | None, line: str, pos: int, digest: str) -> None:
         if not rtype:
@@ -180,8 +222,8 @@ class _BatchRun:
     Every record gets a batch number ``_rec`` in one-file order (file, then the order its
     groups run in ``_Accumulator.run`` — last-in first-out — then position in the group), so
     sorting output rows by ``_rec`` and slicing by ``_file`` gives each file exactly the
-    rows, in the order, that ``parse_fhir_file`` produces. Rejects get a sort key with the
-    same one-file order: (group run order, 2000-record chunk, stage, ``_rec``).
+    rows, in the order, that ``parse_fhir_file`` produces. A file's rejects are put in
+    position order, as ``parse_fhir_file`` puts them (``in_file_order``).
     """
 
     def __init__(self, slots: list[_Slot]) -> None:
@@ -189,8 +231,7 @@ class _BatchRun:
         self.sources = [slot.result.source_file for slot in slots]
         self.groups: dict[str, list[tuple[str, int, str, int]]] = {}
         self.rec_file: list[int] = []
-        self.rec_order: list[tuple[int, int]] = []  # per record: (group run order, chunk)
-        self.rejects: list[list[tuple[tuple[int, ...], dict[str, object]]]] = [[] for _ in slots]
+        self.rejects: list[list[dict[str, object]]] = [[] for _ in slots]
         self.out: dict[str, list[pl.DataFrame]] = {e: [] for e in schema.ENTITIES}
         self.codings: list[pl.DataFrame] = []
         keys: list[str] = []
@@ -201,24 +242,22 @@ class _BatchRun:
             for url, target in slot.acc.refs.items():
                 keys.append(f"{fi}\x00{url}")
                 targets.append(target)
-            for rank, (rtype, records) in enumerate(reversed(slot.acc.groups.items())):
+            for rtype, records in reversed(slot.acc.groups.items()):
                 if rtype is None:  # not produced for bundles; kept for completeness
                     raise _Reroute
                 bucket = self.groups.setdefault(rtype, [])
-                for i, (line, pos, digest) in enumerate(records):
+                for line, pos, digest in records:
                     rec = len(self.rec_file)
                     self.rec_file.append(fi)
-                    self.rec_order.append((rank, i // CHUNK_RECORDS))
                     bucket.append((line, pos, digest, rec))
             slot.acc.groups = {}
         self.resolve = _batch_resolver(pl.Series(keys, dtype=_S), pl.Series(targets, dtype=_S))
 
     def reject(
-        self, position: int | None, error: str, payload: str, rec: int | None = None, stage: int = 0
+        self, position: int | None, error: str, payload: str, rec: int | None = None
     ) -> None:
         assert rec is not None
         fi = self.rec_file[rec]
-        rank, chunk = self.rec_order[rec]
         row: dict[str, object] = {
             "feed": FEED,
             "scope": "record",
@@ -227,13 +266,14 @@ class _BatchRun:
             "error": error,
             "raw_payload": payload,
         }
-        self.rejects[fi].append(((rank, chunk, stage, rec), row))
+        self.rejects[fi].append(row)
 
     def reroute(self, rtype: str | None, line: str, pos: int, digest: str) -> None:
         raise _Reroute
 
     def run(self) -> None:
         for rtype, records in self.groups.items():
+            decoded = _Decoded(self._map, rtype)
             for start in range(0, len(records), CHUNK_RECORDS):
                 chunk = records[start : start + CHUNK_RECORDS]
                 files = [self.rec_file[r[3]] for r in chunk]
@@ -251,7 +291,8 @@ class _BatchRun:
                 frame = _decode_group(raw, rtype, self)
                 if not (frame.get_column("resourceType") == rtype).all():
                     raise _Reroute
-                self._map(rtype, frame)
+                decoded.add(frame)
+            decoded.flush()
         self.groups = {}
         self._finish()
 
@@ -271,7 +312,7 @@ class _BatchRun:
             for pos, error, line, rec in bad.select(
                 "source_position", "_error", "line", "_rec"
             ).rows():
-                self.reject(pos, error, line, rec, stage=2)
+                self.reject(pos, error, line, rec)
             mapped = mapped.filter(pl.col("_error").is_null())
         if mapped.height:
             out = schema.conform(entity, mapped)
@@ -309,7 +350,7 @@ class _BatchRun:
             if mine is not None:
                 acc.codings.append(mine)
             result.codings = acc.coding_frame()
-            acc.quarantine += [row for _, row in sorted(self.rejects[fi], key=lambda kv: kv[0])]
+            acc.quarantine = in_file_order(acc.quarantine + self.rejects[fi])
             if (
                 not result.rows_out
                 and not acc.ignored

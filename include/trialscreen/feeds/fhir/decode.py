@@ -104,7 +104,7 @@ class _Sink(Protocol):
     """Where decoding sends rejected and re-routed records: one file, or a batch of files."""
 
     def reject(
-        self, position: int | None, error: str, payload: str, rec: int | None = None, stage: int = 0
+        self, position: int | None, error: str, payload: str, rec: int | None = None
     ) -> None: ...
 
     def reroute(self, rtype: str | None, line: str, pos: int, digest: str) -> None: ...
@@ -135,7 +135,7 @@ def _decode_group(raw: pl.DataFrame, rtype: str | None, acc: _Sink) -> pl.DataFr
     for pos, line, rec in zip(
         bad.get_column("source_position"), bad.get_column("line"), _recs(bad), strict=True
     ):
-        acc.reject(pos, "line is not a JSON object", line, rec, stage=1)
+        acc.reject(pos, "line is not a JSON object", line, rec)
     return frame.filter(~not_object)
 
 

@@ -27,24 +27,14 @@ PAYLOAD_LIMIT = 64 * 1024
 _NDJSON_NAME = re.compile(r"^([A-Z][A-Za-z]+)(?:\.\d+)?\.ndjson(?:\.gz)?$")
 
 
-# Empty frames are cloned from templates: building one from a schema costs ~0.1 ms, which
-# adds up over five frames for each of thousands of small files.
-_EMPTY = {e: schema.empty_frame(e) for e in schema.ENTITIES}
-_EMPTY_QUARANTINE = schema.quarantine_frame([])
-
-
 def _new_result(path: Path, root: Path) -> ParsedFile:
-    result = ParsedFile(
-        feed=FEED,
-        source_file=path.relative_to(root).as_posix(),
-        quarantined=_EMPTY_QUARANTINE.clone(),
-    )
-    result.tables = {e: frame.clone() for e, frame in _EMPTY.items()}  # always all four
+    result = ParsedFile(feed=FEED, source_file=path.relative_to(root).as_posix())
+    result.tables = {e: schema.empty_frame(e) for e in schema.ENTITIES}  # always all four
     return result
 
 
 def _quarantine(rows: list[dict[str, object]]) -> pl.DataFrame:
-    return schema.quarantine_frame(rows) if rows else _EMPTY_QUARANTINE.clone()
+    return schema.quarantine_frame(rows)
 
 
 # ---------------------------------------------------------------------------------------
@@ -143,8 +133,9 @@ def _collect_json(data: bytes, acc: _Accumulator) -> None:
         raise _FileError("file is not valid JSON", data) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
         raise _FileError("file is not a FHIR resource or Bundle (no resourceType)", data)
+    limit = limits.current().max_record_bytes  # read once: a bundle holds thousands
     if doc["resourceType"] != "Bundle":
-        _collect_resource(doc, 1, None, acc)
+        _collect_resource(doc, 1, None, acc, limit)
         return
     entries = doc.get("entry") or []
     if not isinstance(entries, list):
@@ -155,10 +146,14 @@ def _collect_json(data: bytes, acc: _Accumulator) -> None:
             acc.ignored["Bundle.entry without resource"] += 1
             continue
         full_url = entry.get("fullUrl")
-        _collect_resource(resource, pos, full_url if isinstance(full_url, str) else None, acc)
+        url = full_url if isinstance(full_url, str) else None
+        _collect_resource(resource, pos, url, acc, limit)
 
 
-def _collect_resource(res: object, pos: int, full_url: str | None, acc: _Accumulator) -> None:
+def _collect_resource(
+    res: object, pos: int, full_url: str | None, acc: _Accumulator, limit: int
+) -> None:
+    """One resource into its type group (``limit``: the record limit in bytes)."""
     rtype = res.get("resourceType") if isinstance(res, dict) else None
     if not isinstance(rtype, str) or not rtype:
         acc.reject(pos, "bundle entry resource has no resourceType", _dump_any(res))
@@ -174,7 +169,6 @@ def _collect_resource(res: object, pos: int, full_url: str | None, acc: _Accumul
             acc.medication(res, pos, hashlib.sha256(text).hexdigest())
         return
     text = orjson.dumps(res, option=orjson.OPT_SORT_KEYS)
-    limit = limits.current().max_record_bytes
     if len(text) > limit:
         acc.reject(pos, limits.record_too_large("resource", len(text), limit), _payload(text))
         return
