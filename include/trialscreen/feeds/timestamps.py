@@ -83,7 +83,7 @@ SENT = pl.Struct({"wall": pl.Datetime("us"), "offset": OFFSET_TYPE})
 _TZ = r"(Z|z|[+-]\d\d(?::?\d\d)?)$"
 
 
-def _sent_series(text: pl.Series, *, csv: bool) -> pl.Series:
+def sent_series(text: pl.Series, *, csv: bool) -> pl.Series:
     """ISO 8601 text as sent -> struct {wall, offset}: see ``parse_sent``.
 
     Evaluated in stages on a frame, each step once: one polars expression tree that named
@@ -147,5 +147,5 @@ def parse_sent(text: pl.Expr, *, csv: bool) -> pl.Expr:
     cannot be represented (see the module doc) or parsed has a null wall.
     """
     return text.map_batches(
-        lambda series: _sent_series(series, csv=csv), return_dtype=SENT, is_elementwise=True
+        lambda series: sent_series(series, csv=csv), return_dtype=SENT, is_elementwise=True
     )
