@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from trialscreen.feeds import ParsedFile, fhir
+from trialscreen.feeds.fhir import batch as batch_module
 from trialscreen.feeds.fhir import parse_fhir_file, parse_fhir_files
 
 BUNDLES = "synthea-smart-r4-bundles"
@@ -196,6 +197,21 @@ def test_batched_equals_with_tiny_batches(
     paths, root = drop
     monkeypatch.setattr(fhir, "BATCH_FILES", 3)
     monkeypatch.setattr(fhir, "BATCH_RECORDS", 700)
+    assert_same(list(parse_fhir_files(paths, root)), single[0])
+
+
+def test_decode_and_map_boundaries_change_nothing(
+    drop: tuple[list[Path], Path],
+    single: tuple[list[ParsedFile], float],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records decoded a few at a time and mapped in batches that close mid-file (O_big has
+    2,596 observations and rejects found by decoding and by mapping): the same rows, in the
+    same order, and the same rejects in position order, one file at a time and batched."""
+    paths, root = drop
+    monkeypatch.setattr(batch_module, "CHUNK_RECORDS", 97)
+    monkeypatch.setattr(batch_module, "MAP_RECORDS", 500)
+    assert_same([parse_fhir_file(p, root) for p in paths], single[0])
     assert_same(list(parse_fhir_files(paths, root)), single[0])
 
 
