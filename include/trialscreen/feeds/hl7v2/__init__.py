@@ -117,7 +117,7 @@ def parse_hl7_file(path: Path, root: Path) -> ParsedFile:
 
 
 # a run of files parsed together: up to this many bytes or files (the ingest's units of work
-# are smaller: ingest.parse.UNIT_BYTES, UNIT_FILES)
+# are the same size: ingest.parse.UNIT_BYTES, UNIT_FILES)
 BATCH_BYTES = 16 << 20
 BATCH_FILES = 1000
 
