@@ -39,7 +39,7 @@ from trialscreen.feeds.fhir.batch import (
     _nothing_was_json,
     _Reroute,
     _Slot,
-    in_file_order,
+    quarantine_in_file_order,
 )
 from trialscreen.feeds.fhir.decode import DTYPES
 from trialscreen.feeds.fhir.read import (
@@ -52,7 +52,6 @@ from trialscreen.feeds.fhir.read import (
     _is_ndjson,
     _ndjson_type,
     _new_result,
-    _quarantine,
     _read_bytes,
 )
 from trialscreen.feeds.fhir.resources import MAPPERS, USED_TYPES, Mapping
@@ -225,7 +224,7 @@ def _finish(result: ParsedFile, acc: _Accumulator) -> ParsedFile:
     for entity, frames in acc.out.items():
         if frames:
             result.tables[entity] = pl.concat(frames, rechunk=False)
-    result.quarantined = _quarantine(in_file_order(acc.quarantine))
+    result.quarantined = quarantine_in_file_order(acc.quarantine)
     result.ignored = dict(acc.ignored)
     result.records_in = result.rows_out + result.quarantined.height
     result.codings = acc.coding_frame()

@@ -21,7 +21,6 @@ from trialscreen.feeds.fhir.read import (
     FEED,
     _file_quarantine,
     _FileError,
-    _quarantine,
     _read_bytes,
     medication_coding_rows,
 )
@@ -46,10 +45,11 @@ CHUNK_RECORDS = 2000
 MAP_RECORDS = 32_000
 
 
-def in_file_order(quarantine: list[dict[str, object]]) -> list[dict[str, object]]:
-    """A file's record rejects by position: the same order however its records were chunked,
-    mapped or batched with other files'."""
-    return sorted(quarantine, key=lambda row: _position_key(row["source_position"]))
+def quarantine_in_file_order(quarantine: list[dict[str, object]]) -> pl.DataFrame:
+    """A file's record rejects as its quarantine frame, by position: the same order however
+    its records were chunked, mapped or batched with other files'."""
+    rows = sorted(quarantine, key=lambda row: _position_key(row["source_position"]))
+    return schema.quarantine_frame(rows)
 
 
 def _position_key(position: object) -> tuple[bool, int]:
@@ -218,7 +218,7 @@ class _BatchRun:
     groups run in ``_Accumulator.run`` — last-in first-out — then position in the group), so
     sorting output rows by ``_rec`` and slicing by ``_file`` gives each file exactly the
     rows, in the order, that ``parse_fhir_file`` produces. A file's rejects are put in
-    position order, as ``parse_fhir_file`` puts them (``in_file_order``).
+    position order, as ``parse_fhir_file`` puts them (``quarantine_in_file_order``).
     """
 
     def __init__(self, slots: list[_Slot]) -> None:
@@ -339,7 +339,7 @@ class _BatchRun:
             if mine is not None:
                 acc.codings.append(mine)
             result.codings = acc.coding_frame()
-            acc.quarantine = in_file_order(acc.quarantine + self.rejects[fi])
+            acc.quarantine += self.rejects[fi]
             if (
                 not result.rows_out
                 and not acc.ignored
@@ -351,6 +351,6 @@ class _BatchRun:
                     result, _FileError("no line of the file is valid JSON", data)
                 )
                 continue
-            result.quarantined = _quarantine(acc.quarantine)
+            result.quarantined = quarantine_in_file_order(acc.quarantine)
             result.ignored = dict(acc.ignored)
             result.records_in = result.rows_out + result.quarantined.height

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
-import polars as pl
 
 from trialscreen import limits, schema
 from trialscreen.feeds import ParsedFile, bounded
@@ -31,10 +30,6 @@ def _new_result(path: Path, root: Path) -> ParsedFile:
     result = ParsedFile(feed=FEED, source_file=path.relative_to(root).as_posix())
     result.tables = {e: schema.empty_frame(e) for e in schema.ENTITIES}  # always all four
     return result
-
-
-def _quarantine(rows: list[dict[str, object]]) -> pl.DataFrame:
-    return schema.quarantine_frame(rows)
 
 
 # ---------------------------------------------------------------------------------------
